@@ -1,0 +1,5 @@
+import sys
+
+from qrclient.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,8 @@
+"""Process exit codes, as documented in README and ``qrclient --help``."""
+
+OK = 0
+USAGE = 2  # bad usage or input
+NETWORK = 3  # could not connect, rejected, aborted, timed out, protocol error
+FAILURE_STATUS = 4  # the peer answered with a failure status
+PARTIAL = 5  # partial results (truncated by the peer, or an incomplete retrieve)
+INTERRUPTED = 130

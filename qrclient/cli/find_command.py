@@ -1,0 +1,65 @@
+"""``qrclient find``: one C-FIND, matches written as they arrive, a summary on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from qrclient.cli import exit_codes
+from qrclient.cli.common import peer_and_settings, run_command
+from qrclient.cli.output import make_writer
+from qrclient.net import ContextRequest, QueryOptions, open_association
+from qrclient.ops.find import FindState, find
+from qrclient.ops.query import build_query, parse_level, parse_model
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_command(lambda: _prepare(args))
+
+
+def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
+    peer, settings = peer_and_settings(args)
+    query = build_query(
+        parse_level(args.level),
+        parse_model(args.model),
+        args.keys,
+        default_keys=not args.no_default_keys,
+    )
+    options = QueryOptions(args.relational, args.datetime_matching, args.fuzzy)
+    context = ContextRequest(query.sop_class, query_options=options if options.wanted else None)
+    writer = make_writer(args.format, query.return_keywords)
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(f"qrclient: {text}\n")
+
+    async def job() -> int:
+        started = time.perf_counter()
+        for warning in query.warnings:
+            say(f"warning: {warning}")
+        matches = None
+        try:
+            async with (
+                open_association(peer, [context], settings) as assoc,
+                find(assoc, query) as matches,
+            ):
+                if options.wanted:
+                    granted = assoc.query_options.get(query.sop_class, QueryOptions())
+                    say(f"extended negotiation: asked {options}, peer granted {granted}")
+                async for dataset in matches:
+                    writer.add(dataset)
+        finally:
+            writer.close()
+        outcome = matches.outcome
+        for warning in outcome.warnings[len(query.warnings) :]:
+            say(f"warning: {warning}")
+        elapsed = time.perf_counter() - started
+        status = f", status {outcome.status}" if outcome.status else ""
+        say(f"{outcome.count} matches, {outcome.state.value}{status}, {elapsed:.2f} s")
+        if outcome.state is FindState.TRUNCATED:
+            return exit_codes.PARTIAL
+        return exit_codes.OK
+
+    return job

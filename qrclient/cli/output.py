@@ -1,0 +1,127 @@
+"""Writing C-FIND matches: table, DICOM JSON (PS3.18 annex F), NDJSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Protocol, TextIO
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+# Returned by the peer on every match; not worth a column.
+_HIDDEN = {"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"}
+
+
+class MatchWriter(Protocol):
+    def add(self, dataset: Dataset) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def text_value(element: DataElement | None) -> str:
+    """An element as one line of text: lists joined with backslash, sequences counted."""
+    if element is None or element.value is None:
+        return ""
+    if element.VR == "SQ":
+        return f"<{len(element.value)} items>"
+    if isinstance(element.value, MultiValue | list):
+        return "\\".join(str(v) for v in element.value)
+    if isinstance(element.value, bytes):
+        return f"<{len(element.value)} bytes>"
+    return str(element.value).strip()
+
+
+class _Columns:
+    def __init__(self, keywords: list[str]) -> None:
+        self.keywords = [k for k in keywords if k not in _HIDDEN]
+
+    def row(self, dataset: Dataset) -> list[str]:
+        return [text_value(_element(dataset, k)) for k in self.keywords]
+
+
+def _element(dataset: Dataset, keyword: str) -> DataElement | None:
+    if keyword.startswith("("):
+        tag = int(keyword[1:5] + keyword[6:10], 16)
+        return dataset.get(tag)
+    return dataset.data_element(keyword)
+
+
+class TableWriter(_Columns):
+    """Aligned columns; rows are held until the end to size the columns."""
+
+    def __init__(self, keywords: list[str], out: TextIO) -> None:
+        super().__init__(keywords)
+        self._out = out
+        self._rows: list[list[str]] = []
+
+    def add(self, dataset: Dataset) -> None:
+        self._rows.append(self.row(dataset))
+
+    def close(self) -> None:
+        header = self.keywords
+        widths = [len(h) for h in header]
+        for row in self._rows:
+            widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+        for row in [header, ["-" * w for w in widths], *self._rows]:
+            line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
+            self._out.write(line.rstrip() + "\n")
+        self._out.flush()
+
+
+class CsvWriter(_Columns):
+    def __init__(self, keywords: list[str], out: TextIO) -> None:
+        super().__init__(keywords)
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._writer.writerow(self.keywords)
+        self._out = out
+
+    def add(self, dataset: Dataset) -> None:
+        self._writer.writerow(self.row(dataset))
+
+    def close(self) -> None:
+        self._out.flush()
+
+
+class NdjsonWriter:
+    """One DICOM JSON object per line, flushed as each match arrives."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def add(self, dataset: Dataset) -> None:
+        self._out.write(json.dumps(dataset.to_json_dict(), ensure_ascii=False) + "\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        self._out.flush()
+
+
+class JsonWriter:
+    """A JSON array written whole at the end, so it is valid even after a failure."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._items: list[dict[str, object]] = []
+
+    def add(self, dataset: Dataset) -> None:
+        self._items.append(dataset.to_json_dict())
+
+    def close(self) -> None:
+        json.dump(self._items, self._out, ensure_ascii=False, indent=1)
+        self._out.write("\n")
+        self._out.flush()
+
+
+def make_writer(kind: str | None, keywords: list[str], out: TextIO = sys.stdout) -> MatchWriter:
+    if kind is None:
+        kind = "table" if out.isatty() else "ndjson"
+    if kind == "table":
+        return TableWriter(keywords, out)
+    if kind == "csv":
+        return CsvWriter(keywords, out)
+    if kind == "json":
+        return JsonWriter(out)
+    return NdjsonWriter(out)

@@ -1,0 +1,46 @@
+"""The network core: DICOM upper layer and DIMSE on anyio, as association requestor."""
+
+from qrclient.net.association import (
+    Association,
+    Message,
+    Peer,
+    PeerReleased,
+    Settings,
+    Timeouts,
+    open_association,
+)
+from qrclient.net.errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectFailed,
+    DicomNetworkError,
+    DicomTimeout,
+    NoAcceptedContext,
+    ProtocolError,
+)
+from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.net.status import Category, FailureStatus, Service, Status
+
+__all__ = [
+    "Association",
+    "AssociationAborted",
+    "AssociationRejected",
+    "Category",
+    "ConnectFailed",
+    "ContextRequest",
+    "DicomNetworkError",
+    "DicomTimeout",
+    "FailureStatus",
+    "Message",
+    "NegotiatedContext",
+    "NoAcceptedContext",
+    "Peer",
+    "PeerReleased",
+    "ProtocolError",
+    "QueryOptions",
+    "Service",
+    "Settings",
+    "Status",
+    "Timeouts",
+    "open_association",
+]

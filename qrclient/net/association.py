@@ -1,0 +1,598 @@
+"""A DICOM association as the requestor, on one anyio byte stream.
+
+There is no reader task and no thread: whoever awaits a message reads the PDUs it
+needs, on the caller's event loop. Cancellation therefore follows the caller's scopes,
+and an association can never outlive the ``async with`` that opened it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute
+from pydicom.uid import UID
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+    SOPClassExtendedNegotiation,
+)
+from pynetdicom.presentation import PresentationContext, negotiate_as_requestor
+
+from qrclient.net import pdu
+from qrclient.net.dimse import HAS_DATASET, NO_DATASET, Command, decode_command, encode_command
+from qrclient.net.errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectFailed,
+    DicomNetworkError,
+    DicomTimeout,
+    NoAcceptedContext,
+    ProtocolError,
+    describe_abort,
+)
+from qrclient.net.pdu import PduType
+from qrclient.net.presentation import (
+    ContextRequest,
+    NegotiatedContext,
+    QueryOptions,
+    sop_class_name,
+)
+
+IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
+IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+DEFAULT_MAX_PDU = 1 << 20
+_MAX_CONTEXTS = 128
+_SEND_JOIN_LIMIT = 1 << 20
+
+# Receives (event name, details); used by the log pane and traces. Kept off the hot
+# path unless set.
+Observer = Callable[[str, Mapping[str, object]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where the PACS listens and the AE title it answers to."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds; each is named in the error it raises, after the option that sets it."""
+
+    connect: float = 10.0  # TCP connection established
+    association: float = 30.0  # A-ASSOCIATE-AC/RJ after our request
+    dimse: float = 60.0  # next DIMSE message (a C-FIND match may take the PACS a while)
+    network: float = 30.0  # rest of a PDU once it started; release confirmation
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    calling_ae: str = "QRCLIENT"
+    max_pdu: int = DEFAULT_MAX_PDU  # the largest P-DATA-TF we accept
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    observer: Observer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A complete DIMSE message: its command and its raw data set, if any."""
+
+    context_id: int
+    command: Command
+    dataset: bytes | None
+
+
+class PeerReleased(AssociationAborted):
+    """The peer asked to release the association while we still expected messages."""
+
+
+def _classify_connect_error(peer: Peer, exc: OSError) -> ConnectFailed:
+    where = f"{peer.host}:{peer.port}"
+    causes: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        item = pending.pop()
+        if item is None:
+            continue
+        causes.append(item)
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        pending.append(item.__cause__)
+    codes = {c.errno for c in causes if isinstance(c, OSError)}
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return ConnectFailed(
+            f"cannot resolve host name {peer.host!r}", "check the spelling, or use an IP address"
+        )
+    if errno.ECONNREFUSED in codes:
+        return ConnectFailed(
+            f"connection refused by {where}",
+            "nothing listens on that port: check the PACS's DICOM port and that it is running",
+        )
+    if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
+        return ConnectFailed(
+            f"no route to {where}", "check the address and this machine's network connection"
+        )
+    return ConnectFailed(f"cannot connect to {where} ({exc})", "check host and port")
+
+
+def _user_information(settings: Settings, contexts: Sequence[ContextRequest]) -> list[Any]:
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = settings.max_pdu
+    class_uid = ImplementationClassUIDNotification()
+    class_uid.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    items: list[Any] = [max_length, class_uid, version]
+    seen: set[str] = set()
+    for request in contexts:
+        if request.abstract_syntax in seen:
+            continue
+        seen.add(request.abstract_syntax)
+        if request.scp_role:
+            role = SCP_SCU_RoleSelectionNegotiation()
+            role.sop_class_uid = UID(request.abstract_syntax)
+            role.scu_role = False
+            role.scp_role = True
+            items.append(role)
+        if request.query_options and request.query_options.wanted:
+            extended = SOPClassExtendedNegotiation()
+            extended.sop_class_uid = UID(request.abstract_syntax)
+            extended.service_class_application_information = request.query_options.encode()
+            items.append(extended)
+    return items
+
+
+def _proposed_contexts(contexts: Sequence[ContextRequest]) -> list[PresentationContext]:
+    proposed = []
+    for index, request in enumerate(contexts):
+        context = PresentationContext()
+        context.context_id = 2 * index + 1
+        context.abstract_syntax = UID(request.abstract_syntax)
+        context.transfer_syntax = [UID(ts) for ts in request.transfer_syntaxes]
+        if request.scp_role:
+            context.scu_role = False
+            context.scp_role = True
+        proposed.append(context)
+    return proposed
+
+
+class Association:
+    """An established association; open one with :func:`open_association`."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        peer: Peer,
+        settings: Settings,
+        contexts: list[NegotiatedContext],
+        accept: A_ASSOCIATE,
+    ) -> None:
+        self._stream = stream
+        self._reader = pdu.PduReader(stream, settings.max_pdu)
+        self._pdvs: deque[pdu.Pdv] = deque()
+        self._message_id = 0
+        self._closed = False
+        self.peer = peer
+        self.settings = settings
+        self.contexts = contexts
+        self._accepted_ids = {c.context_id for c in contexts if c.accepted}
+        self.peer_max_pdu = 0
+        self.peer_implementation_class_uid = ""
+        self.peer_implementation_version_name = ""
+        self.query_options: dict[str, QueryOptions] = {}
+        for item in accept.user_information:
+            if isinstance(item, MaximumLengthNotification):
+                self.peer_max_pdu = item.maximum_length_received
+            elif isinstance(item, ImplementationClassUIDNotification):
+                self.peer_implementation_class_uid = str(item.implementation_class_uid or "")
+            elif isinstance(item, ImplementationVersionNameNotification):
+                self.peer_implementation_version_name = str(item.implementation_version_name or "")
+            elif isinstance(item, SOPClassExtendedNegotiation) and item.sop_class_uid:
+                info = item.service_class_application_information or b""
+                self.query_options[str(item.sop_class_uid)] = QueryOptions.decode(info)
+
+    # -- negotiation -------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
+    ) -> Association:
+        if not 1 <= len(contexts) <= _MAX_CONTEXTS:
+            raise ValueError(f"1 to {_MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
+        timeouts = settings.timeouts
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(timeouts.connect):
+                stream = await anyio.connect_tcp(peer.host, peer.port)
+        except TimeoutError:
+            raise ConnectFailed(
+                f"no answer from {peer.host}:{peer.port} within {timeouts.connect:g} s",
+                "the host may be down or a firewall drops the packets; check host and port",
+            ) from None
+        except OSError as exc:
+            raise _classify_connect_error(peer, exc) from exc
+        # Without it every DIMSE round trip waits for a delayed ACK (about 40 ms).
+        stream.extra(SocketAttribute.raw_socket).setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        _notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
+        try:
+            return await cls._negotiate(stream, peer, contexts, settings)
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+
+    @classmethod
+    async def _negotiate(
+        cls, stream: ByteStream, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
+    ) -> Association:
+        request = A_ASSOCIATE()
+        request.application_context_name = UID(APPLICATION_CONTEXT)
+        request.calling_ae_title = settings.calling_ae
+        request.called_ae_title = peer.ae_title
+        proposed = _proposed_contexts(contexts)
+        request.presentation_context_definition_list = proposed
+        request.user_information = _user_information(settings, contexts)
+        rq_pdu = A_ASSOCIATE_RQ()
+        rq_pdu.from_primitive(request)
+        encoded = rq_pdu.encode()
+        _notify(
+            settings,
+            "associate-rq",
+            {
+                "calling_ae": settings.calling_ae,
+                "called_ae": peer.ae_title,
+                "max_pdu": settings.max_pdu,
+                "contexts": [
+                    {
+                        "id": c.context_id,
+                        "abstract_syntax": sop_class_name(str(c.abstract_syntax)),
+                        "transfer_syntaxes": [str(ts) for ts in c.transfer_syntax],
+                    }
+                    for c in proposed
+                ],
+            },
+        )
+        await stream.send(encoded)
+        reader = pdu.PduReader(stream, settings.max_pdu)
+        timeout = settings.timeouts.association
+        try:
+            with anyio.fail_after(timeout):
+                pdu_type, body = await reader.read()
+        except TimeoutError:
+            raise DicomTimeout("association", timeout, "A-ASSOCIATE answer") from None
+        if pdu_type == PduType.ASSOCIATE_RJ:
+            rj = A_ASSOCIATE_RJ()
+            rj.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
+            raise AssociationRejected(rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0)
+        if pdu_type == PduType.ABORT:
+            raise AssociationAborted(*describe_abort(*pdu.decode_abort(body)))
+        if pdu_type != PduType.ASSOCIATE_AC:
+            raise ProtocolError(
+                f"the peer answered A-ASSOCIATE-RQ with PDU type 0x{pdu_type:02X}",
+                "it does not speak the DICOM upper layer protocol on this port",
+            )
+        try:
+            ac = A_ASSOCIATE_AC()
+            ac.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
+            accept = ac.to_primitive()
+        except Exception as exc:
+            raise ProtocolError(
+                f"the peer's A-ASSOCIATE-AC does not decode ({exc})",
+                "the peer's DICOM stack is broken",
+            ) from exc
+        negotiated = _match_contexts(proposed, accept)
+        association = cls(stream, peer, settings, negotiated, accept)
+        association._reader = reader
+        _notify(
+            settings,
+            "associate-ac",
+            {
+                "peer_implementation_class_uid": association.peer_implementation_class_uid,
+                "peer_implementation_version_name": association.peer_implementation_version_name,
+                "peer_max_pdu": association.peer_max_pdu,
+                "contexts": [
+                    {
+                        "id": c.context_id,
+                        "abstract_syntax": c.name,
+                        "result": c.reason,
+                        "transfer_syntax": str(c.transfer_syntax or ""),
+                    }
+                    for c in negotiated
+                ],
+            },
+        )
+        if not any(c.accepted for c in negotiated):
+            rejected = "; ".join(f"{c.name}: {c.reason}" for c in negotiated)
+            await association.abort()
+            raise NoAcceptedContext(
+                f"the peer accepted none of the proposed presentation contexts ({rejected})",
+                "the peer does not offer this service to us; check its configuration",
+            )
+        return association
+
+    # -- state and helpers -------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    def accepted_context(self, abstract_syntax: str) -> NegotiatedContext:
+        """The accepted context for a SOP class, or NoAcceptedContext naming why not."""
+        for context in self.contexts:
+            if context.abstract_syntax == abstract_syntax and context.accepted:
+                return context
+        reasons = [c.reason for c in self.contexts if c.abstract_syntax == abstract_syntax]
+        why = reasons[0] if reasons else "not proposed"
+        raise NoAcceptedContext(
+            f"the peer did not accept {sop_class_name(abstract_syntax)} ({why})",
+            "the peer does not offer this service to us; check its configuration",
+        )
+
+    def next_message_id(self) -> int:
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def _fail(self, error: DicomNetworkError) -> DicomNetworkError:
+        _notify(self.settings, "error", {"error": str(error)})
+        return error
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(self, context_id: int, command: Command, dataset: bytes | None = None) -> None:
+        """Send one DIMSE message, fragmented to the peer's maximum PDU length."""
+        self._check_open()
+        command.command_data_set_type = NO_DATASET if dataset is None else HAS_DATASET
+        if self.settings.observer:
+            _notify(self.settings, "dimse-sent", command.summary())
+        pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
+        if dataset is not None:
+            pdus.extend(pdu.encode_p_data(context_id, False, dataset, self.peer_max_pdu))
+        try:
+            if sum(map(len, pdus)) <= _SEND_JOIN_LIMIT:
+                await self._stream.send(b"".join(pdus))
+            else:
+                for item in pdus:
+                    await self._stream.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            self._closed = True
+            raise self._fail(
+                AssociationAborted(
+                    "the connection broke while sending",
+                    "the peer closed it; check the peer's log",
+                )
+            ) from exc
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def receive_command(self, waiting_for: str = "DIMSE response") -> tuple[int, Command]:
+        """Read the next command set; its data set (if any) must be read next."""
+        first = await self._next_pdv(self.settings.timeouts.dimse, "dimse", waiting_for)
+        if not first.is_command:
+            raise self._fail(
+                ProtocolError(
+                    "the peer sent a data set fragment where a command was expected",
+                    "the peer's DICOM stack is broken",
+                )
+            )
+        parts = [first.data]
+        pdv = first
+        while not pdv.is_last:
+            pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+            if not pdv.is_command or pdv.context_id != first.context_id:
+                raise self._fail(
+                    ProtocolError(
+                        "the peer interleaved another fragment into a command set",
+                        "the peer's DICOM stack is broken",
+                    )
+                )
+            parts.append(pdv.data)
+        try:
+            command = decode_command(b"".join(parts) if len(parts) > 1 else first.data)
+        except ProtocolError as exc:
+            raise self._fail(exc) from None
+        if self.settings.observer:
+            _notify(self.settings, "dimse-received", command.summary())
+        return first.context_id, command
+
+    async def dataset_fragments(self, context_id: int) -> AsyncIterator[bytes]:
+        """Yield the fragments of the data set that follows a command, as they arrive."""
+        while True:
+            pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+            if pdv.is_command or pdv.context_id != context_id:
+                raise self._fail(
+                    ProtocolError(
+                        "the peer sent a command where a data set fragment was expected",
+                        "the peer's DICOM stack is broken",
+                    )
+                )
+            yield pdv.data
+            if pdv.is_last:
+                return
+
+    async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
+        """Read one complete DIMSE message, its data set held in memory."""
+        context_id, command = await self.receive_command(waiting_for)
+        dataset = None
+        if command.has_dataset:
+            dataset = b"".join([fragment async for fragment in self.dataset_fragments(context_id)])
+        return Message(context_id, command, dataset)
+
+    async def _next_pdv(self, seconds: float, which: str, waiting_for: str) -> pdu.Pdv:
+        while not self._pdvs:
+            pdu_type, body = await self._receive_pdu(seconds, which, waiting_for)
+            if pdu_type == PduType.P_DATA_TF:
+                try:
+                    pdvs = pdu.parse_pdvs(body)
+                except ProtocolError as exc:
+                    raise self._fail(exc) from None
+                for item in pdvs:
+                    if item.context_id not in self._accepted_ids:
+                        raise self._fail(
+                            ProtocolError(
+                                f"the peer used presentation context {item.context_id}, "
+                                "which was not accepted",
+                                "the peer's DICOM stack is broken",
+                            )
+                        )
+                self._pdvs.extend(pdvs)
+            elif pdu_type == PduType.RELEASE_RQ:
+                await self._answer_release()
+                raise self._fail(
+                    PeerReleased(
+                        "the peer released the association before answering",
+                        "the peer gave up on the request; check its log",
+                    )
+                )
+            else:
+                raise self._fail(
+                    ProtocolError(
+                        f"unexpected PDU type 0x{pdu_type:02X} during the association",
+                        "the peer's DICOM stack is broken",
+                    )
+                )
+        return self._pdvs.popleft()
+
+    async def _receive_pdu(self, seconds: float, which: str, waiting_for: str) -> tuple[int, bytes]:
+        """Read one PDU; A-ABORT and broken connections become errors here."""
+        self._check_open()
+        try:
+            with anyio.fail_after(seconds):
+                pdu_type, body = await self._reader.read()
+        except TimeoutError:
+            raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
+        except AssociationAborted as exc:
+            self._closed = True
+            raise self._fail(exc) from None
+        except ProtocolError as exc:
+            # Left open so the owner's cleanup still tells the peer with A-ABORT.
+            raise self._fail(exc) from None
+        if pdu_type == PduType.ABORT:
+            self._closed = True
+            source, reason = pdu.decode_abort(body)
+            message, hint = describe_abort(source, reason)
+            raise self._fail(AssociationAborted(message, hint, source, reason))
+        return pdu_type, body
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AssociationAborted("the association is already closed", "open a new association")
+
+    # -- ending ------------------------------------------------------------------------
+
+    async def _answer_release(self) -> None:
+        with anyio.move_on_after(self.settings.timeouts.network):
+            await self._stream.send(pdu.RELEASE_RP)
+        await self._close()
+
+    async def release(self) -> None:
+        """Orderly release (A-RELEASE); aborts if the peer does not confirm in time."""
+        if self._closed:
+            return
+        _notify(self.settings, "release-rq", {})
+        try:
+            with anyio.fail_after(self.settings.timeouts.network):
+                await self._stream.send(pdu.RELEASE_RQ)
+                while True:
+                    pdu_type, _ = await self._reader.read()
+                    if pdu_type == PduType.RELEASE_RP:
+                        break
+                    if pdu_type == PduType.RELEASE_RQ:  # release collision (PS3.8 7.2.2)
+                        await self._stream.send(pdu.RELEASE_RP)
+                    elif pdu_type == PduType.ABORT:
+                        break
+                    # Late P-DATA (e.g. responses after a cancel) is discarded.
+        except (TimeoutError, DicomNetworkError, anyio.BrokenResourceError, OSError):
+            await self.abort()
+            return
+        _notify(self.settings, "released", {})
+        await self._close()
+
+    async def abort(self) -> None:
+        """Send A-ABORT and close; never raises and finishes even when cancelled."""
+        if self._closed:
+            return
+        _notify(self.settings, "abort-sent", {})
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(1.0),
+            suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
+        ):
+            await self._stream.send(pdu.encode_abort())
+        await self._close()
+
+    async def _close(self) -> None:
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self._stream)
+
+
+def _match_contexts(
+    proposed: list[PresentationContext], accept: A_ASSOCIATE
+) -> list[NegotiatedContext]:
+    answered = accept.presentation_context_definition_results_list
+    proposed_ids = {c.context_id for c in proposed}
+    for context in answered:
+        if context.context_id not in proposed_ids:
+            raise ProtocolError(
+                f"the peer answered presentation context {context.context_id}, never proposed",
+                "the peer's DICOM stack is broken",
+            )
+    roles: dict[UID, tuple[bool | None, bool | None]] = {}
+    for item in accept.user_information:
+        if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
+            roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+    matched = negotiate_as_requestor(proposed, answered, roles)
+    return [
+        NegotiatedContext(
+            context_id=int(c.context_id or 0),
+            abstract_syntax=UID(str(c.abstract_syntax)),
+            result=int(c.result if c.result is not None else 2),
+            transfer_syntax=UID(c.transfer_syntax[0]) if c.transfer_syntax else None,
+            as_scp=bool(c.as_scp),
+        )
+        for c in matched
+    ]
+
+
+def _notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
+    if settings.observer is not None:
+        settings.observer(event, details)
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 6)
+
+
+@asynccontextmanager
+async def open_association(
+    peer: Peer, contexts: Sequence[ContextRequest], settings: Settings | None = None
+) -> AsyncIterator[Association]:
+    """Open an association; release it on a normal exit, abort it on any error."""
+    association = await Association.connect(peer, contexts, settings or Settings())
+    try:
+        yield association
+    except BaseException:
+        await association.abort()
+        raise
+    with anyio.CancelScope(shield=True):
+        await association.release()

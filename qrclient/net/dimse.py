@@ -1,0 +1,195 @@
+"""DIMSE command sets (PS3.7 section 9 and annex E): our own small codec.
+
+Command sets are always Implicit VR Little Endian, group 0000 only, with a fixed list of
+elements, so a table-driven codec is short and avoids building a pydicom Dataset for
+every one of the thousands of responses a C-FIND or C-GET produces.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import Literal
+
+from qrclient.net.errors import ProtocolError
+
+Kind = Literal["UI", "US", "UL", "AE", "LO", "AT"]
+
+
+class CommandField(IntEnum):
+    C_STORE_RQ = 0x0001
+    C_STORE_RSP = 0x8001
+    C_GET_RQ = 0x0010
+    C_GET_RSP = 0x8010
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
+    C_ECHO_RQ = 0x0030
+    C_ECHO_RSP = 0x8030
+    C_CANCEL_RQ = 0x0FFF
+
+
+class Priority(IntEnum):
+    MEDIUM = 0
+    HIGH = 1
+    LOW = 2
+
+
+NO_DATASET = 0x0101
+HAS_DATASET = 0x0000
+
+_ELEMENT = struct.Struct("<HHL")
+_US = struct.Struct("<H")
+_UL = struct.Struct("<L")
+
+
+@dataclass(slots=True)
+class Command:
+    """A decoded command set; attributes not present in the message stay ``None``."""
+
+    command_field: int
+    message_id: int | None = None
+    message_id_being_responded_to: int | None = None
+    affected_sop_class_uid: str | None = None
+    requested_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+    requested_sop_instance_uid: str | None = None
+    priority: int | None = None
+    command_data_set_type: int = NO_DATASET
+    status: int | None = None
+    offending_element: tuple[int, ...] | None = None
+    error_comment: str | None = None
+    error_id: int | None = None
+    move_destination: str | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+    move_originator_ae_title: str | None = None
+    move_originator_message_id: int | None = None
+    unknown: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def has_dataset(self) -> bool:
+        return self.command_data_set_type != NO_DATASET
+
+    @property
+    def name(self) -> str:
+        try:
+            return CommandField(self.command_field).name.replace("_", "-")
+        except ValueError:
+            return f"command 0x{self.command_field:04X}"
+
+    def summary(self) -> dict[str, object]:
+        """The non-empty attributes, for logs and traces."""
+        out: dict[str, object] = {"command": self.name}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("command_field", "unknown") and value is not None:
+                out[f.name] = value
+        return out
+
+
+# element number in group 0000 -> (attribute of Command, value representation)
+_TABLE: dict[int, tuple[str, Kind]] = {
+    0x0002: ("affected_sop_class_uid", "UI"),
+    0x0003: ("requested_sop_class_uid", "UI"),
+    0x0100: ("command_field", "US"),
+    0x0110: ("message_id", "US"),
+    0x0120: ("message_id_being_responded_to", "US"),
+    0x0600: ("move_destination", "AE"),
+    0x0700: ("priority", "US"),
+    0x0800: ("command_data_set_type", "US"),
+    0x0900: ("status", "US"),
+    0x0901: ("offending_element", "AT"),
+    0x0902: ("error_comment", "LO"),
+    0x0903: ("error_id", "US"),
+    0x1000: ("affected_sop_instance_uid", "UI"),
+    0x1001: ("requested_sop_instance_uid", "UI"),
+    0x1020: ("remaining", "US"),
+    0x1021: ("completed", "US"),
+    0x1022: ("failed", "US"),
+    0x1023: ("warning", "US"),
+    0x1030: ("move_originator_ae_title", "AE"),
+    0x1031: ("move_originator_message_id", "US"),
+}
+_BY_ATTRIBUTE = {name: (element, kind) for element, (name, kind) in _TABLE.items()}
+
+
+def _encode_value(kind: Kind, value: object) -> bytes:
+    if kind in ("US",):
+        return _US.pack(int(value))  # type: ignore[call-overload]
+    if kind == "UL":
+        return _UL.pack(int(value))  # type: ignore[call-overload]
+    if kind == "AT":
+        assert isinstance(value, tuple)
+        return b"".join(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in value)
+    raw = str(value).encode("ascii")
+    if len(raw) % 2:
+        raw += b"\x00" if kind == "UI" else b" "
+    return raw
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode a command set, group length first, elements in ascending order."""
+    elements: list[tuple[int, bytes]] = []
+    for name, (element, kind) in _BY_ATTRIBUTE.items():
+        value = getattr(command, name)
+        if value is not None:
+            elements.append((element, _encode_value(kind, value)))
+    elements.sort()
+    body = b"".join(_ELEMENT.pack(0, e, len(v)) + v for e, v in elements)
+    return _ELEMENT.pack(0, 0, 4) + _UL.pack(len(body)) + body
+
+
+def _decode_value(kind: Kind, raw: bytes) -> object:
+    if kind == "US":
+        if len(raw) != 2:
+            raise ValueError(f"US value of {len(raw)} bytes")
+        return _US.unpack(raw)[0]
+    if kind == "UL":
+        if len(raw) != 4:
+            raise ValueError(f"UL value of {len(raw)} bytes")
+        return _UL.unpack(raw)[0]
+    if kind == "AT":
+        if len(raw) % 4:
+            raise ValueError(f"AT value of {len(raw)} bytes")
+        pairs = struct.iter_unpack("<HH", raw)
+        return tuple((group << 16) | elem for group, elem in pairs)
+    return raw.decode("ascii", "replace").rstrip("\x00 ").lstrip(" ")
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode a command set, raising ProtocolError on anything that does not parse."""
+    values: dict[str, object] = {}
+    unknown: dict[int, bytes] = {}
+    offset, end = 0, len(data)
+    try:
+        while offset < end:
+            group, element, length = _ELEMENT.unpack_from(data, offset)
+            offset += _ELEMENT.size
+            if group != 0 or offset + length > end:
+                raise ValueError(f"element ({group:04X},{element:04X}) of length {length}")
+            raw = data[offset : offset + length]
+            offset += length
+            if element == 0:
+                continue
+            entry = _TABLE.get(element)
+            if entry is None:
+                unknown[element] = raw
+            else:
+                values[entry[0]] = _decode_value(entry[1], raw)
+    except (struct.error, ValueError) as exc:
+        raise ProtocolError(
+            f"the peer sent a command set that does not decode ({exc})",
+            "the peer's DICOM stack is broken; a trace (--trace) helps its vendor",
+        ) from exc
+    if "command_field" not in values:
+        raise ProtocolError(
+            "the peer sent a command set without CommandField", "the peer's DICOM stack is broken"
+        )
+    command = Command(**values)  # type: ignore[arg-type]
+    command.unknown = unknown
+    return command

@@ -1,0 +1,168 @@
+"""Upper-layer PDU framing (PS3.8 section 9) and P-DATA-TF value items.
+
+Association PDUs (A-ASSOCIATE-RQ/AC/RJ) are rare and are encoded and decoded with
+pynetdicom's PDU classes in :mod:`qrclient.net.association`. P-DATA-TF is the hot path:
+it is split into PDVs here directly from the received bytes, without building one
+object per PDU, which is what lets bulk receive keep up with DCMTK.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+from anyio import BrokenResourceError, EndOfStream, IncompleteRead
+from anyio.abc import ByteReceiveStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from qrclient.net.errors import AssociationAborted, ProtocolError
+
+HEADER = struct.Struct(">BxL")
+HEADER_LENGTH = HEADER.size
+_PDV_HEADER = struct.Struct(">LBB")
+
+# A PDV item's own overhead inside P-DATA-TF: item length (4), context ID (1), control (1).
+PDV_OVERHEAD = _PDV_HEADER.size
+
+# Association-control PDUs are small; anything bigger is hostile or broken.
+MAX_CONTROL_PDU_LENGTH = 1 << 20
+
+
+class PduType(IntEnum):
+    ASSOCIATE_RQ = 0x01
+    ASSOCIATE_AC = 0x02
+    ASSOCIATE_RJ = 0x03
+    P_DATA_TF = 0x04
+    RELEASE_RQ = 0x05
+    RELEASE_RP = 0x06
+    ABORT = 0x07
+
+
+RELEASE_RQ = HEADER.pack(PduType.RELEASE_RQ, 4) + b"\x00" * 4
+RELEASE_RP = HEADER.pack(PduType.RELEASE_RP, 4) + b"\x00" * 4
+
+
+def encode_abort(source: int = 0, reason: int = 0) -> bytes:
+    """A-ABORT: source 0 = service user (us), 2 = service provider."""
+    return HEADER.pack(PduType.ABORT, 4) + bytes((0, 0, source, reason))
+
+
+def decode_abort(body: bytes) -> tuple[int, int]:
+    """Return (source, reason) of an A-ABORT body; lenient on short bodies."""
+    if len(body) < 4:
+        return 0, 0
+    return body[2], body[3]
+
+
+@dataclass(frozen=True, slots=True)
+class Pdv:
+    """One presentation data value: a fragment of a command set or of a data set."""
+
+    context_id: int
+    is_command: bool
+    is_last: bool
+    data: bytes
+
+
+def parse_pdvs(body: bytes) -> list[Pdv]:
+    """Split a P-DATA-TF body into PDVs, refusing lengths that do not add up."""
+    pdvs: list[Pdv] = []
+    offset = 0
+    end = len(body)
+    if end == 0:
+        raise ProtocolError("P-DATA-TF without any PDV", "the peer's DICOM stack is broken")
+    while offset < end:
+        if end - offset < PDV_OVERHEAD:
+            raise ProtocolError(
+                "P-DATA-TF ends inside a PDV header", "the peer's DICOM stack is broken"
+            )
+        item_length, context_id, control = _PDV_HEADER.unpack_from(body, offset)
+        # The item length counts the context ID and control bytes: at least 2.
+        if item_length < 2 or offset + 4 + item_length > end:
+            raise ProtocolError(
+                f"PDV length {item_length} does not fit in a P-DATA-TF of {end} bytes",
+                "the peer's DICOM stack is broken",
+            )
+        start = offset + PDV_OVERHEAD
+        offset += 4 + item_length
+        pdvs.append(Pdv(context_id, bool(control & 1), bool(control & 2), body[start:offset]))
+    return pdvs
+
+
+def encode_p_data(
+    context_id: int, is_command: bool, payload: bytes, peer_max_pdu: int
+) -> Iterator[bytes]:
+    """Yield P-DATA-TF PDUs carrying ``payload`` as PDVs no larger than the peer allows.
+
+    ``peer_max_pdu`` is the peer's maximum P-DATA-TF length (0 means unlimited).
+    """
+    limit = len(payload) if peer_max_pdu == 0 else peer_max_pdu - PDV_OVERHEAD
+    limit = max(limit, 1)
+    view = memoryview(payload)
+    offset = 0
+    while True:
+        chunk = view[offset : offset + limit]
+        offset += len(chunk)
+        last = offset >= len(payload)
+        control = (1 if is_command else 0) | (2 if last else 0)
+        item_length = len(chunk) + 2
+        yield b"".join(
+            (
+                HEADER.pack(PduType.P_DATA_TF, item_length + 4),
+                _PDV_HEADER.pack(item_length, context_id, control),
+                chunk,
+            )
+        )
+        if last:
+            return
+
+
+class PduReader:
+    """Reads whole PDUs from a byte stream; safe to cancel at any await.
+
+    A cancelled read keeps what it consumed (the header of a PDU whose body has not
+    arrived yet), so the next read resumes the same PDU instead of losing sync.
+    """
+
+    def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
+        self._buffer = BufferedByteReceiveStream(stream)
+        self._max_pdu = max_pdu
+        self._header: tuple[int, int] | None = None
+
+    async def read(self) -> tuple[int, bytes]:
+        """Return (PDU type, body); refuses, never allocates, lengths beyond our limit."""
+        try:
+            if self._header is None:
+                pdu_type, length = HEADER.unpack(await self._buffer.receive_exactly(HEADER_LENGTH))
+                _check_header(pdu_type, length, self._max_pdu)
+                self._header = (pdu_type, length)
+            pdu_type, length = self._header
+            body = await self._buffer.receive_exactly(length) if length else b""
+        except (IncompleteRead, EndOfStream, BrokenResourceError, OSError) as exc:
+            raise AssociationAborted(
+                "the peer closed the connection without A-RELEASE or A-ABORT",
+                "the peer dropped the association; its log says why",
+            ) from exc
+        self._header = None
+        return pdu_type, body
+
+
+_PDU_TYPES = frozenset(PduType)
+
+
+def _check_header(pdu_type: int, length: int, max_pdu: int) -> None:
+    if pdu_type not in _PDU_TYPES:
+        raise ProtocolError(
+            f"the peer sent an unknown PDU type 0x{pdu_type:02X}",
+            "the peer does not speak the DICOM upper layer protocol on this port",
+        )
+    limit = MAX_CONTROL_PDU_LENGTH
+    if pdu_type == PduType.P_DATA_TF:
+        limit = max(limit, max_pdu + PDV_OVERHEAD)
+    if length > limit:
+        raise ProtocolError(
+            f"the peer sent a PDU of {length} bytes, beyond the {limit} we accept",
+            "the peer ignores the negotiated maximum PDU length",
+        )

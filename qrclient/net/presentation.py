@@ -1,0 +1,95 @@
+"""Presentation contexts: what we propose and what the peer accepted (PS3.8 9.3.2.2).
+
+Proposing and matching use pynetdicom's :class:`PresentationContext` and
+``negotiate_as_requestor``; this module adds the query/retrieve SOP classes we use,
+extended negotiation for query options, and readable reasons for rejected contexts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+VERIFICATION = UID("1.2.840.10008.1.1")
+PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
+PATIENT_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.1.2")
+PATIENT_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.1.3")
+STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
+STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
+STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
+
+# Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
+DEFAULT_TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+_RESULTS = {
+    0: "accepted",
+    1: "rejected by the peer's application",
+    2: "rejected by the peer (no reason given)",
+    3: "abstract syntax not supported",
+    4: "none of the proposed transfer syntaxes supported",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOptions:
+    """C-FIND extended negotiation (PS3.4 C.5.1.1); proposed only when asked."""
+
+    relational: bool = False
+    datetime_matching: bool = False
+    fuzzy_matching: bool = False
+
+    @property
+    def wanted(self) -> bool:
+        return self.relational or self.datetime_matching or self.fuzzy_matching
+
+    def encode(self) -> bytes:
+        return bytes((self.relational, self.datetime_matching, self.fuzzy_matching))
+
+    @classmethod
+    def decode(cls, data: bytes) -> QueryOptions:
+        flags = [bool(b) for b in data[:3]] + [False] * (3 - len(data[:3]))
+        return cls(*flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRequest:
+    """One presentation context to propose.
+
+    ``scp_role`` asks the peer to let us act as SCP for this SOP class (C-GET storage).
+    """
+
+    abstract_syntax: str
+    transfer_syntaxes: Sequence[str] = DEFAULT_TRANSFER_SYNTAXES
+    scp_role: bool = False
+    query_options: QueryOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiatedContext:
+    """The peer's answer for one proposed context."""
+
+    context_id: int
+    abstract_syntax: UID
+    result: int
+    transfer_syntax: UID | None
+    as_scp: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.result == 0
+
+    @property
+    def reason(self) -> str:
+        return _RESULTS.get(self.result, f"result {self.result}")
+
+    @property
+    def name(self) -> str:
+        return sop_class_name(self.abstract_syntax)
+
+
+def sop_class_name(uid: str) -> str:
+    """The SOP class's name when pydicom knows it, else the UID itself."""
+    name = UID(uid).name
+    return name if name and name != uid else uid

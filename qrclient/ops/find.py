@@ -1,0 +1,184 @@
+"""C-FIND as a stream of matches with a final outcome, cancellable by scope.
+
+    async with find(association, query) as matches:
+        async for dataset in matches:
+            ...
+    matches.outcome  # final status, count, cancelled / truncated, warnings
+
+Leaving the block early, or cancelling the caller's scope, sends C-CANCEL and waits a
+short grace period for the peer's final response; a peer that keeps sending (Orthanc
+ignores C-CANCEL for C-FIND) gets the association aborted instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
+
+import anyio
+from pydicom.dataset import Dataset
+
+from qrclient.net.association import Association
+from qrclient.net.datasets import decode_dataset, encode_dataset
+from qrclient.net.dimse import Command, CommandField, Priority
+from qrclient.net.errors import ProtocolError
+from qrclient.net.status import Category, FailureStatus, Service, Status
+from qrclient.ops.query import Query
+
+CANCEL_GRACE = 2.0
+
+
+class FindState(Enum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    WARNING = "warning"
+    CANCELLED = "cancelled"  # we cancelled (C-CANCEL honoured, or the association aborted)
+    TRUNCATED = "truncated"  # the peer stopped early with Cancel status on its own
+    FAILURE = "failure"
+
+
+@dataclass(slots=True)
+class FindOutcome:
+    state: FindState = FindState.RUNNING
+    status: Status | None = None
+    count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    aborted: bool = False  # the peer ignored C-CANCEL and the association was aborted
+    error_comment: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state is not FindState.RUNNING
+
+
+class FindResults:
+    """The matches of one C-FIND; iterate inside ``async with``."""
+
+    def __init__(self, association: Association, query: Query, grace: float) -> None:
+        self._association = association
+        self._query = query
+        self._grace = grace
+        self._context = association.accepted_context(query.sop_class)
+        self._message_id = 0
+        self._started = False
+        self.outcome = FindOutcome(warnings=list(query.warnings))
+
+    async def __aenter__(self) -> FindResults:
+        transfer_syntax = str(self._context.transfer_syntax)
+        identifier = encode_dataset(self._query.identifier(), transfer_syntax)
+        self._message_id = self._association.next_message_id()
+        request = Command(
+            command_field=CommandField.C_FIND_RQ,
+            message_id=self._message_id,
+            affected_sop_class_uid=self._query.sop_class,
+            priority=Priority.MEDIUM,
+        )
+        await self._association.send(self._context.context_id, request, identifier)
+        self._started = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._started or self.outcome.done or not self._association.is_open:
+            return
+        if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
+            await self._cancel()
+        else:
+            # Something broke mid-stream: nothing to drain, just tell the peer.
+            self.outcome.state = FindState.FAILURE
+            await self._association.abort()
+
+    def __aiter__(self) -> FindResults:
+        return self
+
+    async def __anext__(self) -> Dataset:
+        if self.outcome.done:
+            raise StopAsyncIteration
+        try:
+            command, dataset = await self._receive()
+        except anyio.get_cancelled_exc_class():
+            await self._cancel()
+            raise
+        status = Status(command.status or 0, Service.FIND)
+        if status.is_pending:
+            if dataset is None:
+                raise ProtocolError(
+                    "a pending C-FIND response carried no identifier",
+                    "the peer's DICOM stack is broken",
+                )
+            self.outcome.count += 1
+            if status.code == 0xFF01:
+                self._warn("the peer could not match some optional keys (0xFF01)")
+            return decode_dataset(dataset, str(self._context.transfer_syntax))
+        self._finish(status, command)
+        raise StopAsyncIteration
+
+    async def _receive(self) -> tuple[Command, bytes | None]:
+        message = await self._association.receive_message("C-FIND response")
+        command = message.command
+        if command.command_field != CommandField.C_FIND_RSP:
+            raise ProtocolError(
+                f"the peer answered C-FIND with {command.name}", "the peer's DICOM stack is broken"
+            )
+        if command.message_id_being_responded_to != self._message_id:
+            raise ProtocolError(
+                f"the peer answered message {command.message_id_being_responded_to}, "
+                f"but we sent {self._message_id}",
+                "the peer's DICOM stack is broken",
+            )
+        return command, message.dataset
+
+    def _finish(self, status: Status, command: Command) -> None:
+        self.outcome.status = status
+        self.outcome.error_comment = command.error_comment
+        category = status.category
+        if category is Category.SUCCESS:
+            self.outcome.state = FindState.SUCCESS
+        elif category is Category.WARNING:
+            self.outcome.state = FindState.WARNING
+            self._warn(f"the peer finished with a warning: {status}")
+        elif category is Category.CANCEL:
+            # Cancel status we did not ask for means the peer cut the results short.
+            self.outcome.state = FindState.TRUNCATED
+            self._warn(f"results truncated by the peer after {self.outcome.count} matches")
+        else:
+            self.outcome.state = FindState.FAILURE
+            raise FailureStatus(status, command.error_comment)
+
+    def _warn(self, text: str) -> None:
+        self.outcome.warnings.append(text)
+
+    async def _cancel(self) -> None:
+        """C-CANCEL, drain to the final response within the grace period, else abort."""
+        self.outcome.state = FindState.CANCELLED
+        association = self._association
+        with anyio.CancelScope(shield=True):
+            try:
+                await association.send(
+                    self._context.context_id,
+                    Command(
+                        command_field=CommandField.C_CANCEL_RQ,
+                        message_id_being_responded_to=self._message_id,
+                    ),
+                )
+                with anyio.move_on_after(self._grace):
+                    while True:
+                        command, _ = await self._receive()
+                        status = Status(command.status or 0, Service.FIND)
+                        if not status.is_pending:
+                            self.outcome.status = status
+                            return
+            except Exception:
+                pass
+            self.outcome.aborted = True
+            await association.abort()
+
+
+def find(association: Association, query: Query, *, grace: float = CANCEL_GRACE) -> FindResults:
+    """Start a C-FIND on an open association; see the module docstring."""
+    return FindResults(association, query, grace)

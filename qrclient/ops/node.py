@@ -1,0 +1,65 @@
+"""Parsing and checking the peer address ``AET@host:port`` and AE titles."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from qrclient.net.association import Peer
+
+
+class NodeError(ValueError):
+    """Bad node or AE title; the message is one line naming the value and what is expected."""
+
+
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def check_ae_title(value: str, what: str = "AE title") -> str:
+    """Return the AE title stripped, or raise NodeError saying what PS3.5 allows."""
+    stripped = value.strip(" ")
+    if not stripped:
+        raise NodeError(f"empty {what}: expected 1 to 16 characters, e.g. QRCLIENT")
+    if len(stripped) > 16:
+        raise NodeError(f"{what} {value!r} has {len(stripped)} characters: at most 16 are allowed")
+    if not stripped.isascii() or any(c == "\\" or not c.isprintable() for c in stripped):
+        raise NodeError(
+            f"{what} {value!r}: only printable ASCII characters other than backslash are allowed"
+        )
+    return stripped
+
+
+def check_port(text: str, what: str = "port") -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise NodeError(f"{what} {text!r} is not a number: expected 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise NodeError(f"{what} {port} is out of range: expected 1 to 65535")
+    return port
+
+
+def check_host(text: str) -> str:
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOST_RE.fullmatch(host):
+        raise NodeError(f"host {text!r} is not a host name or IP address")
+    return host
+
+
+def parse_node(text: str) -> Peer:
+    """Parse ``AET@host:port`` (IPv6 hosts in brackets: ``PACS@[::1]:104``)."""
+    ae_title, at, address = text.rpartition("@")
+    if not at:
+        raise NodeError(f"node {text!r}: expected AET@host:port, e.g. ORTHANC@127.0.0.1:4242")
+    host, colon, port = address.rpartition(":")
+    if not colon or not host:
+        raise NodeError(f"node {text!r} has no port: expected AET@host:port")
+    if ":" in host and not host.startswith("["):
+        raise NodeError(f"node {text!r}: write an IPv6 address in brackets, e.g. AET@[::1]:104")
+    return Peer(check_ae_title(ae_title, "called AE title"), check_host(host), check_port(port))

@@ -1,0 +1,338 @@
+"""C-FIND queries: levels, models, keys, their validation and the identifier sent.
+
+Validation refuses only what no PACS can answer (a malformed date, a wildcard in a UID,
+an unknown keyword). What a strict PACS might refuse but many answer (an IMAGE-level
+query without the higher-level UIDs) becomes a warning, never a refusal.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+
+from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
+
+from qrclient.net.presentation import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+)
+
+
+class QueryError(ValueError):
+    """Bad query input; the message is one line naming the value and what is expected."""
+
+
+class Level(StrEnum):
+    PATIENT = "PATIENT"
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+    IMAGE = "IMAGE"
+
+
+class Model(StrEnum):
+    PATIENT = "patient"
+    STUDY = "study"
+
+    @property
+    def find_sop_class(self) -> str:
+        return PATIENT_ROOT_FIND if self is Model.PATIENT else STUDY_ROOT_FIND
+
+    @property
+    def move_sop_class(self) -> str:
+        return PATIENT_ROOT_MOVE if self is Model.PATIENT else STUDY_ROOT_MOVE
+
+    @property
+    def get_sop_class(self) -> str:
+        return PATIENT_ROOT_GET if self is Model.PATIENT else STUDY_ROOT_GET
+
+
+_LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
+_UNIQUE_KEY = {
+    Level.PATIENT: "PatientID",
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
+
+DEFAULT_RETURN_KEYS: dict[Level, tuple[str, ...]] = {
+    Level.PATIENT: (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "NumberOfPatientRelatedStudies",
+    ),
+    Level.STUDY: (
+        "PatientName",
+        "PatientID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "StudyDescription",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+        "StudyInstanceUID",
+    ),
+    Level.SERIES: (
+        "StudyInstanceUID",
+        "SeriesNumber",
+        "Modality",
+        "SeriesDescription",
+        "NumberOfSeriesRelatedInstances",
+        "SeriesInstanceUID",
+    ),
+    Level.IMAGE: (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "InstanceNumber",
+        "SOPClassUID",
+        "SOPInstanceUID",
+    ),
+}
+
+# Keys the user must not set with -k: they are set from --level or by the encoder.
+_RESERVED = {"QueryRetrieveLevel": "--level", "SpecificCharacterSet": "(set automatically)"}
+
+_STRING_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_CS_RE = re.compile(r"^[A-Z0-9 _*?]*$")
+_DA_RE = re.compile(r"^\d{8}$")
+_TM_RE = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_IS_RE = re.compile(r"^[+-]?\d+$")
+_MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64 * 5, "UI": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A query key: a matching value, or ``None`` to ask for it to be returned."""
+
+    tag: BaseTag
+    keyword: str
+    vr: str
+    value: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.keyword or f"({self.tag.group:04X},{self.tag.element:04X})"
+
+
+@cache
+def _keywords() -> tuple[str, ...]:
+    return tuple(keyword_dict)
+
+
+def _resolve_tag(text: str) -> BaseTag:
+    """A keyword, or a tag written gggg,eeee / (gggg,eeee) / ggggeeee."""
+    stripped = text.strip().strip("()").replace(" ", "")
+    match = re.fullmatch(r"([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})", stripped)
+    if match:
+        return Tag(int(match[1], 16), int(match[2], 16))
+    if text in keyword_dict:
+        return Tag(keyword_dict[text])
+    close = difflib.get_close_matches(text, _keywords(), n=1, cutoff=0.75)
+    suggestion = f"; did you mean {close[0]}?" if close else ""
+    raise QueryError(
+        f"unknown key {text!r}: expected a DICOM keyword (e.g. PatientName) or a tag "
+        f"written gggg,eeee{suggestion}"
+    )
+
+
+def parse_key(text: str) -> Key:
+    """Parse ``KEY`` or ``KEY=VALUE`` as given to ``-k``."""
+    name, sep, value = text.partition("=")
+    if not name.strip():
+        raise QueryError(f"empty key in {text!r}: expected KEY or KEY=VALUE")
+    tag = _resolve_tag(name.strip())
+    if tag.group in (0x0000, 0x0002) or tag.is_private:
+        raise QueryError(f"{name.strip()} cannot be a query key: expected a data set attribute")
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        raise QueryError(
+            f"tag {name.strip()} is not in the DICOM dictionary: give a standard keyword or tag"
+        ) from None
+    keyword = keyword_for_tag(tag)
+    if keyword in _RESERVED:
+        raise QueryError(f"{keyword} cannot be given with -k: use {_RESERVED[keyword]}")
+    key = Key(tag, keyword, vr.split(" or ")[0], value if sep else None)
+    if key.value:
+        _validate_value(key)
+    return key
+
+
+def _validate_value(key: Key) -> None:
+    value = key.value or ""
+    vr = key.vr
+    if vr == "SQ":
+        raise QueryError(f"{key.name} is a sequence: give it without a value to have it returned")
+    if any(c in value for c in "*?") and vr not in _STRING_VRS:
+        raise QueryError(
+            f"{key.name}={value!r}: wildcards (* ?) only match text attributes; "
+            f"{key.name} ({vr}) needs an exact value, a range or a \\-separated list"
+        )
+    for item in value.split("\\"):
+        if vr == "DA":
+            _validate_range(key, item, _check_date, "YYYYMMDD")
+        elif vr == "TM":
+            _validate_range(key, item, _check_time, "HHMMSS")
+        elif vr == "DT":
+            if not re.fullmatch(r"[0-9.+\- ]+", item):
+                raise QueryError(f"{key.name}={item!r}: expected YYYYMMDDHHMMSS or a range a-b")
+        elif vr == "UI":
+            if not _UID_RE.fullmatch(item) or len(item) > 64:
+                raise QueryError(
+                    f"{key.name}={item!r} is not a UID: expected digits and dots "
+                    "(at most 64), or a \\-separated list of UIDs"
+                )
+        elif vr == "CS":
+            if not _CS_RE.fullmatch(item):
+                raise QueryError(
+                    f"{key.name}={item!r}: code strings are upper-case letters, digits, "
+                    f"space or _ (e.g. {item.upper()!r})"
+                )
+        elif vr in ("IS", "US", "UL", "SS", "SL") and not _IS_RE.fullmatch(item):
+            raise QueryError(f"{key.name}={item!r}: expected a whole number")
+        elif vr in ("DS", "FL", "FD"):
+            try:
+                float(item)
+            except ValueError:
+                raise QueryError(f"{key.name}={item!r}: expected a number") from None
+        limit = _MAX_LENGTH.get(vr)
+        if limit and len(item) > limit:
+            raise QueryError(f"{key.name}={item[:20]!r}...: longer than {limit} characters")
+
+
+def _check_date(text: str) -> bool:
+    if not _DA_RE.fullmatch(text):
+        return False
+    try:
+        datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_time(text: str) -> bool:
+    if not _TM_RE.fullmatch(text):
+        return False
+    hours, minutes, seconds = int(text[:2]), int(text[2:4] or 0), int(text[4:6] or 0)
+    return hours < 24 and minutes < 60 and seconds < 61
+
+
+def _validate_range(key: Key, item: str, check: object, form: str) -> None:
+    assert callable(check)
+    start, dash, end = item.partition("-")
+    bounds = [b for b in (start, end) if b]
+    if not bounds or not all(check(b) for b in bounds) or item.count("-") > 1:
+        raise QueryError(
+            f"{key.name}={item!r} is not a valid value: expected {form}, {form}-{form}, "
+            f"{form}- or -{form}"
+        )
+    if dash and start and end and start > end:
+        raise QueryError(f"{key.name}={item!r}: the range ends before it starts")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A C-FIND request: what to match and what to return, at one level of one model."""
+
+    level: Level
+    model: Model = Model.STUDY
+    keys: tuple[Key, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def sop_class(self) -> str:
+        return self.model.find_sop_class
+
+    @property
+    def return_keywords(self) -> list[str]:
+        """Column names in the order asked."""
+        return [k.name for k in self.keys]
+
+    def identifier(self) -> Dataset:
+        """The identifier data set, with Specific Character Set when values need it."""
+        ds = Dataset()
+        needs_utf8 = any(k.value and not k.value.isascii() for k in self.keys)
+        if needs_utf8:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.QueryRetrieveLevel = self.level.value
+        for key in self.keys:
+            value = key.value or None
+            if key.vr == "SQ":
+                ds.add_new(key.tag, "SQ", [])
+            else:
+                ds.add_new(key.tag, key.vr, value)
+        return ds
+
+
+def parse_level(text: str) -> Level:
+    try:
+        return Level(text.upper())
+    except ValueError:
+        raise QueryError(
+            f"unknown level {text!r}: expected patient, study, series or image"
+        ) from None
+
+
+def parse_model(text: str) -> Model:
+    try:
+        return Model(text.lower())
+    except ValueError:
+        raise QueryError(f"unknown query model {text!r}: expected patient or study") from None
+
+
+def build_query(
+    level: Level,
+    model: Model = Model.STUDY,
+    keys: Iterable[str | Key] = (),
+    *,
+    default_keys: bool = True,
+) -> Query:
+    """Build a query from ``-k`` texts; defaults for the level come first unless disabled."""
+    if level is Level.PATIENT and model is Model.STUDY:
+        raise QueryError(
+            "the study root model has no PATIENT level: use --model patient, or --level study"
+        )
+    given = [k if isinstance(k, Key) else parse_key(k) for k in keys]
+    merged: dict[BaseTag, Key] = {}
+    if default_keys or not given:
+        for keyword in DEFAULT_RETURN_KEYS[level]:
+            key = parse_key(keyword)
+            merged[key.tag] = key
+    for key in given:
+        previous = merged.get(key.tag)
+        if previous is not None and previous.value and key.value and previous.value != key.value:
+            raise QueryError(
+                f"{key.name} given twice ({previous.value!r} and {key.value!r}): "
+                "use one value, or a \\-separated list"
+            )
+        merged[key.tag] = key if key.value or previous is None else previous
+    ordered = tuple(merged.values())
+    return Query(level, model, ordered, tuple(_hierarchy_warnings(level, model, ordered)))
+
+
+def _hierarchy_warnings(level: Level, model: Model, keys: Sequence[Key]) -> list[str]:
+    """Warn where a strict hierarchical PACS would want the unique keys above ``level``."""
+    matched = {k.keyword for k in keys if k.value}
+    top = Level.PATIENT if model is Model.PATIENT else Level.STUDY
+    needed = _LEVEL_ORDER[_LEVEL_ORDER.index(top) : _LEVEL_ORDER.index(level)]
+    missing = [_UNIQUE_KEY[lv] for lv in needed if _UNIQUE_KEY[lv] not in matched]
+    if not missing:
+        return []
+    return [
+        f"{level.value}-level query without {' and '.join(missing)}: a strictly "
+        "hierarchical PACS may refuse it (many, Orthanc included, answer it)"
+    ]
