@@ -95,7 +95,13 @@ class Status:
 
     @property
     def hint(self) -> str:
-        return _HINTS.get((self.service, self.code)) or _HINTS.get((None, self.code), "")
+        # PS3.4 reserves the whole 0xCxxx range for "unable to process".
+        code = 0xC000 if 0xC000 <= self.code <= 0xCFFF else self.code
+        return (
+            _HINTS.get((self.service, self.code))
+            or _HINTS.get((self.service, code))
+            or _HINTS.get((None, code), "")
+        )
 
     @property
     def is_pending(self) -> bool:

@@ -1,0 +1,54 @@
+"""Session fixtures: one real Orthanc loaded with the synthetic archive, shared by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.dataset import Archive, test_archive
+from fixtures.orthanc import OrthancServer, orthanc_available
+from qrclient.net import Peer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A missing Orthanc must fail loudly: CI installs it, and skipped tests hide gaps.
+    if not orthanc_available():
+        raise pytest.UsageError("Orthanc is not installed: apt-get install orthanc dcmtk")
+
+
+@pytest.fixture(scope="session")
+def archive() -> Archive:
+    return test_archive(big_count=300)
+
+
+def start_orthanc(workdir: Path, archive: Archive | None, **config: object) -> OrthancServer:
+    server = OrthancServer(workdir, config=config)
+    server.start()
+    try:
+        if archive is not None:
+            server.upload_archive(archive)
+    except BaseException:
+        server.stop(graceful=False)
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Iterator[OrthancServer]:
+    """The main test PACS; checks the called AE title so rejections can be tested."""
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"), archive, DicomCheckCalledAet=True)
+    yield server
+    server.stop(graceful=False)
+
+
+@pytest.fixture
+def peer(orthanc: OrthancServer) -> Peer:
+    return Peer(orthanc.aet, orthanc.host, orthanc.dicom_port)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Core tests run under both backends the network core promises to support."""
+    return str(request.param)

@@ -1,0 +1,344 @@
+"""C-FIND against the real Orthanc, checked against the synthetic archive's manifest."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from pydicom.dataset import Dataset
+
+from fixtures.dataset import Archive, all_series, all_studies, find_patient
+from qrclient.net import (
+    AssociationAborted,
+    ContextRequest,
+    FailureStatus,
+    Peer,
+    ProtocolError,
+    open_association,
+)
+from qrclient.net.association import Association
+from qrclient.net.presentation import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
+from qrclient.ops.find import FindResults, FindState, find
+from qrclient.ops.query import Level, Model, Query, build_query
+from tests.conftest import start_orthanc
+from tests.fakepeer import PeerConnection, fake_peer, response
+
+pytestmark = pytest.mark.anyio
+BOTH_MODELS = [ContextRequest(STUDY_ROOT_FIND), ContextRequest(PATIENT_ROOT_FIND)]
+
+
+async def run_find(peer: Peer, query: Query) -> tuple[list[Dataset], FindResults]:
+    async with open_association(peer, BOTH_MODELS) as assoc, find(assoc, query) as matches:
+        found = [ds async for ds in matches]
+    return found, matches
+
+
+def values(found: list[Dataset], keyword: str) -> list[str]:
+    return sorted(str(ds.get(keyword, "")).strip() for ds in found)
+
+
+async def test_patient_level_returns_every_patient(peer: Peer, archive: Archive) -> None:
+    found, matches = await run_find(peer, build_query(Level.PATIENT, Model.PATIENT))
+    assert values(found, "PatientID") == sorted(p.patient_id for p in archive)
+    assert matches.outcome.state is FindState.SUCCESS
+    assert matches.outcome.count == len(archive)
+
+
+@pytest.mark.parametrize("model", [Model.STUDY, Model.PATIENT])
+async def test_study_level(peer: Peer, archive: Archive, model: Model) -> None:
+    keys = ["PatientID=PAT001"] if model is Model.PATIENT else []
+    found, _ = await run_find(peer, build_query(Level.STUDY, model, keys))
+    expected = [
+        s.study_instance_uid
+        for p, s in all_studies(archive)
+        if model is Model.STUDY or p.patient_id == "PAT001"
+    ]
+    assert values(found, "StudyInstanceUID") == sorted(expected)
+    big = next(ds for ds in found if ds.PatientID == "BIG001") if model is Model.STUDY else None
+    if big is not None:
+        assert int(big.NumberOfStudyRelatedInstances) == 300
+
+
+@pytest.mark.parametrize("model", [Model.STUDY, Model.PATIENT])
+async def test_series_and_image_levels(peer: Peer, archive: Archive, model: Model) -> None:
+    patient = find_patient(archive, "PAT002")
+    study = patient.studies[0]
+    patient_key = [f"PatientID={patient.patient_id}"] if model is Model.PATIENT else []
+    series_query = build_query(
+        Level.SERIES, model, [*patient_key, f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    found, _ = await run_find(peer, series_query)
+    assert values(found, "SeriesInstanceUID") == sorted(s.series_instance_uid for s in study.series)
+    series = study.series[0]
+    image_query = build_query(
+        Level.IMAGE,
+        model,
+        [
+            *patient_key,
+            f"StudyInstanceUID={study.study_instance_uid}",
+            f"SeriesInstanceUID={series.series_instance_uid}",
+        ],
+    )
+    assert image_query.warnings == ()
+    found, _ = await run_find(peer, image_query)
+    assert values(found, "SOPInstanceUID") == sorted(i.sop_instance_uid for i in series.instances)
+    assert {ds.SOPClassUID for ds in found} == {i.sop_class_uid for i in series.instances}
+
+
+async def test_image_level_without_parent_uids_warns_but_runs(peer: Peer, archive: Archive) -> None:
+    series = next(se for p, _, se in all_series(archive) if p.patient_id == "PAT004")
+    query = build_query(Level.IMAGE, keys=[f"SeriesInstanceUID={series.series_instance_uid}"])
+    assert any("StudyInstanceUID" in w for w in query.warnings)
+    found, matches = await run_find(peer, query)
+    assert len(found) == len(series.instances)
+    assert matches.outcome.warnings == list(query.warnings)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"), [("DOE*", "DOE"), ("DOE^*", "DOE^"), ("*^J*", None), ("d?e^j*", None)]
+)
+async def test_wildcards(peer: Peer, archive: Archive, pattern: str, prefix: str | None) -> None:
+    found, _ = await run_find(peer, build_query(Level.STUDY, keys=[f"PatientName={pattern}"]))
+    if prefix is not None:
+        expected = [s for p, s in all_studies(archive) if p.patient_name.startswith(prefix)]
+    elif pattern.startswith("*"):
+        expected = [
+            s for p, s in all_studies(archive) if p.patient_name.partition("^")[2][:1] == "J"
+        ]
+    else:  # PN matching is case-insensitive in Orthanc: d?e^j* matches DOE^JOHN, DOE^JANE
+        expected = [s for p, s in all_studies(archive) if p.patient_name.startswith("DOE^J")]
+    assert found
+    assert values(found, "StudyInstanceUID") == sorted(s.study_instance_uid for s in expected)
+
+
+@pytest.mark.parametrize(
+    ("date_range", "low", "high"),
+    [
+        ("20200101-20221231", "20200101", "20221231"),
+        ("20240101-", "20240101", "99999999"),
+        ("-20201231", "00000000", "20201231"),
+        ("20210607", "20210607", "20210607"),
+    ],
+)
+async def test_date_ranges(
+    peer: Peer, archive: Archive, date_range: str, low: str, high: str
+) -> None:
+    found, _ = await run_find(peer, build_query(Level.STUDY, keys=[f"StudyDate={date_range}"]))
+    expected = [s for _, s in all_studies(archive) if low <= s.study_date <= high]
+    assert expected
+    assert values(found, "StudyInstanceUID") == sorted(s.study_instance_uid for s in expected)
+
+
+async def test_lists_of_ids_and_uids(peer: Peer, archive: Archive) -> None:
+    found, _ = await run_find(peer, build_query(Level.STUDY, keys=["PatientID=PAT001\\PAT004"]))
+    assert set(values(found, "PatientID")) == {"PAT001", "PAT004"}
+    two = [s.study_instance_uid for _, s in all_studies(archive)][:2]
+    found, _ = await run_find(
+        peer, build_query(Level.STUDY, keys=["StudyInstanceUID=" + "\\".join(two)])
+    )
+    assert values(found, "StudyInstanceUID") == sorted(two)
+
+
+@pytest.mark.parametrize("name", ["山田*", "ΠΑΠΑΔΟΠΟΥΛΟΣ*", "MÜLLER*", "müller*"])
+async def test_non_ascii_names_query_and_decode(peer: Peer, archive: Archive, name: str) -> None:
+    query = build_query(Level.PATIENT, Model.PATIENT, [f"PatientName={name}"])
+    assert query.identifier().SpecificCharacterSet == "ISO_IR 192"
+    found, _ = await run_find(peer, query)
+    expected = [p for p in archive if p.patient_name.casefold().startswith(name[:-1].casefold())]
+    assert len(found) == len(expected) == 1
+    assert str(found[0].PatientName) == expected[0].patient_name
+
+
+async def test_latin1_answers_decode(tmp_path: Path, archive: Archive) -> None:
+    """A PACS answering in ISO_IR 100 (Orthanc's stock default encoding)."""
+    muller = [p for p in archive if p.charset == "ISO_IR 100"]
+    server = start_orthanc(tmp_path, tuple(muller), DefaultEncoding="Latin1")
+    try:
+        peer = Peer(server.aet, server.host, server.dicom_port)
+        found, _ = await run_find(peer, build_query(Level.PATIENT, Model.PATIENT))
+    finally:
+        server.stop(graceful=False)
+    assert found[0].SpecificCharacterSet == "ISO_IR 100"
+    assert str(found[0].PatientName) == muller[0].patient_name
+
+
+async def test_matches_stream_before_the_last_arrives(peer: Peer, archive: Archive) -> None:
+    study = find_patient(archive, "BIG001").studies[0]
+    query = build_query(Level.IMAGE, keys=[f"StudyInstanceUID={study.study_instance_uid}"])
+    async with open_association(peer, BOTH_MODELS) as assoc, find(assoc, query) as matches:
+        first = await matches.__anext__()
+        # The final response is still ahead: the first match was handed over on arrival.
+        assert matches.outcome.count == 1
+        assert not matches.outcome.done
+        rest = [ds async for ds in matches]
+    assert first.SOPInstanceUID
+    assert 1 + len(rest) == 300 == matches.outcome.count
+    assert matches.outcome.state is FindState.SUCCESS
+
+
+async def test_leaving_early_cancels_and_the_association_stays_usable(
+    peer: Peer, archive: Archive
+) -> None:
+    study = find_patient(archive, "BIG001").studies[0]
+    query = build_query(Level.IMAGE, keys=[f"StudyInstanceUID={study.study_instance_uid}"])
+    async with open_association(peer, BOTH_MODELS) as assoc:
+        async with find(assoc, query) as matches:
+            async for _ in matches:
+                break
+        assert matches.outcome.state is FindState.CANCELLED
+        # Orthanc ignores C-CANCEL but finishes within the grace period: drained, not aborted.
+        assert not matches.outcome.aborted
+        assert assoc.is_open
+        found = await collect(assoc, build_query(Level.PATIENT, Model.PATIENT))
+        assert len(found) == len(archive)
+
+
+async def collect(assoc: Association, query: Query) -> list[Dataset]:
+    async with find(assoc, query) as matches:
+        return [ds async for ds in matches]
+
+
+async def test_cancelling_the_scope_cancels_the_query(peer: Peer, archive: Archive) -> None:
+    study = find_patient(archive, "BIG001").studies[0]
+    query = build_query(Level.IMAGE, keys=[f"StudyInstanceUID={study.study_instance_uid}"])
+    seen = 0
+    async with open_association(peer, BOTH_MODELS) as assoc:
+        with anyio.CancelScope() as scope:
+            async with find(assoc, query) as matches:
+                async for _ in matches:
+                    seen += 1
+                    scope.cancel()
+        assert scope.cancelled_caught
+        assert seen == 1
+        assert matches.outcome.state is FindState.CANCELLED
+
+
+async def test_truncated_results_are_reported(tmp_path: Path, archive: Archive) -> None:
+    server = start_orthanc(tmp_path, archive[:4], LimitFindResults=2)
+    try:
+        peer = Peer(server.aet, server.host, server.dicom_port)
+        found, matches = await run_find(peer, build_query(Level.STUDY))
+    finally:
+        server.stop(graceful=False)
+    assert matches.outcome.state is FindState.TRUNCATED
+    assert matches.outcome.status is not None
+    assert matches.outcome.status.code == 0xFE00
+    assert len(found) == matches.outcome.count == 2
+    assert "truncated" in matches.outcome.warnings[-1]
+
+
+# -- a peer that misbehaves in ways Orthanc does not ------------------------------------
+
+
+def identifier(patient_id: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "PATIENT"
+    ds.PatientID = patient_id
+    return ds
+
+
+async def stubborn(conn: PeerConnection) -> None:
+    """Sends a match every 50 ms and never stops, whatever C-CANCEL says."""
+    await conn.accept()
+    context_id, request, _ = await conn.read_message()
+
+    async def keep_reading() -> None:  # logs the C-CANCEL and the A-ABORT as they come
+        while True:
+            await conn.read_pdu()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keep_reading)
+        for number in range(1000):
+            rsp = response(0x8020, request.MessageID, 0xFF00, PATIENT_ROOT_FIND)
+            await conn.send_message(context_id, rsp, identifier(f"P{number}"))
+            await anyio.sleep(0.05)
+
+
+@pytest.fixture
+async def stubborn_peer() -> AsyncIterator[tuple[Peer, list[PeerConnection]]]:
+    async with fake_peer(stubborn) as (port, conns):
+        yield Peer("FAKE", "127.0.0.1", port), conns
+
+
+async def test_peer_ignoring_cancel_is_aborted_after_grace(
+    stubborn_peer: tuple[Peer, list[PeerConnection]],
+) -> None:
+    peer, conns = stubborn_peer
+    query = build_query(Level.PATIENT, Model.PATIENT)
+    with anyio.fail_after(5):
+        async with open_association(peer, BOTH_MODELS) as assoc:
+            started = anyio.current_time()
+            async with find(assoc, query, grace=0.3) as matches:
+                async for _ in matches:
+                    break
+            elapsed = anyio.current_time() - started
+            assert not assoc.is_open
+    assert matches.outcome.aborted
+    assert matches.outcome.state is FindState.CANCELLED
+    assert 0.3 <= elapsed < 2
+    await anyio.sleep(0.2)
+    log = conns[0].log
+    # After the C-FIND request (command and data set PDUs): C-CANCEL, then A-ABORT.
+    assert log[:5] == ["pdu-01", "pdu-04", "command-0020", "pdu-04", "pdu-04"]
+    assert log[5:] == ["pdu-07", "closed-by-client"]
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (0xA900, "Identifier Does Not Match SOP Class"),
+        (0xA700, "Out of Resources"),
+        (0xC001, "Unable to Process"),
+    ],
+)
+async def test_failure_status_is_decoded(code: int, words: str) -> None:
+    async def refuse(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        rsp = response(0x8020, request.MessageID, code, PATIENT_ROOT_FIND)
+        rsp.ErrorComment = "computer says no"
+        await conn.send_message(context_id, rsp)
+        await conn.read_pdu()
+        await conn.send_raw(b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+
+    async with fake_peer(refuse) as (port, _):
+        with pytest.raises(FailureStatus) as caught:
+            await run_find(
+                Peer("FAKE", "127.0.0.1", port), build_query(Level.PATIENT, Model.PATIENT)
+            )
+    assert caught.value.status.code == code
+    assert words in caught.value.message
+    assert "computer says no" in caught.value.message
+    assert caught.value.hint
+
+
+async def test_response_to_a_message_never_sent_is_a_protocol_error() -> None:
+    async def confused(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        rsp = response(0x8020, request.MessageID + 7, 0x0000, PATIENT_ROOT_FIND)
+        await conn.send_message(context_id, rsp)
+        await conn.read_pdu()
+
+    async with fake_peer(confused) as (port, conns):
+        with anyio.fail_after(5), pytest.raises(ProtocolError, match="answered message"):
+            await run_find(
+                Peer("FAKE", "127.0.0.1", port), build_query(Level.PATIENT, Model.PATIENT)
+            )
+        await anyio.sleep(0.1)
+    assert conns[0].log[-1] == "pdu-07"
+
+
+async def test_peer_abort_mid_query_is_reported() -> None:
+    async def quitter(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        await conn.send_raw(b"\x07\x00\x00\x00\x00\x04\x00\x00\x02\x01")
+
+    async with fake_peer(quitter) as (port, _):
+        with pytest.raises(AssociationAborted, match="network layer: unrecognised PDU"):
+            await run_find(
+                Peer("FAKE", "127.0.0.1", port), build_query(Level.PATIENT, Model.PATIENT)
+            )
