@@ -11,6 +11,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from qrclient.ops.dicomjson import to_json_dict
+
 # Returned by the peer on every match; not worth a column.
 _HIDDEN = {"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"}
 
@@ -92,7 +94,7 @@ class NdjsonWriter:
         self._out = out
 
     def add(self, dataset: Dataset) -> None:
-        self._out.write(json.dumps(dataset.to_json_dict(), ensure_ascii=False) + "\n")
+        self._out.write(json.dumps(to_json_dict(dataset), ensure_ascii=False) + "\n")
         self._out.flush()
 
     def close(self) -> None:
@@ -104,10 +106,10 @@ class JsonWriter:
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
-        self._items: list[dict[str, object]] = []
+        self._items: list[dict[str, dict[str, object]]] = []
 
     def add(self, dataset: Dataset) -> None:
-        self._items.append(dataset.to_json_dict())
+        self._items.append(to_json_dict(dataset))
 
     def close(self) -> None:
         json.dump(self._items, self._out, ensure_ascii=False, indent=1)
@@ -115,7 +117,8 @@ class JsonWriter:
         self._out.flush()
 
 
-def make_writer(kind: str | None, keywords: list[str], out: TextIO = sys.stdout) -> MatchWriter:
+def make_writer(kind: str | None, keywords: list[str], out: TextIO | None = None) -> MatchWriter:
+    out = out or sys.stdout
     if kind is None:
         kind = "table" if out.isatty() else "ndjson"
     if kind == "table":

@@ -417,14 +417,7 @@ class Association:
     async def dataset_fragments(self, context_id: int) -> AsyncIterator[bytes]:
         """Yield the fragments of the data set that follows a command, as they arrive."""
         while True:
-            pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
-            if pdv.is_command or pdv.context_id != context_id:
-                raise self._fail(
-                    ProtocolError(
-                        "the peer sent a command where a data set fragment was expected",
-                        "the peer's DICOM stack is broken",
-                    )
-                )
+            pdv = await self._next_data_pdv(context_id)
             yield pdv.data
             if pdv.is_last:
                 return
@@ -432,66 +425,85 @@ class Association:
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""
         context_id, command = await self.receive_command(waiting_for)
-        dataset = None
-        if command.has_dataset:
-            dataset = b"".join([fragment async for fragment in self.dataset_fragments(context_id)])
-        return Message(context_id, command, dataset)
+        if not command.has_dataset:
+            return Message(context_id, command, None)
+        pdv = await self._next_data_pdv(context_id)
+        if pdv.is_last:
+            return Message(context_id, command, pdv.data)
+        parts = [pdv.data]
+        while not pdv.is_last:
+            pdv = await self._next_data_pdv(context_id)
+            parts.append(pdv.data)
+        return Message(context_id, command, b"".join(parts))
+
+    async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
+        pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+        if pdv.is_command or pdv.context_id != context_id:
+            raise self._fail(
+                ProtocolError(
+                    "the peer sent a command where a data set fragment was expected",
+                    "the peer's DICOM stack is broken",
+                )
+            )
+        return pdv
 
     async def _next_pdv(self, seconds: float, which: str, waiting_for: str) -> pdu.Pdv:
+        """The next PDV; awaits (with the named timeout) only when none is buffered."""
         while not self._pdvs:
-            pdu_type, body = await self._receive_pdu(seconds, which, waiting_for)
-            if pdu_type == PduType.P_DATA_TF:
-                try:
-                    pdvs = pdu.parse_pdvs(body)
-                except ProtocolError as exc:
-                    raise self._fail(exc) from None
-                for item in pdvs:
-                    if item.context_id not in self._accepted_ids:
-                        raise self._fail(
-                            ProtocolError(
-                                f"the peer used presentation context {item.context_id}, "
-                                "which was not accepted",
-                                "the peer's DICOM stack is broken",
-                            )
-                        )
-                self._pdvs.extend(pdvs)
-            elif pdu_type == PduType.RELEASE_RQ:
-                await self._answer_release()
-                raise self._fail(
-                    PeerReleased(
-                        "the peer released the association before answering",
-                        "the peer gave up on the request; check its log",
-                    )
-                )
-            else:
-                raise self._fail(
-                    ProtocolError(
-                        f"unexpected PDU type 0x{pdu_type:02X} during the association",
-                        "the peer's DICOM stack is broken",
-                    )
-                )
+            self._check_open()
+            try:
+                item = self._reader.next_buffered()
+                if item is None:
+                    with anyio.fail_after(seconds):
+                        await self._reader.receive_more()
+                    continue
+            except TimeoutError:
+                raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
+            except AssociationAborted as exc:
+                self._closed = True
+                raise self._fail(exc) from None
+            except ProtocolError as exc:
+                # Left open so the owner's cleanup still tells the peer with A-ABORT.
+                raise self._fail(exc) from None
+            await self._handle_pdu(*item)
         return self._pdvs.popleft()
 
-    async def _receive_pdu(self, seconds: float, which: str, waiting_for: str) -> tuple[int, bytes]:
-        """Read one PDU; A-ABORT and broken connections become errors here."""
-        self._check_open()
-        try:
-            with anyio.fail_after(seconds):
-                pdu_type, body = await self._reader.read()
-        except TimeoutError:
-            raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
-        except AssociationAborted as exc:
-            self._closed = True
-            raise self._fail(exc) from None
-        except ProtocolError as exc:
-            # Left open so the owner's cleanup still tells the peer with A-ABORT.
-            raise self._fail(exc) from None
-        if pdu_type == PduType.ABORT:
+    async def _handle_pdu(self, pdu_type: int, body: bytes) -> None:
+        if pdu_type == PduType.P_DATA_TF:
+            try:
+                pdvs = pdu.parse_pdvs(body)
+            except ProtocolError as exc:
+                raise self._fail(exc) from None
+            for item in pdvs:
+                if item.context_id not in self._accepted_ids:
+                    raise self._fail(
+                        ProtocolError(
+                            f"the peer used presentation context {item.context_id}, "
+                            "which was not accepted",
+                            "the peer's DICOM stack is broken",
+                        )
+                    )
+            self._pdvs.extend(pdvs)
+        elif pdu_type == PduType.ABORT:
             self._closed = True
             source, reason = pdu.decode_abort(body)
             message, hint = describe_abort(source, reason)
             raise self._fail(AssociationAborted(message, hint, source, reason))
-        return pdu_type, body
+        elif pdu_type == PduType.RELEASE_RQ:
+            await self._answer_release()
+            raise self._fail(
+                PeerReleased(
+                    "the peer released the association before answering",
+                    "the peer gave up on the request; check its log",
+                )
+            )
+        else:
+            raise self._fail(
+                ProtocolError(
+                    f"unexpected PDU type 0x{pdu_type:02X} during the association",
+                    "the peer's DICOM stack is broken",
+                )
+            )
 
     def _check_open(self) -> None:
         if self._closed:

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from anyio import BrokenResourceError, EndOfStream, IncompleteRead
+from anyio import BrokenResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from qrclient.net.errors import AssociationAborted, ProtocolError
 
@@ -122,31 +121,55 @@ def encode_p_data(
 class PduReader:
     """Reads whole PDUs from a byte stream; safe to cancel at any await.
 
-    A cancelled read keeps what it consumed (the header of a PDU whose body has not
-    arrived yet), so the next read resumes the same PDU instead of losing sync.
+    Bytes are received in large chunks into one buffer and every complete PDU in it is
+    handed out without another await (a C-FIND response is two small PDUs that usually
+    arrive together). Nothing is consumed until a whole PDU is there, so a cancelled
+    read loses nothing and the next read resumes where it stopped.
     """
 
-    def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
-        self._buffer = BufferedByteReceiveStream(stream)
-        self._max_pdu = max_pdu
-        self._header: tuple[int, int] | None = None
+    _CHUNK = 1 << 18
 
-    async def read(self) -> tuple[int, bytes]:
-        """Return (PDU type, body); refuses, never allocates, lengths beyond our limit."""
+    def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
+        self._stream = stream
+        self._max_pdu = max_pdu
+        self._buffer = bytearray()
+        self._offset = 0  # start of the first unconsumed byte in _buffer
+
+    def next_buffered(self) -> tuple[int, bytes] | None:
+        """The next PDU if it is complete in the buffer, else None (never awaits)."""
+        start = self._offset
+        available = len(self._buffer) - start
+        if available < HEADER_LENGTH:
+            return None
+        pdu_type, length = HEADER.unpack_from(self._buffer, start)
+        _check_header(pdu_type, length, self._max_pdu)
+        end = start + HEADER_LENGTH + length
+        if len(self._buffer) < end:
+            return None
+        with memoryview(self._buffer) as view:
+            body = bytes(view[start + HEADER_LENGTH : end])
+        self._offset = end
+        return pdu_type, body
+
+    async def receive_more(self) -> None:
+        """Await more bytes from the peer; a closed connection becomes AssociationAborted."""
+        if self._offset:
+            # Drop consumed bytes before growing, so the buffer stays about one PDU long.
+            del self._buffer[: self._offset]
+            self._offset = 0
         try:
-            if self._header is None:
-                pdu_type, length = HEADER.unpack(await self._buffer.receive_exactly(HEADER_LENGTH))
-                _check_header(pdu_type, length, self._max_pdu)
-                self._header = (pdu_type, length)
-            pdu_type, length = self._header
-            body = await self._buffer.receive_exactly(length) if length else b""
-        except (IncompleteRead, EndOfStream, BrokenResourceError, OSError) as exc:
+            self._buffer += await self._stream.receive(self._CHUNK)
+        except (EndOfStream, BrokenResourceError, OSError) as exc:
             raise AssociationAborted(
                 "the peer closed the connection without A-RELEASE or A-ABORT",
                 "the peer dropped the association; its log says why",
             ) from exc
-        self._header = None
-        return pdu_type, body
+
+    async def read(self) -> tuple[int, bytes]:
+        """Return the next (PDU type, body)."""
+        while (item := self.next_buffered()) is None:
+            await self.receive_more()
+        return item
 
 
 _PDU_TYPES = frozenset(PduType)

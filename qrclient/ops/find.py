@@ -17,6 +17,7 @@ from enum import Enum
 from types import TracebackType
 
 import anyio
+import anyio.lowlevel
 from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
@@ -100,6 +101,9 @@ class FindResults:
         if self.outcome.done:
             raise StopAsyncIteration
         try:
+            # Matches may come from a buffer without any await: checkpoint so a cancelled
+            # scope is honoured at the next match, not when the buffer runs dry.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             command, dataset = await self._receive()
         except anyio.get_cancelled_exc_class():
             await self._cancel()

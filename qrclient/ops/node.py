@@ -32,17 +32,21 @@ def check_ae_title(value: str, what: str = "AE title") -> str:
 
 
 def check_port(text: str, what: str = "port") -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise NodeError(f"{what} {text!r} is not a number: expected 1 to 65535") from None
+    if not (text.isascii() and text.isdigit()):
+        raise NodeError(f"{what} {text!r} is not a number: expected 1 to 65535")
+    port = int(text)
     if not 1 <= port <= 65535:
         raise NodeError(f"{what} {port} is out of range: expected 1 to 65535")
     return port
 
 
 def check_host(text: str) -> str:
-    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(text[1:-1]))
+        except ValueError:
+            raise NodeError(f"host {text!r}: brackets hold an IPv6 address, e.g. [::1]") from None
+    host = text
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

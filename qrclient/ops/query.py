@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -103,9 +104,24 @@ DEFAULT_RETURN_KEYS: dict[Level, tuple[str, ...]] = {
 }
 
 # Keys the user must not set with -k: they are set from --level or by the encoder.
-_RESERVED = {"QueryRetrieveLevel": "--level", "SpecificCharacterSet": "(set automatically)"}
+_RESERVED = {
+    "QueryRetrieveLevel": "use --level",
+    "SpecificCharacterSet": "qrclient sets it automatically from the values given",
+}
 
 _STRING_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
+_TEXT_VRS = {"LT", "ST", "UT"}  # the only ones where CR, LF, FF and TAB are allowed
+_INTEGER_VRS = {
+    "US": (0, 0xFFFF),
+    "SS": (-0x8000, 0x7FFF),
+    "UL": (0, 0xFFFFFFFF),
+    "SL": (-0x80000000, 0x7FFFFFFF),
+    "UV": (0, 2**64 - 1),
+    "SV": (-(2**63), 2**63 - 1),
+}
+_FLOAT_VRS = {"FL", "FD"}
+_UNMATCHABLE_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT"}
+_AS_RE = re.compile(r"^\d{3}[DWMY]$")
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _CS_RE = re.compile(r"^[A-Z0-9 _*?]*$")
 _DA_RE = re.compile(r"^\d{8}$")
@@ -165,7 +181,7 @@ def parse_key(text: str) -> Key:
         ) from None
     keyword = keyword_for_tag(tag)
     if keyword in _RESERVED:
-        raise QueryError(f"{keyword} cannot be given with -k: use {_RESERVED[keyword]}")
+        raise QueryError(f"{keyword} cannot be given with -k: {_RESERVED[keyword]}")
     key = Key(tag, keyword, vr.split(" or ")[0], value if sep else None)
     if key.value:
         _validate_value(key)
@@ -177,41 +193,67 @@ def _validate_value(key: Key) -> None:
     vr = key.vr
     if vr == "SQ":
         raise QueryError(f"{key.name} is a sequence: give it without a value to have it returned")
+    if vr in _UNMATCHABLE_VRS:
+        raise QueryError(
+            f"{key.name} ({vr}) cannot be matched on: give it without a value to have it returned"
+        )
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        raise QueryError(
+            f"{key.name}: the value has bytes that are not valid text in this terminal's "
+            "encoding; expected UTF-8 text"
+        )
+    allowed = "\r\n\f\t" if vr in _TEXT_VRS else ""
+    if any((ord(c) < 0x20 or ord(c) == 0x7F) and c not in allowed for c in value):
+        raise QueryError(f"{key.name}={value!r}: control characters are not allowed in {vr} values")
     if any(c in value for c in "*?") and vr not in _STRING_VRS:
         raise QueryError(
             f"{key.name}={value!r}: wildcards (* ?) only match text attributes; "
             f"{key.name} ({vr}) needs an exact value, a range or a \\-separated list"
         )
     for item in value.split("\\"):
-        if vr == "DA":
-            _validate_range(key, item, _check_date, "YYYYMMDD")
-        elif vr == "TM":
-            _validate_range(key, item, _check_time, "HHMMSS")
-        elif vr == "DT":
-            if not re.fullmatch(r"[0-9.+\- ]+", item):
-                raise QueryError(f"{key.name}={item!r}: expected YYYYMMDDHHMMSS or a range a-b")
-        elif vr == "UI":
-            if not _UID_RE.fullmatch(item) or len(item) > 64:
-                raise QueryError(
-                    f"{key.name}={item!r} is not a UID: expected digits and dots "
-                    "(at most 64), or a \\-separated list of UIDs"
-                )
-        elif vr == "CS":
-            if not _CS_RE.fullmatch(item):
-                raise QueryError(
-                    f"{key.name}={item!r}: code strings are upper-case letters, digits, "
-                    f"space or _ (e.g. {item.upper()!r})"
-                )
-        elif vr in ("IS", "US", "UL", "SS", "SL") and not _IS_RE.fullmatch(item):
-            raise QueryError(f"{key.name}={item!r}: expected a whole number")
-        elif vr in ("DS", "FL", "FD"):
-            try:
-                float(item)
-            except ValueError:
-                raise QueryError(f"{key.name}={item!r}: expected a number") from None
-        limit = _MAX_LENGTH.get(vr)
-        if limit and len(item) > limit:
-            raise QueryError(f"{key.name}={item[:20]!r}...: longer than {limit} characters")
+        _validate_item(key, item)
+
+
+def _validate_item(key: Key, item: str) -> None:
+    vr = key.vr
+    if vr == "DA":
+        _validate_range(key, item, _check_date, "YYYYMMDD")
+    elif vr == "TM":
+        _validate_range(key, item, _check_time, "HHMMSS")
+    elif vr == "DT":
+        if not re.fullmatch(r"[0-9.+\- ]+", item):
+            raise QueryError(f"{key.name}={item!r}: expected YYYYMMDDHHMMSS or a range a-b")
+    elif vr == "UI":
+        if not _UID_RE.fullmatch(item) or len(item) > 64:
+            raise QueryError(
+                f"{key.name}={item!r} is not a UID: expected digits and dots "
+                "(at most 64), or a \\-separated list of UIDs"
+            )
+    elif vr == "CS":
+        if not _CS_RE.fullmatch(item):
+            raise QueryError(
+                f"{key.name}={item!r}: code strings are upper-case letters, digits, "
+                f"space or _ (e.g. {item.upper()!r})"
+            )
+    elif vr == "AS":
+        if not _AS_RE.fullmatch(item):
+            raise QueryError(f"{key.name}={item!r}: expected an age such as 045Y, 006M or 012D")
+    elif vr == "IS" or vr in _INTEGER_VRS:
+        low, high = _INTEGER_VRS.get(vr, (-(2**31), 2**31 - 1))
+        if not (_IS_RE.fullmatch(item) and item.lstrip("+-").isascii()) or not (
+            low <= int(item) <= high
+        ):
+            raise QueryError(f"{key.name}={item!r}: expected a whole number from {low} to {high}")
+    elif vr == "DS" or vr in _FLOAT_VRS:
+        try:
+            number = float(item)
+        except ValueError:
+            number = math.nan
+        if not item.isascii() or not math.isfinite(number):
+            raise QueryError(f"{key.name}={item!r}: expected a finite decimal number")
+    limit = _MAX_LENGTH.get(vr)
+    if limit and len(item) > limit:
+        raise QueryError(f"{key.name}={item[:20]!r}...: longer than {limit} characters")
 
 
 def _check_date(text: str) -> bool:
@@ -270,12 +312,22 @@ class Query:
             ds.SpecificCharacterSet = "ISO_IR 192"
         ds.QueryRetrieveLevel = self.level.value
         for key in self.keys:
-            value = key.value or None
             if key.vr == "SQ":
                 ds.add_new(key.tag, "SQ", [])
             else:
-                ds.add_new(key.tag, key.vr, value)
+                ds.add_new(key.tag, key.vr, _wire_value(key))
         return ds
+
+
+def _wire_value(key: Key) -> object:
+    """Text VRs travel as text; binary numbers must be numbers for pydicom to encode."""
+    if not key.value:
+        return None
+    if key.vr in _INTEGER_VRS or key.vr in _FLOAT_VRS:
+        convert = float if key.vr in _FLOAT_VRS else int
+        numbers = [convert(item) for item in key.value.split("\\")]
+        return numbers[0] if len(numbers) == 1 else numbers
+    return key.value
 
 
 def parse_level(text: str) -> Level:

@@ -1,0 +1,229 @@
+"""Bad command-line input: refused with exit code 2 and one line on stderr, before any I/O.
+
+Each case runs ``python -m qrclient`` as a real subprocess; no PACS is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from qrclient import __version__
+
+TIMEOUT = 60.0
+NODE = "{node}"  # replaced by an AET@127.0.0.1:port address in each test
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "100"}
+    return subprocess.run(
+        [sys.executable, "-m", "qrclient", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=TIMEOUT,
+        env=env,
+        check=False,
+    )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], names: str) -> None:
+    """Exit 2, nothing on stdout, exactly one stderr line that names the bad value."""
+    details = f"\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
+    assert "Traceback" not in result.stderr + result.stdout, details
+    assert result.returncode == 2, details
+    assert result.stdout == "", details
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, details
+    assert result.stderr.endswith("\n"), details
+    assert names in lines[0], details
+
+
+def with_node(args: tuple[str, ...], node: str) -> list[str]:
+    return [arg.replace(NODE, node) for arg in args]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: a case wrongly accepted fails fast with exit 3."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A plain TCP listener; the kernel completes any connection into its backlog."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock
+
+
+def connection_pending(sock: socket.socket) -> bool:
+    readable, _, _ = select.select([sock], [], [], 0.5)
+    return bool(readable)
+
+
+BAD_INPUT = [
+    pytest.param(
+        ("echo", "SEVENTEEN_CHARS_A@127.0.0.1:{port}"),
+        "SEVENTEEN_CHARS_A",
+        id="ae-title-17-chars-in-node",
+    ),
+    pytest.param(
+        ("echo", "--aet", "SEVENTEEN_CHARS_B", NODE),
+        "SEVENTEEN_CHARS_B",
+        id="ae-title-17-chars-in-aet",
+    ),
+    pytest.param(
+        ("find", "-l", "study", "--aet", "SEVENTEEN_CHARS_C", NODE),
+        "SEVENTEEN_CHARS_C",
+        id="ae-title-17-chars-in-aet-find",
+    ),
+    pytest.param(("echo", "PACS@127.0.0.1:70000"), "70000", id="bad-port-out-of-range"),
+    pytest.param(("echo", "PACS@127.0.0.1:http"), "http", id="bad-port-not-a-number"),
+    pytest.param(("echo", "PACS@127.0.0.1"), "PACS@127.0.0.1", id="missing-port"),
+    pytest.param(("echo", "127.0.0.1:{port}"), "127.0.0.1:", id="missing-ae-title"),
+    pytest.param(
+        ("find", "-l", "study", "-k", "PatientNam=Smith", NODE),
+        "PatientNam",
+        id="unknown-keyword",
+    ),
+    pytest.param(("find", "-l", "everything", NODE), "everything", id="bad-level"),
+    pytest.param(
+        ("find", "-l", "study", "-m", "hierarchical", NODE), "hierarchical", id="bad-model"
+    ),
+    pytest.param(("find", "-l", "patient", NODE), "PATIENT", id="patient-level-study-root"),
+    pytest.param(
+        ("find", "-l", "study", "-k", "StudyDate=20241231-20240101", NODE),
+        "20241231-20240101",
+        id="bad-date-range",
+    ),
+    pytest.param(
+        ("find", "-l", "study", "-k", "StudyDate=20241301", NODE),
+        "20241301",
+        id="bad-date",
+    ),
+    pytest.param(
+        ("find", "-l", "series", "-k", "StudyInstanceUID=1.2.840.*", NODE),
+        "1.2.840.*",
+        id="wildcard-in-uid",
+    ),
+    pytest.param(
+        ("find", "-l", "series", "-k", "Modality=ct", NODE), "'ct'", id="lower-case-modality"
+    ),
+    pytest.param(
+        ("find", "-l", "study", "-k", "PatientID=1", "-k", "PatientID=2", NODE),
+        "PatientID",
+        id="conflicting-values",
+    ),
+    pytest.param(("echo", "--count", "0", NODE), "--count 0", id="count-0"),
+    pytest.param(("echo", "--count", "many", NODE), "'many'", id="count-not-a-number"),
+    pytest.param(("echo", "--connect-timeout", "-5", NODE), "-5", id="negative-connect-timeout"),
+    pytest.param(
+        ("find", "-l", "study", "--dimse-timeout=-1", NODE), "-1", id="negative-dimse-timeout"
+    ),
+    pytest.param(("echo", "--max-pdu", "10", NODE), "--max-pdu 10", id="max-pdu-10"),
+    pytest.param(("echo", "--frobnicate", NODE), "--frobnicate", id="unknown-option"),
+    pytest.param(("find", NODE), "--level", id="missing-required-level"),
+    pytest.param(("echo",), "NODE", id="missing-node"),
+    pytest.param(("frobnicate", NODE), "frobnicate", id="unknown-subcommand"),
+]
+
+
+@pytest.mark.parametrize(("args", "names"), BAD_INPUT)
+def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], names: str, closed_port: int) -> None:
+    node = f"PACS@127.0.0.1:{closed_port}"
+    argv = [arg.replace("{port}", str(closed_port)) for arg in with_node(args, node)]
+    assert_usage_error(run_cli(*argv), names)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("echo", "--count", "0", NODE),
+        ("echo", "--max-pdu", "10", NODE),
+        ("echo", "--aet", "SEVENTEEN_CHARS_B", NODE),
+        ("find", "-l", "study", "-k", "StudyDate=20241231-20240101", NODE),
+        ("find", "-l", "study", "-k", "PatientNam=Smith", NODE),
+        ("find", "-l", "image", "-m", "hierarchical", NODE),
+    ],
+)
+def test_bad_input_opens_no_connection(args: tuple[str, ...], listener: socket.socket) -> None:
+    node = f"PACS@127.0.0.1:{listener.getsockname()[1]}"
+    result = run_cli(*with_node(args, node))
+    assert result.returncode == 2, result.stderr
+    assert not connection_pending(listener), "bad input must be refused before connecting"
+
+
+def test_value_on_binary_vr_refused_before_connecting(listener: socket.socket) -> None:
+    """``-k PixelData=abc`` cannot be encoded: refuse it as input, do not connect and crash."""
+    node = f"PACS@127.0.0.1:{listener.getsockname()[1]}"
+    result = run_cli(
+        "find",
+        "-l",
+        "image",
+        "--connect-timeout",
+        "2",
+        "--association-timeout",
+        "2",
+        "-k",
+        "StudyInstanceUID=1.2.3",
+        "-k",
+        "SeriesInstanceUID=1.2.3.4",
+        "-k",
+        "PixelData=abc",
+        node,
+    )
+    assert_usage_error(result, "PixelData")
+    assert not connection_pending(listener), "bad input must be refused before connecting"
+
+
+def test_help_lists_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "echo" in result.stdout
+    assert "find" in result.stdout
+    assert "exit codes" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["echo", "find"])
+def test_command_help(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "NODE" in result.stdout
+    assert "--aet" in result.stdout
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"qrclient {__version__}"
+    assert result.stderr == ""
+
+
+def test_no_command_exits_2() -> None:
+    result = run_cli()
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    assert "echo" in output
+    assert "find" in output
+
+
+def test_no_command_usage_goes_to_stderr() -> None:
+    """A usage error writes its diagnostics to stderr; stdout stays for results."""
+    result = run_cli()
+    assert result.returncode == 2
+    assert result.stdout == "", "an error exit must not print its usage text on stdout"
+    assert result.stderr.strip() != ""
