@@ -58,7 +58,7 @@ def decode_dataset(data: bytes, transfer_syntax: str) -> Dataset:
     except Exception as exc:
         raise ProtocolError(
             f"the peer sent a data set that does not decode ({exc})",
-            "the peer's DICOM stack is broken; a trace (--trace) helps its vendor",
+            "the peer's DICOM stack is broken; the log of -v helps its vendor",
         ) from exc
 
 

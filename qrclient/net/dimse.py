@@ -184,7 +184,7 @@ def decode_command(data: bytes) -> Command:
     except (struct.error, ValueError) as exc:
         raise ProtocolError(
             f"the peer sent a command set that does not decode ({exc})",
-            "the peer's DICOM stack is broken; a trace (--trace) helps its vendor",
+            "the peer's DICOM stack is broken; the log of -v helps its vendor",
         ) from exc
     if "command_field" not in values:
         raise ProtocolError(

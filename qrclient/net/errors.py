@@ -119,7 +119,7 @@ def describe_abort(source: int, reason: int) -> tuple[str, str]:
         why = _ABORT_REASONS.get(reason, f"reason {reason}")
         return (
             f"association aborted by the peer's network layer: {why}",
-            "the peer did not understand what we sent; a trace (--trace) helps its vendor",
+            "the peer did not understand what we sent; the log of -v helps its vendor",
         )
     return (
         "association aborted by the peer",
