@@ -1,0 +1,142 @@
+"""One instance being received: a temporary file that becomes a stored file or nothing.
+
+Fragments are appended through a buffer, never decoded: ``write`` is the hot path of
+a retrieve. The data set is checked (element headers only) and read for the few
+attributes the store needs once, at ``commit``, from the page cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, NoReturn, Protocol
+
+from qrclient.store.errors import StoreError, describe_os_error
+from qrclient.store.index import StoredInstance
+from qrclient.store.part10 import read_dataset_values
+
+BUFFER_SIZE = 256 * 1024  # a few 16 KB fragments per write(2); a 1 MB one goes straight
+TEMP_SUFFIX = ".part"
+_NUMBERS = itertools.count()
+
+
+def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
+    """A new file in ``directory`` that is ours alone (O_EXCL), opened for writing."""
+    name = f"{os.getpid()}-{next(_NUMBERS)}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    path = directory / name
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags, 0o666)
+    return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
+
+
+class Owner(Protocol):
+    """The store, as an incoming instance sees it."""
+
+    wanted_tags: frozenset[int]
+
+    def place(
+        self, incoming: Incoming, values: dict[int, bytes], status: os.stat_result
+    ) -> StoredInstance: ...
+
+    def forget(self, incoming: Incoming) -> None: ...
+
+
+class Incoming:
+    """Receive with ``write``, then ``commit`` (or ``discard``); then it is finished."""
+
+    __slots__ = (
+        "_data_offset",
+        "_file",
+        "_finished",
+        "_owner",
+        "path",
+        "sop_class_uid",
+        "sop_instance_uid",
+        "source",
+        "transfer_syntax",
+    )
+
+    def __init__(
+        self,
+        owner: Owner,
+        path: Path,
+        file: BinaryIO,
+        data_offset: int,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        source: str,
+    ) -> None:
+        self._owner = owner
+        self.path = path
+        self._file = file
+        self._data_offset = data_offset
+        self._finished = False
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+        self.transfer_syntax = transfer_syntax
+        self.source = source
+
+    def write(self, fragment: bytes) -> None:
+        """Append the next bytes of the data set, exactly as received."""
+        try:
+            self._file.write(fragment)
+        except OSError as exc:
+            self._fail(exc)
+        except ValueError:  # the file is closed: committed or discarded already
+            raise StoreError(f"{self.sop_instance_uid}: written after it was finished") from None
+
+    def commit(self) -> StoredInstance:
+        """Check the data set is complete, move the file into place and index it.
+
+        No fsync per file: the file is closed before it is renamed, so a file in its
+        final place is complete whenever the process is killed, and its index row is
+        written after the rename. Only a power failure could lose recent files, which
+        ``Store.verify`` then reports; guarding against that would cost an fsync each.
+        """
+        if self._finished:
+            raise StoreError(f"{self.sop_instance_uid}: already committed or discarded")
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc)
+        try:
+            values = read_dataset_values(
+                self.path, self._data_offset, self.transfer_syntax, self._owner.wanted_tags
+            )
+            status = os.stat(self.path)
+        except OSError as exc:
+            self._fail(exc)
+        except ValueError as exc:
+            self.discard()
+            raise StoreError(
+                f"{self.sop_instance_uid} was not stored: the data set is truncated or "
+                f"does not parse ({exc})"
+            ) from None
+        try:
+            stored = self._owner.place(self, values, status)
+        except BaseException:
+            self.discard()
+            raise
+        self._finished = True
+        self._owner.forget(self)
+        return stored
+
+    def discard(self) -> None:
+        """Drop the instance and its temporary file; harmless once finished."""
+        if self._finished:
+            return
+        self._finished = True
+        self._owner.forget(self)
+        with contextlib.suppress(OSError):  # a failed flush: the file goes anyway
+            self._file.close()
+        with contextlib.suppress(OSError):  # if it stays, the next open removes it
+            self.path.unlink()
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        self.discard()
+        raise StoreError(f"cannot store {self.sop_instance_uid}: {describe_os_error(exc)}") from exc

@@ -1,0 +1,320 @@
+"""The store's index: which instances are here, and of which series, study, patient.
+
+SQLite in WAL mode with synchronous=NORMAL: each stored instance is one transaction,
+atomic and durable across a kill of the process at any moment, without an fsync per
+instance (a power failure may lose the last few; ``Store.rebuild_index`` recovers
+them from the files). Rows are written only after the file is in place, so every row
+names a complete file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qrclient.store.errors import StoreError
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
+
+# Keyed by UIDs: WITHOUT ROWID keeps one b-tree per table instead of two.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS patient (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS study (
+    uid TEXT PRIMARY KEY, patient_id TEXT NOT NULL, study_date TEXT NOT NULL,
+    description TEXT NOT NULL, accession TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, modality TEXT NOT NULL,
+    series_number INTEGER, description TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS instance (
+    sop_instance_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL, transfer_syntax TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, source TEXT NOT NULL,
+    received_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS instance_series ON instance (series_uid);
+CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
+CREATE INDEX IF NOT EXISTS study_patient ON study (patient_id);
+"""
+
+
+def _upsert(table: str, key: str, updates: dict[str, str]) -> str:
+    """Insert a row, or update it only where a value changes (no page written if none)."""
+    marks = ", ".join("?" * (len(updates) + 1))
+    assignments = ", ".join(f"{column} = {value}" for column, value in updates.items())
+    return (
+        f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET "
+        f"{assignments} WHERE ({', '.join(updates)}) IS NOT ({', '.join(updates.values())})"
+    )
+
+
+def _new(column: str) -> str:
+    return f"excluded.{column}"
+
+
+def _keep(column: str) -> str:
+    """The new value, but an empty one never blanks a known one."""
+    return f"coalesce(nullif(excluded.{column}, ''), {column})"
+
+
+_UPSERTS = (
+    _upsert("patient", "id", {"name": _keep("name")}),
+    _upsert(
+        "study",
+        "uid",
+        {
+            "patient_id": _new("patient_id"),
+            "study_date": _keep("study_date"),
+            "description": _keep("description"),
+            "accession": _keep("accession"),
+        },
+    ),
+    _upsert(
+        "series",
+        "uid",
+        {
+            "study_uid": _new("study_uid"),
+            "modality": _keep("modality"),
+            "series_number": "coalesce(excluded.series_number, series_number)",
+            "description": _keep("description"),
+        },
+    ),
+    # A path taken by another instance fails (UNIQUE) instead of dropping its row.
+    _upsert(
+        "instance",
+        "sop_instance_uid",
+        {
+            column: _new(column)
+            for column in (
+                "series_uid",
+                "sop_class_uid",
+                "transfer_syntax",
+                "path",
+                "size",
+                "source",
+                "received_at",
+            )
+        },
+    ),
+)
+
+_INSTANCE_COLUMNS = """
+    i.sop_instance_uid, i.sop_class_uid, i.series_uid, coalesce(se.study_uid, ''),
+    coalesce(st.patient_id, ''), i.transfer_syntax, i.path, i.size, i.source, i.received_at
+    FROM instance i
+    LEFT JOIN series se ON se.uid = i.series_uid
+    LEFT JOIN study st ON st.uid = se.study_uid"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """One instance in the store; ``path`` is relative to the root, ``/``-separated."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    transfer_syntax: str
+    path: str
+    size: int  # of the file
+    source: str  # AE title of the peer that sent it ("" when not a valid AE title)
+    received_at: str  # ISO 8601, UTC: the file's modification time
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    patients: int
+    studies: int
+    series: int
+    instances: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Everything one stored instance contributes to the index."""
+
+    instance: StoredInstance
+    patient_name: str
+    study_date: str
+    study_description: str
+    accession: str
+    modality: str
+    series_number: int | None
+    series_description: str
+
+
+class Index:
+    """The SQLite index. Thread-safe: one connection, used under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store index {path}: {exc}") from None
+        try:
+            self._prepare()
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"cannot use the store index {path} ({exc}); if it is damaged, move it "
+                    "away and rebuild the index from the files"
+                ) from None
+            raise
+
+    def _prepare(self) -> None:
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 5000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store index {self.path} has schema {version}, newer than this "
+                f"qrclient knows ({SCHEMA_VERSION}); use a newer qrclient"
+            )
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if version < SCHEMA_VERSION:
+            db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Under the lock; rolled back if anything in it fails."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise
+
+    def _query(self, sql: str, parameters: Iterable[object] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, tuple(parameters)).fetchall()
+
+    def put(self, record: Record) -> None:
+        with self._transaction() as db:
+            _insert(db, record)
+
+    def replace_all(self, records: Iterable[Record]) -> int:
+        """Empty the index and fill it with ``records``, in one transaction."""
+        count = 0
+        with self._transaction() as db:
+            for table in ("instance", "series", "study", "patient"):
+                db.execute(f"DELETE FROM {table}")
+            for record in records:
+                _insert(db, record)
+                count += 1
+        return count
+
+    def claims(self, sop_instance_uid: str, path: str) -> tuple[str | None, str | None]:
+        """Where the instance is stored now, and which instance holds ``path``."""
+        rows = self._query(
+            "SELECT sop_instance_uid, path FROM instance WHERE sop_instance_uid = ? OR path = ?",
+            (sop_instance_uid, path),
+        )
+        current = next((str(p) for uid, p in rows if uid == sop_instance_uid), None)
+        holder = next((str(uid) for uid, p in rows if p == path), None)
+        return current, holder
+
+    def present(self, sop_instance_uids: Iterable[str]) -> set[str]:
+        uids = list(dict.fromkeys(sop_instance_uids))
+        found: set[str] = set()
+        for start in range(0, len(uids), _CHUNK):
+            chunk = uids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT sop_instance_uid FROM instance WHERE sop_instance_uid IN ({marks})",
+                chunk,
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    def count_in_series(self, series_uid: str) -> int:
+        rows = self._query("SELECT count(*) FROM instance WHERE series_uid = ?", (series_uid,))
+        return int(rows[0][0])
+
+    def count_in_study(self, study_uid: str) -> int:
+        rows = self._query(
+            """SELECT count(*) FROM instance i JOIN series se ON se.uid = i.series_uid
+               WHERE se.study_uid = ?""",
+            (study_uid,),
+        )
+        return int(rows[0][0])
+
+    def instances(
+        self, study_uid: str | None = None, series_uid: str | None = None
+    ) -> list[StoredInstance]:
+        conditions, parameters = [], []
+        if study_uid is not None:
+            conditions.append("se.study_uid = ?")
+            parameters.append(study_uid)
+        if series_uid is not None:
+            conditions.append("i.series_uid = ?")
+            parameters.append(series_uid)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS}{where} ORDER BY i.path", parameters)
+        return [StoredInstance(*row) for row in rows]
+
+    def files(self) -> dict[str, tuple[str, int]]:
+        """Path to (SOP Instance UID, size) for every row."""
+        rows = self._query("SELECT path, sop_instance_uid, size FROM instance")
+        return {path: (uid, size) for path, uid, size in rows}
+
+    def summary(self) -> StoreSummary:
+        row = self._query(
+            """SELECT count(DISTINCT st.patient_id), count(DISTINCT se.study_uid),
+                      count(DISTINCT i.series_uid), count(*), coalesce(sum(i.size), 0)
+               FROM instance i
+               LEFT JOIN series se ON se.uid = i.series_uid
+               LEFT JOIN study st ON st.uid = se.study_uid"""
+        )[0]
+        return StoreSummary(*row)
+
+
+def _insert(db: sqlite3.Connection, record: Record) -> None:
+    i, r = record.instance, record
+    patient, study, series, instance = _UPSERTS
+    db.execute(patient, (i.patient_id, r.patient_name))
+    db.execute(
+        study, (i.study_instance_uid, i.patient_id, r.study_date, r.study_description, r.accession)
+    )
+    db.execute(
+        series,
+        (
+            i.series_instance_uid,
+            i.study_instance_uid,
+            r.modality,
+            r.series_number,
+            r.series_description,
+        ),
+    )
+    db.execute(
+        instance,
+        (
+            i.sop_instance_uid,
+            i.series_instance_uid,
+            i.sop_class_uid,
+            i.transfer_syntax,
+            i.path,
+            i.size,
+            i.source,
+            i.received_at,
+        ),
+    )

@@ -1,0 +1,137 @@
+"""DICOM Part-10 files: the header we write before a received data set, and reading
+a stored file's attributes back without decoding it.
+
+The file meta group is encoded by hand: it is eight short elements, and building it
+through pydicom for every received instance would cost more than writing the data.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from qrclient.store.walk import scan_dataset
+
+PREAMBLE = bytes(128) + b"DICM"
+_GROUP_LENGTH_END = len(PREAMBLE) + 12  # (0002,0000) UL: tag, VR, 2-byte length, value
+_SHORT = struct.Struct("<HH2sH")
+_LONG = struct.Struct("<HH2sHL")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_AE_CHARS = re.compile(r"[ -\[\]-~]*")  # printable ASCII without backslash
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+
+MEDIA_SOP_CLASS, MEDIA_SOP_INSTANCE = 0x00020002, 0x00020003
+TRANSFER_SYNTAX, SOURCE_AE = 0x00020010, 0x00020016
+_META_WANTED = frozenset((MEDIA_SOP_CLASS, MEDIA_SOP_INSTANCE, TRANSFER_SYNTAX, SOURCE_AE))
+
+
+def clean_uid(value: str, what: str) -> str:
+    """``value`` without padding; ValueError unless it is a UID (digits and dots)."""
+    uid = value.strip(" \x00")
+    if len(uid) > 64 or not _UID.fullmatch(uid):
+        raise ValueError(f"{what} {value!r} is not a UID (digits and dots, at most 64)")
+    return uid
+
+
+def clean_ae_title(value: str) -> str:
+    """``value`` stripped if it is a valid AE title, else ``""`` (it is then left out)."""
+    title = value.strip(" ")
+    return title if 0 < len(title) <= 16 and _AE_CHARS.fullmatch(title) else ""
+
+
+def file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source: str
+) -> bytes:
+    """Preamble, ``DICM`` and the file meta group (arguments already cleaned)."""
+    body = b"".join(
+        (
+            _LONG.pack(2, 0x0001, b"OB", 0, 2) + b"\x00\x01",
+            _element(0x0002, b"UI", sop_class_uid, b"\x00"),
+            _element(0x0003, b"UI", sop_instance_uid, b"\x00"),
+            _element(0x0010, b"UI", transfer_syntax, b"\x00"),
+            _element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID, b"\x00"),
+            _element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME, b" "),
+            _element(0x0016, b"AE", source, b" ") if source else b"",
+        )
+    )
+    return PREAMBLE + _SHORT.pack(2, 0x0000, b"UL", 4) + struct.pack("<L", len(body)) + body
+
+
+def _element(element: int, vr: bytes, text: str, pad: bytes) -> bytes:
+    value = text.encode("ascii")
+    value += pad * (len(value) % 2)
+    return _SHORT.pack(2, element, vr, len(value)) + value
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a stored file says about itself."""
+
+    transfer_syntax: str
+    media_sop_class_uid: str
+    media_sop_instance_uid: str
+    source: str
+    values: dict[int, bytes]  # raw top-level values of the tags asked for
+
+
+def read_dataset_values(
+    path: Path | str, data_offset: int, transfer_syntax: str, wanted: frozenset[int]
+) -> dict[int, bytes]:
+    """Check the data set after ``data_offset`` is complete; return the ``wanted`` values.
+
+    Raises ValueError (or OSError) for a data set that is truncated or does not parse.
+    """
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size <= data_offset:
+            raise ValueError("the data set is empty")
+        if transfer_syntax == DEFLATED_LE:
+            file.seek(data_offset)
+            try:
+                data = zlib.decompress(file.read(), -zlib.MAX_WBITS)
+            except zlib.error as exc:
+                raise ValueError(f"the deflated data set does not inflate ({exc})") from None
+            return scan_dataset(data, 0, len(data), explicit=True, little=True, wanted=wanted)
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return scan_dataset(
+                mapped,
+                data_offset,
+                size,
+                explicit=transfer_syntax != IMPLICIT_LE,
+                little=transfer_syntax != EXPLICIT_BE,
+                wanted=wanted,
+            )
+
+
+def read_header(path: Path | str, wanted: frozenset[int]) -> Header:
+    """Read a Part-10 file's meta group and check its data set; ValueError if not one."""
+    with open(path, "rb") as file:
+        start = file.read(_GROUP_LENGTH_END)
+        if len(start) < _GROUP_LENGTH_END or not start.startswith(PREAMBLE):
+            raise ValueError("not a DICOM Part-10 file")
+        group, element, vr, value_length = _SHORT.unpack_from(start, len(PREAMBLE))
+        if (group, element, vr, value_length) != (2, 0, b"UL", 4):
+            raise ValueError("the file meta group does not start with its group length")
+        meta_bytes = file.read(struct.unpack_from("<L", start, _GROUP_LENGTH_END - 4)[0])
+    meta = scan_dataset(
+        meta_bytes, 0, len(meta_bytes), explicit=True, little=True, wanted=_META_WANTED
+    )
+    text = {tag: value.decode("ascii", "replace") for tag, value in meta.items()}
+    transfer_syntax = clean_uid(text.get(TRANSFER_SYNTAX, ""), "TransferSyntaxUID")
+    values = read_dataset_values(path, _GROUP_LENGTH_END + len(meta_bytes), transfer_syntax, wanted)
+    return Header(
+        transfer_syntax,
+        text.get(MEDIA_SOP_CLASS, "").strip(" \x00"),
+        text.get(MEDIA_SOP_INSTANCE, "").strip(" \x00"),
+        clean_ae_title(text.get(SOURCE_AE, "")),
+        values,
+    )

@@ -1,0 +1,129 @@
+"""Structural walk over a whole stored data set, reading element headers only.
+
+``qrclient.net.datasets`` walks C-FIND identifiers the same way, but instances need
+more: any transfer syntax's byte order, encapsulated pixel data (its items are opaque
+fragments, not data sets, also inside an icon sequence), and the values of a few
+top-level tags picked up on the way. Values are skipped by their lengths, so pixel
+data costs nothing and a memory-mapped file is never read past its headers.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Container
+
+from qrclient.net.datasets import _LONG_VRS  # the VRs with a 4-byte length
+
+Buffer = bytes | mmap.mmap
+
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_ENCAPSULATED_VRS = (b"OB", b"OW")  # with an undefined length: pixel data fragments
+
+
+def scan_dataset(
+    data: Buffer,
+    start: int,
+    end: int,
+    *,
+    explicit: bool,
+    little: bool,
+    wanted: Container[int],
+) -> dict[int, bytes]:
+    """Check ``data[start:end]`` is one complete data set; return the ``wanted`` values.
+
+    Only top-level elements are collected (by tag, raw bytes). Raises ValueError where
+    a length overruns, an item or sequence is not closed, or bytes are left over.
+    """
+    walker = _Walker(data, little)
+    found: dict[int, bytes] = {}
+    walker.elements(start, end, explicit, closed_by_item_end=False, wanted=wanted, found=found)
+    return found
+
+
+class _Walker:
+    def __init__(self, data: Buffer, little: bool) -> None:
+        order = "<" if little else ">"
+        self.data = data
+        self.tag = struct.Struct(f"{order}HH")
+        self.u16 = struct.Struct(f"{order}H")
+        self.u32 = struct.Struct(f"{order}L")
+
+    def elements(
+        self,
+        offset: int,
+        end: int,
+        explicit: bool,
+        *,
+        closed_by_item_end: bool,
+        wanted: Container[int] = (),
+        found: dict[int, bytes] | None = None,
+    ) -> int:
+        """Walk elements to ``end`` (or to the item delimiter); return the offset after."""
+        data, u16, u32 = self.data, self.u16, self.u32
+        while offset < end:
+            if offset + 8 > end:
+                raise ValueError(f"element header cut short at byte {offset}")
+            group, element = self.tag.unpack_from(data, offset)
+            tag = group << 16 | element
+            if group == 0xFFFE:
+                if closed_by_item_end and tag == _ITEM_END:
+                    return offset + 8
+                raise ValueError(f"unexpected ({group:04X},{element:04X}) at byte {offset}")
+            vr = data[offset + 4 : offset + 6] if explicit else b""
+            if vr in _LONG_VRS:
+                if offset + 12 > end:
+                    raise ValueError(f"element header cut short at byte {offset}")
+                length = u32.unpack_from(data, offset + 8)[0]
+                offset += 12
+            elif explicit:
+                length = u16.unpack_from(data, offset + 6)[0]
+                offset += 8
+            else:
+                length = u32.unpack_from(data, offset + 4)[0]
+                offset += 8
+            if length == _UNDEFINED:
+                if vr in _ENCAPSULATED_VRS:
+                    offset = self.items(offset, end, None, delimited=True)
+                else:  # a sequence; an undefined-length UN holds implicit VR items
+                    offset = self.items(offset, end, explicit and vr != b"UN", delimited=True)
+                continue
+            if offset + length > end:
+                raise ValueError(
+                    f"({group:04X},{element:04X}) claims {length} bytes, {end - offset} are left"
+                )
+            if vr == b"SQ":
+                self.items(offset, offset + length, explicit, delimited=False)
+            elif found is not None and tag in wanted:
+                found[tag] = bytes(data[offset : offset + length])
+            offset += length
+        if closed_by_item_end:
+            raise ValueError("a sequence item is not closed")
+        return offset
+
+    def items(self, offset: int, end: int, explicit: bool | None, *, delimited: bool) -> int:
+        """Walk sequence items (``explicit`` None: opaque pixel data fragments)."""
+        data, u32 = self.data, self.u32
+        while offset < end:
+            if offset + 8 > end:
+                raise ValueError(f"item header cut short at byte {offset}")
+            group, element = self.tag.unpack_from(data, offset)
+            tag = group << 16 | element
+            length = u32.unpack_from(data, offset + 4)[0]
+            offset += 8
+            if tag == _SEQUENCE_END:
+                return offset
+            if tag != _ITEM:
+                raise ValueError(f"({group:04X},{element:04X}) where an item was expected")
+            if length == _UNDEFINED and explicit is not None:
+                offset = self.elements(offset, end, explicit, closed_by_item_end=True)
+            elif length == _UNDEFINED or offset + length > end:
+                raise ValueError(f"an item at byte {offset - 8} overruns its sequence")
+            else:
+                if explicit is not None:
+                    self.elements(offset, offset + length, explicit, closed_by_item_end=False)
+                offset += length
+        if delimited:
+            raise ValueError("a sequence is not closed")
+        return offset
