@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO
@@ -32,6 +32,8 @@ CALLING_AET = "QRCLIENT"
 DEFAULT_RUNS = 5
 DEFAULT_WARMUP = 1
 RUN_TIMEOUT = 300.0
+RUN_DIR = "{run_dir}"
+"""Placeholder in a :class:`Command`'s argv for the new empty directory of each run."""
 
 
 class BenchmarkError(RuntimeError):
@@ -126,6 +128,7 @@ class Run:
     peak_rss_kib: int  # the child's own ru_maxrss (KiB on Linux)
     stdout: bytes
     stderr: bytes
+    run_dir: Path | None = None  # the run's own new directory (Command.run_dirs_in)
 
     def describe_failure(self) -> str:
         tail = self.stderr.decode("utf-8", "replace").strip().splitlines()[-10:]
@@ -247,6 +250,9 @@ class Command:
     cwd: Path | None = None
     capture: bool = True  # keep stdout/stderr for ``check``; else they go to /dev/null
     before_each: Callable[[], None] | None = None  # untimed, e.g. empty an output directory
+    # Give every run a new empty directory made in this one, put in place of RUN_DIR in
+    # argv, passed to ``check`` as Run.run_dir and removed once the run is checked.
+    run_dirs_in: Path | None = None
 
 
 @dataclass(slots=True)
@@ -290,15 +296,33 @@ def measure_all(
         for command, result in zip(commands, results, strict=True):
             if command.before_each is not None:
                 command.before_each()
-            run = run_once(command.argv, env=command.env, cwd=command.cwd, capture=command.capture)
-            if run.returncode != 0:
-                raise BenchmarkError(run.describe_failure())
-            if command.check is not None:
-                command.check(run)
+            run = _run_command(command)
             if index >= warmup:
                 result.samples.append(run.seconds)
                 result.peak_rss_kib.append(run.peak_rss_kib)
     return results
+
+
+def _run_command(command: Command) -> Run:
+    """One run of ``command``, in its own new directory if it asks for one, checked."""
+    if command.run_dirs_in is None:
+        run_dir = None
+        argv = command.argv
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=command.run_dirs_in))
+        argv = tuple(arg.replace(RUN_DIR, str(run_dir)) for arg in command.argv)
+    try:
+        run = run_once(argv, env=command.env, cwd=command.cwd, capture=command.capture)
+        if run_dir is not None:
+            run = replace(run, run_dir=run_dir)
+        if run.returncode != 0:
+            raise BenchmarkError(run.describe_failure())
+        if command.check is not None:
+            command.check(run)
+    finally:
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return run
 
 
 def measure(
@@ -392,18 +416,20 @@ def _cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP
+) -> None:
     parser.add_argument(
         "--runs",
         type=int,
-        default=DEFAULT_RUNS,
-        help=f"timed runs per command; the median is reported (default {DEFAULT_RUNS})",
+        default=runs,
+        help=f"timed runs per command; the median is reported (default {runs})",
     )
     parser.add_argument(
         "--warmup",
         type=int,
-        default=DEFAULT_WARMUP,
-        help=f"untimed runs first, to warm caches (default {DEFAULT_WARMUP})",
+        default=warmup,
+        help=f"untimed runs first, to warm caches (default {warmup})",
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.dataset import Archive, test_archive
-from fixtures.orthanc import OrthancServer, orthanc_available
+from fixtures.orthanc import OrthancServer, free_ports, orthanc_available
 from qrclient.net import Peer
 
 
@@ -35,10 +35,34 @@ def start_orthanc(workdir: Path, archive: Archive | None, **config: object) -> O
     return server
 
 
+OUR_AE = "QRCLIENT"
+THIRD_PARTY_AE = "THIRDPARTY"
+
+
 @pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Iterator[OrthancServer]:
-    """The main test PACS; checks the called AE title so rejections can be tested."""
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc"), archive, DicomCheckCalledAet=True)
+def listen_ports() -> tuple[int, int]:
+    """Ports for our storage listener and a third-party destination, known to Orthanc."""
+    ours, third_party = free_ports(2)
+    return ours, third_party
+
+
+@pytest.fixture(scope="session")
+def orthanc(
+    tmp_path_factory: pytest.TempPathFactory, archive: Archive, listen_ports: tuple[int, int]
+) -> Iterator[OrthancServer]:
+    """The main test PACS: checks the called AE title (so rejections can be tested) and
+    knows our AE title and a third-party AE as C-MOVE destinations."""
+    ours, third_party = listen_ports
+    server = start_orthanc(
+        tmp_path_factory.mktemp("orthanc"),
+        archive,
+        DicomCheckCalledAet=True,
+        DicomModalities={
+            "qrclient": [OUR_AE, "127.0.0.1", ours],
+            "thirdparty": [THIRD_PARTY_AE, "127.0.0.1", third_party],
+        },
+        DicomAssociationCloseDelay=0,
+    )
     yield server
     server.stop(graceful=False)
 

@@ -8,6 +8,7 @@ and an association can never outlive the ``async with`` that opened it.
 from __future__ import annotations
 
 import errno
+import itertools
 import socket
 import time
 from collections import deque
@@ -56,6 +57,7 @@ APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 DEFAULT_MAX_PDU = 1 << 20
 _MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
+_MESSAGE_IDS = itertools.count()
 
 # Receives (event name, details); used by the log pane and traces. Kept off the hot
 # path unless set.
@@ -189,7 +191,6 @@ class Association:
         self._stream = stream
         self._reader = pdu.PduReader(stream, settings.max_pdu)
         self._pdvs: deque[pdu.Pdv] = deque()
-        self._message_id = 0
         self._closed = False
         self.peer = peer
         self.settings = settings
@@ -302,7 +303,7 @@ class Association:
             ) from exc
         negotiated = _match_contexts(proposed, accept)
         association = cls(stream, peer, settings, negotiated, accept)
-        association._reader = reader
+        association.adopt_reader(reader)
         _notify(
             settings,
             "associate-ac",
@@ -348,9 +349,24 @@ class Association:
             "the peer does not offer this service to us; check its configuration",
         )
 
+    def adopt_reader(self, reader: pdu.PduReader) -> None:
+        """Continue with the reader used for negotiation (it may hold bytes already)."""
+        self._reader = reader
+
+    def context(self, context_id: int) -> NegotiatedContext:
+        """The negotiated context with this ID (messages only arrive on accepted ones)."""
+        for context in self.contexts:
+            if context.context_id == context_id:
+                return context
+        raise KeyError(context_id)
+
     def next_message_id(self) -> int:
-        self._message_id = self._message_id % 0xFFFF + 1
-        return self._message_id
+        """A message ID unique across this process's associations (not only this one).
+
+        Instances a C-MOVE delivers to our listener carry the move's message ID; unique
+        IDs let the listener tell concurrent moves from the same AE title apart.
+        """
+        return next(_MESSAGE_IDS) % 0xFFFF + 1
 
     def _fail(self, error: DicomNetworkError) -> DicomNetworkError:
         _notify(self.settings, "error", {"error": str(error)})
@@ -421,6 +437,20 @@ class Association:
             yield pdv.data
             if pdv.is_last:
                 return
+
+    async def receive_dataset_into(self, context_id: int, write: Callable[[bytes], object]) -> int:
+        """Pass each fragment of the data set that follows a command to ``write``.
+
+        The bulk-receive path: fragments go straight from the receive buffer to the
+        writer (a file, for C-STORE), never joined in memory. Returns the byte count.
+        """
+        size = 0
+        while True:
+            pdv = await self._next_data_pdv(context_id)
+            write(pdv.data)
+            size += len(pdv.data)
+            if pdv.is_last:
+                return size
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""

@@ -193,3 +193,18 @@ def decode_command(data: bytes) -> Command:
     command = Command(**values)  # type: ignore[arg-type]
     command.unknown = unknown
     return command
+
+
+def expect_response(command: Command, expected: CommandField, message_id: int) -> None:
+    """Refuse a response of the wrong kind, or to a message we never sent."""
+    if command.command_field != expected:
+        raise ProtocolError(
+            f"the peer sent {command.name} where {expected.name.replace('_', '-')} was expected",
+            "the peer's DICOM stack is broken",
+        )
+    if command.message_id_being_responded_to != message_id:
+        raise ProtocolError(
+            f"the peer answered message {command.message_id_being_responded_to}, "
+            f"but we sent {message_id}",
+            "the peer's DICOM stack is broken",
+        )

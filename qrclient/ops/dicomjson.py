@@ -121,24 +121,19 @@ def _person_names(raw: bytes, encoding: str) -> list[object]:
     return names
 
 
-def _integers(raw: bytes, encoding: str) -> list[object] | None:
-    text = raw.decode("ascii").strip(" \0")
-    if not text:
-        return []
-    texts = text.split("\\")
-    if any(not t.strip() for t in texts):
-        return None
-    return [int(t) for t in texts]
+def _numbers(convert: Callable[[str], object]) -> Callable[[bytes, str], list[object] | None]:
+    """IS and DS: numbers as text; an empty value among several is pydicom's to judge."""
 
+    def parse(raw: bytes, encoding: str) -> list[object] | None:
+        text = raw.decode("ascii").strip(" \0")
+        if not text:
+            return []
+        texts = text.split("\\")
+        if any(not t.strip() for t in texts):
+            return None
+        return [convert(t) for t in texts]
 
-def _decimals(raw: bytes, encoding: str) -> list[object] | None:
-    text = raw.decode("ascii").strip(" \0")
-    if not text:
-        return []
-    texts = text.split("\\")
-    if any(not t.strip() for t in texts):
-        return None
-    return [float(t) for t in texts]
+    return parse
 
 
 def _binary(vr: str) -> Callable[[bytes, str], list[object] | None]:
@@ -162,8 +157,8 @@ _CONVERTERS: dict[str, Callable[[bytes, str], list[object] | None]] = {
     **{vr: _split_text for vr in _SPLIT_TEXT},
     **{vr: _whole_text for vr in _WHOLE_TEXT},
     "PN": _person_names,
-    "IS": _integers,
-    "DS": _decimals,
+    "IS": _numbers(int),
+    "DS": _numbers(float),
     "AT": _tags,
     **{vr: _binary(vr) for vr in _BINARY},
 }

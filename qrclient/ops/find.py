@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
-from qrclient.net.dimse import Command, CommandField, Priority
+from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.ops.query import Query
@@ -124,18 +124,8 @@ class FindResults:
 
     async def _receive(self) -> tuple[Command, bytes | None]:
         message = await self._association.receive_message("C-FIND response")
-        command = message.command
-        if command.command_field != CommandField.C_FIND_RSP:
-            raise ProtocolError(
-                f"the peer answered C-FIND with {command.name}", "the peer's DICOM stack is broken"
-            )
-        if command.message_id_being_responded_to != self._message_id:
-            raise ProtocolError(
-                f"the peer answered message {command.message_id_being_responded_to}, "
-                f"but we sent {self._message_id}",
-                "the peer's DICOM stack is broken",
-            )
-        return command, message.dataset
+        expect_response(message.command, CommandField.C_FIND_RSP, self._message_id)
+        return message.command, message.dataset
 
     def _finish(self, status: Status, command: Command) -> None:
         self.outcome.status = status

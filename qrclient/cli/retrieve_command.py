@@ -1,0 +1,181 @@
+"""``qrclient get | move | retrieve``: fetch studies, series or instances into the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+
+from qrclient.cli import exit_codes
+from qrclient.cli.common import UsageError, peer_and_settings, run_command
+from qrclient.cli.progress_bar import ProgressBar
+from qrclient.net.listener import StorageListener
+from qrclient.ops.move import MoveRouter
+from qrclient.ops.node import check_ae_title, check_host, check_port
+from qrclient.ops.query import Level, QueryError, parse_level, parse_model
+from qrclient.ops.retrieve import (
+    Method,
+    RetrieveJob,
+    RetrieveOutcome,
+    RetrieveRequest,
+    RetrieveState,
+)
+from qrclient.store import Store, StoreError
+
+_UNIQUE_KEYS = {
+    Level.PATIENT: {"PatientID"},
+    Level.STUDY: {"PatientID", "StudyInstanceUID", "AccessionNumber"},
+    Level.SERIES: {"PatientID", "StudyInstanceUID", "SeriesInstanceUID"},
+    Level.IMAGE: {"PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"},
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_command(lambda: _prepare(args))
+
+
+def default_store() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("qrclient")) / "store"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` for the storage listener."""
+    host, colon, port = text.rpartition(":")
+    every_interface = "0.0.0.0"  # the PACS connects from elsewhere
+    return (check_host(host) if colon and host else every_interface), check_port(
+        port, "--listen port"
+    )
+
+
+def _request(args: argparse.Namespace) -> RetrieveRequest:
+    level = parse_level(args.level)
+    request = RetrieveRequest.parse(level, parse_model(args.model), args.keys)
+    allowed = _UNIQUE_KEYS[level]
+    for key in request.keys:
+        if key.keyword not in allowed:
+            raise QueryError(
+                f"{key.name} cannot select a {level.value}-level retrieve: "
+                f"expected {', '.join(sorted(allowed))}"
+            )
+        if not key.value or any(c in key.value for c in "*?"):
+            raise QueryError(
+                f"{key.name}={key.value or ''!r}: retrieve keys must be exact values "
+                "(\\-separated lists allowed); use 'qrclient find' to look them up"
+            )
+    if not request.keys:
+        raise QueryError(
+            f"nothing to retrieve: give -k with one of {', '.join(sorted(allowed))} "
+            "(find them with 'qrclient find')"
+        )
+    return request
+
+
+def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
+    peer, settings = peer_and_settings(args)
+    request = _request(args)
+    method = Method(args.command if args.command != "retrieve" else "auto")
+    if not 1 <= args.parallel <= 16:
+        raise UsageError(f"--parallel {args.parallel}: expected 1 to 16 associations")
+    destination = check_ae_title(getattr(args, "dest", None) or settings.calling_ae, "--dest")
+    listen_host, listen_port = parse_listen(getattr(args, "listen", "11113"))
+    out = Path(args.out) if args.out else default_store()
+    moves_to_us = method is not Method.GET and destination == settings.calling_ae
+
+    async def job() -> int:
+        with _open_store(out) as store:
+            router = MoveRouter(settings.calling_ae, store) if moves_to_us else None
+            retrieve = RetrieveJob(
+                peer, request, store, store, settings, args.parallel, method, destination, router
+            )
+            bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
+            async with anyio.create_task_group() as group:
+                if router is not None:
+                    listener = StorageListener(
+                        settings.calling_ae,
+                        router,
+                        host=listen_host,
+                        port=listen_port,
+                        settings=settings,
+                    )
+                    await group.start(listener.serve)
+                group.start_soon(bar.follow, retrieve.progress)
+                try:
+                    outcome = await retrieve.run()
+                finally:
+                    group.cancel_scope.cancel()
+        _report(outcome, out, args.format)
+        return _exit_code(outcome)
+
+    return job
+
+
+class _open_store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store: Store | None = None
+
+    def __enter__(self) -> Store:
+        try:
+            self.store = Store.open(self.root)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
+    if kind == "json":
+        json.dump(
+            {
+                "state": outcome.state.value,
+                "planned": outcome.planned,
+                "received": outcome.received,
+                "already_here": outcome.skipped,
+                "bytes": outcome.received_bytes,
+                "seconds": round(outcome.seconds, 3),
+                "failed": outcome.failed,
+                "warning": outcome.warning,
+                "errors": outcome.errors,
+                "notes": outcome.notes,
+                "store": str(out),
+            },
+            sys.stdout,
+        )
+        print()
+        return
+    megabytes = outcome.received_bytes / 1e6
+    rate = megabytes / outcome.seconds if outcome.seconds else 0.0
+    print(
+        f"{outcome.received} instances received ({outcome.skipped} already here), "
+        f"{megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s), "
+        f"{outcome.failed} failed, {outcome.warning} warnings: {outcome.state.value}; "
+        f"store {out}"
+    )
+    for note in outcome.notes:
+        sys.stderr.write(f"qrclient: note: {note}\n")
+    for error in outcome.errors[:10]:
+        sys.stderr.write(f"qrclient: error: {error}\n")
+    if len(outcome.errors) > 10:
+        sys.stderr.write(f"qrclient: ... and {len(outcome.errors) - 10} more errors\n")
+
+
+def _exit_code(outcome: RetrieveOutcome) -> int:
+    state = outcome.state
+    if state is RetrieveState.COMPLETE:
+        return exit_codes.OK
+    if state is RetrieveState.PARTIAL:
+        return exit_codes.PARTIAL
+    if outcome.cancelled:
+        return exit_codes.INTERRUPTED
+    if outcome.status_failures or outcome.failed:
+        return exit_codes.FAILURE_STATUS
+    return exit_codes.NETWORK

@@ -1,0 +1,207 @@
+"""A Storage SCP on the event loop: where a PACS delivers the instances of a C-MOVE.
+
+Each incoming association is negotiated here (called AE must be ours; the calling AE
+must be one the handler expects, i.e. a peer we asked to move to us), then serves
+C-ECHO and C-STORE until the peer releases it. C-STORE data sets stream to the
+handler's sink fragment by fragment, exactly as on a C-GET association.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from pydicom.uid import UID
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+
+from qrclient.net import pdu
+from qrclient.net.association import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    Association,
+    Peer,
+    PeerReleased,
+    Settings,
+)
+from qrclient.net.dimse import Command, CommandField
+from qrclient.net.errors import DicomNetworkError
+from qrclient.net.pdu import PduType
+from qrclient.net.presentation import VERIFICATION, NegotiatedContext
+from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
+
+STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
+# A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): permanent, by the service user.
+_CALLING_AE_NOT_RECOGNISED = 3
+_CALLED_AE_NOT_RECOGNISED = 7
+
+
+class StoreHandler(Protocol):
+    """Decides who may store to us and takes each instance (see ops.move)."""
+
+    def allows(self, calling_ae: str, address: str) -> bool: ...
+
+    async def store(self, association: Association, context_id: int, command: Command) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    calling_ae: str
+    address: str
+    reason: str
+
+
+class StorageListener:
+    """Accepts storage associations on ``host:port`` until its task is cancelled."""
+
+    def __init__(
+        self,
+        ae_title: str,
+        handler: StoreHandler,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 11113,
+        settings: Settings | None = None,
+    ) -> None:
+        self.ae_title = ae_title
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.settings = settings or Settings(calling_ae=ae_title)
+        self.refusals: list[Refusal] = []
+        self.associations = 0
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen; reports the bound port through ``task_status`` (for ``tg.start``)."""
+        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        async with listener:
+            self.port = listener.extra(SocketAttribute.local_port)
+            task_status.started(self.port)
+            await listener.serve(self._handle)
+
+    async def _handle(self, stream: SocketStream) -> None:
+        address = str(stream.extra(SocketAttribute.remote_address, ("?",))[0])
+        try:
+            association = await self._negotiate(stream, address)
+            if association is not None:
+                self.associations += 1
+                await self._serve(association)
+        except DicomNetworkError:
+            pass  # the peer broke the association; the move's own status reports it
+        finally:
+            await anyio.aclose_forcefully(stream)
+
+    async def _negotiate(self, stream: SocketStream, address: str) -> Association | None:
+        reader = pdu.PduReader(stream, self.settings.max_pdu)
+        with anyio.fail_after(self.settings.timeouts.association):
+            pdu_type, body = await reader.read()
+        if pdu_type != PduType.ASSOCIATE_RQ:
+            return None
+        rq = A_ASSOCIATE_RQ()
+        rq.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
+        request = rq.to_primitive()
+        calling = str(request.calling_ae_title).strip()
+        called = str(request.called_ae_title).strip()
+        if called != self.ae_title:
+            await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
+            return None
+        if not self.handler.allows(calling, address):
+            await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
+            return None
+        results = _accept_contexts(request.presentation_context_definition_list)
+        await stream.send(self._accept(request, results))
+        contexts = [
+            NegotiatedContext(
+                int(c.context_id or 0),
+                UID(str(c.abstract_syntax)),
+                int(c.result if c.result is not None else 3),
+                UID(c.transfer_syntax[0]) if c.transfer_syntax else None,
+            )
+            for c in results
+        ]
+        peer = Peer(calling, address, 0)
+        association = Association(stream, peer, self.settings, contexts, request)
+        association.adopt_reader(reader)
+        return association
+
+    def _accept(self, request: A_ASSOCIATE, results: Sequence[PresentationContext]) -> bytes:
+        answer = A_ASSOCIATE()
+        answer.application_context_name = request.application_context_name
+        answer.calling_ae_title = request.calling_ae_title
+        answer.called_ae_title = request.called_ae_title
+        answer.result = 0
+        answer.presentation_context_definition_results_list = list(results)
+        max_length = MaximumLengthNotification()
+        max_length.maximum_length_received = self.settings.max_pdu
+        class_uid = ImplementationClassUIDNotification()
+        class_uid.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        answer.user_information = [max_length, class_uid, version]
+        ac = A_ASSOCIATE_AC()
+        ac.from_primitive(answer)
+        return bytes(ac.encode())
+
+    async def _reject(
+        self, stream: SocketStream, reason: int, calling: str, address: str, called: str
+    ) -> None:
+        why = (
+            f"called AE title {called!r} is not ours ({self.ae_title!r})"
+            if reason == _CALLED_AE_NOT_RECOGNISED
+            else f"calling AE title {calling!r} from {address} is not a peer we are moving from"
+        )
+        self.refusals.append(Refusal(calling, address, why))
+        rj = A_ASSOCIATE_RJ()
+        rj.result, rj.source, rj.reason_diagnostic = 1, 1, reason
+        with anyio.move_on_after(self.settings.timeouts.network):
+            await stream.send(rj.encode())
+
+    async def _serve(self, association: Association) -> None:
+        """C-ECHO and C-STORE until the peer releases or aborts the association."""
+        while True:
+            try:
+                context_id, command = await association.receive_command("C-STORE request")
+            except PeerReleased:
+                return
+            if command.command_field == CommandField.C_STORE_RQ:
+                status = await self.handler.store(association, context_id, command)
+                response_field = CommandField.C_STORE_RSP
+            elif command.command_field == CommandField.C_ECHO_RQ:
+                status, response_field = 0x0000, CommandField.C_ECHO_RSP
+            else:
+                await association.abort()
+                return
+            await association.send(
+                context_id,
+                Command(
+                    command_field=response_field,
+                    message_id_being_responded_to=command.message_id,
+                    affected_sop_class_uid=command.affected_sop_class_uid,
+                    affected_sop_instance_uid=command.affected_sop_instance_uid,
+                    status=status,
+                ),
+            )
+
+
+def _accept_contexts(proposed: Sequence[PresentationContext]) -> list[PresentationContext]:
+    """Accept Verification and every storage SOP class, in a syntax we store as is."""
+    supported = []
+    for context in proposed:
+        abstract = str(context.abstract_syntax)
+        if abstract == VERIFICATION or abstract.startswith(STORAGE_ROOT):
+            ours = PresentationContext()
+            ours.abstract_syntax = UID(abstract)
+            ours.transfer_syntax = [UID(ts) for ts in ACCEPTED_SYNTAXES]
+            supported.append(ours)
+    results, _ = negotiate_as_acceptor(list(proposed), supported)
+    return list(results)

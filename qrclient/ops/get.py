@@ -1,0 +1,188 @@
+"""C-GET on one association: C-STORE sub-operations arrive on it and are stored as they come.
+
+Each instance's fragments go straight from the receive buffer into the sink (a file in
+the local store) and are never decoded; the C-STORE response is sent once the sink
+committed the file. Cancelling sends C-CANCEL (Orthanc honours it for C-GET), keeps
+storing what is already on its way for a grace period, then aborts; an instance cut
+off mid-way is discarded, never committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+from pydicom.dataset import Dataset
+
+from qrclient.net.association import Association
+from qrclient.net.datasets import decode_dataset, encode_dataset
+from qrclient.net.dimse import Command, CommandField, Priority, expect_response
+from qrclient.net.errors import ProtocolError
+from qrclient.net.status import Category, Service, Status
+from qrclient.ops.progress import Progress
+from qrclient.ops.storing import InstanceSink, receive_instance
+
+CANCEL_GRACE = 2.0
+
+
+@dataclass(slots=True)
+class SubOperations:
+    """The outcome of one C-GET or C-MOVE request as the peer reported it."""
+
+    status: Status | None = None
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+    store_errors: list[str] = field(default_factory=list)  # why we refused instances
+    cancelled: bool = False
+    aborted: bool = False
+
+    def note(self, command: Command, service: Service, progress: Progress) -> bool:
+        """Record a C-GET/C-MOVE response's counts; True when it is the final one."""
+        status = Status(command.status or 0, service)
+        self.completed = command.completed or self.completed
+        self.failed = command.failed or self.failed
+        self.warning = command.warning or self.warning
+        progress.update(
+            remaining=command.remaining,
+            completed=self.completed,
+            failed=self.failed,
+            warning=self.warning,
+        )
+        if status.is_pending:
+            return False
+        self.status = status
+        self.cancelled = self.cancelled or status.category is Category.CANCEL
+        return True
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.status is not None
+            and self.status.category is Category.SUCCESS
+            and not self.failed
+            and not self.warning
+            and not self.cancelled
+        )
+
+
+class _Retrieval:
+    """State of one C-GET request on an association."""
+
+    def __init__(
+        self,
+        association: Association,
+        sop_class: str,
+        sink: InstanceSink,
+        progress: Progress,
+        grace: float,
+    ) -> None:
+        self.association = association
+        self.sop_class = sop_class
+        self.sink = sink
+        self.progress = progress
+        self.grace = grace
+        self.message_id = 0
+        self.result = SubOperations()
+
+    async def run(self, identifier: Dataset) -> SubOperations:
+        context = self.association.accepted_context(self.sop_class)
+        self.message_id = self.association.next_message_id()
+        request = Command(
+            command_field=CommandField.C_GET_RQ,
+            message_id=self.message_id,
+            affected_sop_class_uid=self.sop_class,
+            priority=Priority.MEDIUM,
+        )
+        data = encode_dataset(identifier, str(context.transfer_syntax))
+        await self.association.send(context.context_id, request, data)
+        try:
+            while not await self._step():
+                await anyio.lowlevel.checkpoint_if_cancelled()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel(context.context_id)
+            raise
+        return self.result
+
+    async def _step(self) -> bool:
+        """Handle one incoming message; True once the final C-GET response arrived."""
+        context_id, command = await self.association.receive_command("C-GET response")
+        if command.command_field == CommandField.C_STORE_RQ:
+            await self._store(context_id, command)
+            return False
+        expect_response(command, CommandField.C_GET_RSP, self.message_id)
+        if command.has_dataset:
+            message_data = bytearray()
+            await self.association.receive_dataset_into(context_id, message_data.extend)
+            self._note_failed_uids(bytes(message_data), context_id)
+        return self.result.note(command, Service.GET, self.progress)
+
+    def _note_failed_uids(self, data: bytes, context_id: int) -> None:
+        syntax = str(self.association.context(context_id).transfer_syntax)
+        try:
+            listed = decode_dataset(data, syntax).get("FailedSOPInstanceUIDList", [])
+        except ProtocolError:
+            return
+        self.result.failed_uids = [
+            str(u) for u in ([listed] if isinstance(listed, str) else listed)
+        ]
+
+    async def _store(self, context_id: int, command: Command) -> None:
+        """Receive one C-STORE sub-operation into the sink and answer it."""
+        status = await receive_instance(
+            self.association,
+            context_id,
+            command,
+            self.sink,
+            self.progress,
+            self.result.store_errors,
+        )
+        response = Command(
+            command_field=CommandField.C_STORE_RSP,
+            message_id_being_responded_to=command.message_id,
+            affected_sop_class_uid=command.affected_sop_class_uid,
+            affected_sop_instance_uid=command.affected_sop_instance_uid,
+            status=status,
+        )
+        await self.association.send(context_id, response)
+
+    async def _cancel(self, context_id: int) -> None:
+        """C-CANCEL, keep answering until the final response or the grace period, else abort."""
+        self.result.cancelled = True
+        association = self.association
+        if not association.is_open:
+            return
+        try:
+            await association.send(
+                context_id,
+                Command(
+                    command_field=CommandField.C_CANCEL_RQ,
+                    message_id_being_responded_to=self.message_id,
+                ),
+            )
+            with anyio.move_on_after(self.grace):
+                while not await self._step():
+                    pass
+                return
+        except Exception:
+            pass
+        self.result.aborted = True
+        await association.abort()
+
+
+async def c_get(
+    association: Association,
+    identifier: Dataset,
+    sop_class: str,
+    sink: InstanceSink,
+    progress: Progress | None = None,
+    *,
+    grace: float = CANCEL_GRACE,
+) -> SubOperations:
+    """Send one C-GET and store every instance it delivers; returns the peer's counts."""
+    return await _Retrieval(association, sop_class, sink, progress or Progress(), grace).run(
+        identifier
+    )

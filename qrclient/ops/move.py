@@ -1,0 +1,154 @@
+"""C-MOVE: the peer sends the instances to a destination AE over its own associations.
+
+When the destination is us, :class:`MoveRouter` is the handler of our storage listener:
+it accepts associations only from peers we asked to move to us, and routes each
+incoming C-STORE to the move that caused it (by the Move Originator Message ID the
+peer copies onto its sub-operations, else by the expected SOP Instance UIDs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+from pydicom.dataset import Dataset
+
+from qrclient.net.association import Association
+from qrclient.net.datasets import encode_dataset
+from qrclient.net.dimse import Command, CommandField, Priority, expect_response
+from qrclient.net.status import Service
+from qrclient.ops.get import CANCEL_GRACE, SubOperations
+from qrclient.ops.progress import Progress
+from qrclient.ops.storing import InstanceSink, receive_instance
+
+
+@dataclass(slots=True)
+class _Move:
+    peer_ae: str
+    expected: set[str] | None
+    progress: Progress
+    errors: list[str] = field(default_factory=list)
+
+
+class MoveRouter:
+    """Storage handler for moves to us: who may connect, and where each instance goes."""
+
+    def __init__(self, our_ae: str, sink: InstanceSink) -> None:
+        self.our_ae = our_ae
+        self.sink = sink
+        self._moves: dict[int, _Move] = {}
+        self.unexpected: list[str] = []
+
+    @contextmanager
+    def expect(
+        self, peer_ae: str, message_id: int, expected: set[str] | None, progress: Progress
+    ) -> Iterator[_Move]:
+        move = _Move(peer_ae, expected, progress)
+        self._moves[message_id] = move
+        try:
+            yield move
+        finally:
+            del self._moves[message_id]
+
+    def allows(self, calling_ae: str, address: str) -> bool:
+        return any(move.peer_ae == calling_ae for move in self._moves.values())
+
+    def _route(self, calling_ae: str, command: Command) -> _Move | None:
+        if command.move_originator_ae_title in (None, self.our_ae):
+            move = self._moves.get(command.move_originator_message_id or -1)
+            if move is not None and move.peer_ae == calling_ae:
+                return move
+        uid = command.affected_sop_instance_uid or ""
+        for move in self._moves.values():
+            if move.peer_ae == calling_ae and move.expected and uid in move.expected:
+                return move
+        return None
+
+    async def store(self, association: Association, context_id: int, command: Command) -> int:
+        move = self._route(association.peer.ae_title, command)
+        if move is None:
+            self.unexpected.append(command.affected_sop_instance_uid or "")
+            return await receive_instance(
+                association, context_id, command, None, Progress(), self.unexpected
+            )
+        return await receive_instance(
+            association, context_id, command, self.sink, move.progress, move.errors
+        )
+
+
+async def c_move(
+    association: Association,
+    identifier: Dataset,
+    sop_class: str,
+    destination: str,
+    progress: Progress | None = None,
+    *,
+    message_id: int | None = None,
+    grace: float = CANCEL_GRACE,
+) -> SubOperations:
+    """Send one C-MOVE and follow its responses.
+
+    Pass ``message_id`` (from ``association.next_message_id()``) when the listener must
+    be told about the move before its first instance can arrive.
+    """
+    progress = progress or Progress()
+    context = association.accepted_context(sop_class)
+    message_id = message_id or association.next_message_id()
+    request = Command(
+        command_field=CommandField.C_MOVE_RQ,
+        message_id=message_id,
+        affected_sop_class_uid=sop_class,
+        priority=Priority.MEDIUM,
+        move_destination=destination,
+    )
+    await association.send(
+        context.context_id, request, encode_dataset(identifier, str(context.transfer_syntax))
+    )
+    result = SubOperations()
+    try:
+        while True:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            message = await association.receive_message("C-MOVE response")
+            if _note(message.command, message_id, result, progress):
+                return result
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _cancel(association, context.context_id, message_id, result, progress, grace)
+        raise
+
+
+def _note(command: Command, message_id: int, result: SubOperations, progress: Progress) -> bool:
+    """Record one C-MOVE response; True when it is the final one."""
+    expect_response(command, CommandField.C_MOVE_RSP, message_id)
+    return result.note(command, Service.MOVE, progress)
+
+
+async def _cancel(
+    association: Association,
+    context_id: int,
+    message_id: int,
+    result: SubOperations,
+    progress: Progress,
+    grace: float,
+) -> None:
+    """C-CANCEL (Orthanc ignores it for C-MOVE), follow responses for a grace period, abort."""
+    result.cancelled = True
+    if not association.is_open:
+        return
+    try:
+        cancel = Command(
+            command_field=CommandField.C_CANCEL_RQ, message_id_being_responded_to=message_id
+        )
+        await association.send(context_id, cancel)
+        with anyio.move_on_after(grace):
+            while True:
+                message = await association.receive_message("C-MOVE response")
+                if _note(message.command, message_id, result, progress):
+                    return
+    except Exception:
+        pass
+    result.aborted = True
+    await association.abort()

@@ -1,0 +1,150 @@
+"""``qrclient get | move | retrieve`` as a user runs them, against the real Orthanc."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from fixtures.dataset import Archive, StudySpec, find_patient
+from fixtures.orthanc import OrthancServer
+from tests.conftest import OUR_AE
+
+
+def qrclient(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qrclient", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def node(orthanc: OrthancServer) -> str:
+    return f"{orthanc.aet}@{orthanc.host}:{orthanc.dicom_port}"
+
+
+def stored_uids(root: Path) -> set[str]:
+    files = [p for p in root.rglob("*.dcm") if ".qrclient" not in p.parts]
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
+
+
+def instances(study: StudySpec) -> set[str]:
+    return {i.sop_instance_uid for s in study.series for i in s.instances}
+
+
+def test_get_then_again_fetches_nothing(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    study = find_patient(archive, "PAT004").studies[0]
+    key = f"StudyInstanceUID={study.study_instance_uid}"
+    first = qrclient("get", node(orthanc), "-k", key, "--out", str(tmp_path), "--aet", OUR_AE)
+    assert first.returncode == 0, first.stderr
+    expected = instances(study)
+    assert f"{len(expected)} instances received (0 already here)" in first.stdout
+    assert stored_uids(tmp_path) == expected
+    again = qrclient("get", node(orthanc), "-k", key, "--out", str(tmp_path), "--format", "json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["received"] == 0
+    assert summary["already_here"] == len(expected)
+    assert summary["state"] == "complete"
+
+
+def test_move_to_our_listener(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path, listen_ports: tuple[int, int]
+) -> None:
+    study = find_patient(archive, "PAT008").studies[0]
+    result = qrclient(
+        "move",
+        node(orthanc),
+        "-k",
+        f"StudyInstanceUID={study.study_instance_uid}",
+        "--out",
+        str(tmp_path),
+        "--listen",
+        f"127.0.0.1:{listen_ports[0]}",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["received"] == len(instances(study))
+    assert stored_uids(tmp_path) == instances(study)
+
+
+def test_move_to_an_unknown_destination_exits_4_with_the_fix(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    study = find_patient(archive, "PAT008").studies[0]
+    result = qrclient(
+        "move",
+        node(orthanc),
+        "-k",
+        f"StudyInstanceUID={study.study_instance_uid}",
+        "--dest",
+        "NOBODY",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 4, result.stderr
+    assert "register" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ([], "nothing to retrieve"),
+        (["StudyInstanceUID=1.2.*"], "wildcards"),
+        (["PatientName=DOE"], "cannot select"),
+        (["StudyInstanceUID="], "exact values"),
+    ],
+)
+def test_bad_retrieve_keys_exit_2(
+    orthanc: OrthancServer, tmp_path: Path, keys: list[str], words: str
+) -> None:
+    args = [a for k in keys for a in ("-k", k)]
+    result = qrclient("get", node(orthanc), *args, "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".qrclient").exists() or not list(tmp_path.rglob("*.dcm"))
+
+
+def test_interrupted_get_leaves_no_partial_file_and_resumes(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    study = find_patient(archive, "BIG001").studies[0]
+    key = f"StudyInstanceUID={study.study_instance_uid}"
+    command = [sys.executable, "-m", "qrclient", "get", node(orthanc), "-k", key]
+    process = subprocess.Popen(
+        [*command, "--out", str(tmp_path), "--parallel", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.rglob("*.dcm"))) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (5, 130), stderr
+    assert "Traceback" not in stderr
+    assert not list((tmp_path / ".qrclient" / "incoming").iterdir())
+    here = stored_uids(tmp_path)
+    assert 10 <= len(here) < 300
+    rest = qrclient("get", node(orthanc), "-k", key, "--out", str(tmp_path), "--format", "json")
+    assert rest.returncode == 0, rest.stderr
+    summary = json.loads(rest.stdout)
+    assert summary["already_here"] == len(here)
+    assert summary["received"] == 300 - len(here)
+    assert stored_uids(tmp_path) == instances(study)
+    assert os.path.isdir(tmp_path / ".qrclient")

@@ -1,0 +1,312 @@
+"""C-GET and C-MOVE into the local store, against the real Orthanc."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pydicom
+import pytest
+
+from fixtures.dataset import Archive, PatientSpec, StudySpec, find_patient
+from qrclient.net import AssociationRejected, ContextRequest, Peer, Settings, open_association
+from qrclient.net.listener import StorageListener
+from qrclient.net.presentation import VERIFICATION
+from qrclient.ops.move import MoveRouter
+from qrclient.ops.progress import Progress
+from qrclient.ops.query import Level, Model
+from qrclient.ops.retrieve import (
+    Method,
+    RetrieveJob,
+    RetrieveOutcome,
+    RetrieveRequest,
+    RetrieveState,
+)
+from qrclient.store import Store
+from tests.conftest import OUR_AE, THIRD_PARTY_AE
+from tests.fakepeer import PeerConnection, fake_peer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "store") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def router(store: Store, listen_ports: tuple[int, int]) -> AsyncIterator[MoveRouter]:
+    """Our storage listener on the port Orthanc knows for QRCLIENT."""
+    router = MoveRouter(OUR_AE, store)
+    listener = StorageListener(OUR_AE, router, host="127.0.0.1", port=listen_ports[0])
+    async with anyio.create_task_group() as group:
+        await group.start(listener.serve)
+        yield router
+        group.cancel_scope.cancel()
+
+
+def patient(archive: Archive, patient_id: str) -> PatientSpec:
+    return find_patient(archive, patient_id)
+
+
+def study_uids(study: StudySpec) -> set[str]:
+    return {i.sop_instance_uid for s in study.series for i in s.instances}
+
+
+def assert_store_holds(store: Store, expected: set[str]) -> None:
+    """Every expected instance is a readable Part-10 file with the right UID."""
+    stored = {i.sop_instance_uid: i for i in store.instances()}
+    assert set(stored) == expected
+    for uid, item in stored.items():
+        ds = pydicom.dcmread(store.root / item.path)
+        assert ds.SOPInstanceUID == uid
+        assert ds.file_meta.MediaStorageSOPInstanceUID == uid
+    assert store.verify() == []
+    assert not any((store.root / ".qrclient" / "incoming").iterdir())
+
+
+async def run_job(
+    peer: Peer,
+    store: Store,
+    level: Level,
+    keys: list[str],
+    *,
+    model: Model = Model.STUDY,
+    method: Method = Method.GET,
+    router: MoveRouter | None = None,
+    destination: str = OUR_AE,
+    parallel: int = 2,
+) -> RetrieveOutcome:
+    request = RetrieveRequest.parse(level, model, keys)
+    job = RetrieveJob(
+        peer,
+        request,
+        store,
+        store,
+        Settings(calling_ae=OUR_AE),
+        parallel,
+        method,
+        destination,
+        router,
+    )
+    return await job.run()
+
+
+@pytest.mark.parametrize("model", [Model.STUDY, Model.PATIENT])
+async def test_get_study(peer: Peer, archive: Archive, store: Store, model: Model) -> None:
+    owner = patient(archive, "PAT002")
+    study = owner.studies[0]
+    keys = [f"StudyInstanceUID={study.study_instance_uid}"]
+    if model is Model.PATIENT:
+        keys.append(f"PatientID={owner.patient_id}")
+    outcome = await run_job(peer, store, Level.STUDY, keys, model=model)
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == len(study_uids(study))
+    assert_store_holds(store, study_uids(study))
+
+
+async def test_get_series_and_image_levels(peer: Peer, archive: Archive, store: Store) -> None:
+    study = patient(archive, "PAT001").studies[1]
+    series = study.series[0]
+    outcome = await run_job(
+        peer,
+        store,
+        Level.SERIES,
+        [
+            f"StudyInstanceUID={study.study_instance_uid}",
+            f"SeriesInstanceUID={series.series_instance_uid}",
+        ],
+    )
+    assert outcome.received == len(series.instances)
+    one = study.series[1].instances[0]
+    outcome = await run_job(
+        peer,
+        store,
+        Level.IMAGE,
+        [
+            f"StudyInstanceUID={study.study_instance_uid}",
+            f"SeriesInstanceUID={study.series[1].series_instance_uid}",
+            f"SOPInstanceUID={one.sop_instance_uid}",
+        ],
+    )
+    assert outcome.received == 1
+    expected = {i.sop_instance_uid for i in series.instances} | {one.sop_instance_uid}
+    assert_store_holds(store, expected)
+
+
+async def test_resume_fetches_only_what_is_missing(
+    peer: Peer, archive: Archive, store: Store
+) -> None:
+    study = patient(archive, "PAT001").studies[1]
+    first = study.series[0]
+    await run_job(
+        peer,
+        store,
+        Level.SERIES,
+        [
+            f"StudyInstanceUID={study.study_instance_uid}",
+            f"SeriesInstanceUID={first.series_instance_uid}",
+        ],
+    )
+    outcome = await run_job(
+        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    assert outcome.skipped == len(first.instances)
+    assert outcome.received == len(study_uids(study)) - len(first.instances)
+    assert_store_holds(store, study_uids(study))
+    again = await run_job(
+        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    assert again.received == 0
+    assert again.skipped == len(study_uids(study))
+    assert again.state is RetrieveState.COMPLETE
+
+
+async def test_big_study_in_parallel(peer: Peer, archive: Archive, store: Store) -> None:
+    study = patient(archive, "BIG001").studies[0]
+    outcome = await run_job(
+        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"], parallel=3
+    )
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == 300
+    assert_store_holds(store, study_uids(study))
+
+
+async def test_cancel_mid_transfer_leaves_no_partial_file(
+    peer: Peer, archive: Archive, store: Store
+) -> None:
+    study = patient(archive, "BIG001").studies[0]
+    request = RetrieveRequest.parse(
+        Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    job = RetrieveJob(peer, request, store, store, Settings(calling_ae=OUR_AE), 1)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(job.run)
+            async for snapshot in job.progress.watch(interval=0):
+                if snapshot.received >= 20:
+                    scope.cancel()
+                    break
+    assert job.outcome.cancelled
+    received = job.outcome.received
+    assert 20 <= received < 300
+    stored = {i.sop_instance_uid for i in store.instances()}
+    assert len(stored) == received
+    assert_store_holds(store, stored)
+    # The next run fetches only the rest.
+    rest = await run_job(peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"])
+    assert rest.skipped == received
+    assert rest.received == 300 - received
+
+
+@pytest.mark.parametrize(
+    ("level", "model"),
+    [(Level.STUDY, Model.STUDY), (Level.SERIES, Model.STUDY), (Level.STUDY, Model.PATIENT)],
+)
+async def test_move_to_our_listener(
+    peer: Peer, archive: Archive, store: Store, router: MoveRouter, level: Level, model: Model
+) -> None:
+    owner = patient(archive, "PAT004")
+    study = owner.studies[1]
+    keys = [f"StudyInstanceUID={study.study_instance_uid}"]
+    expected = study_uids(study)
+    if level is Level.SERIES:
+        keys.append(f"SeriesInstanceUID={study.series[0].series_instance_uid}")
+        expected = {i.sop_instance_uid for i in study.series[0].instances}
+    if model is Model.PATIENT:
+        keys.append(f"PatientID={owner.patient_id}")
+    outcome = await run_job(
+        peer, store, level, keys, model=model, method=Method.MOVE, router=router
+    )
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == len(expected)
+    assert_store_holds(store, expected)
+    assert router.unexpected == []
+
+
+async def test_move_to_an_unknown_destination_says_how_to_fix(
+    peer: Peer, archive: Archive, store: Store
+) -> None:
+    study = patient(archive, "PAT004").studies[0]
+    outcome = await run_job(
+        peer,
+        store,
+        Level.STUDY,
+        [f"StudyInstanceUID={study.study_instance_uid}"],
+        method=Method.MOVE,
+        destination="NOBODY",
+    )
+    assert outcome.state is RetrieveState.FAILED
+    assert outcome.status_failures >= 1
+    assert "register" in " ".join(outcome.errors)
+    assert store.instances() == []
+
+
+async def test_move_to_a_third_party_reports_counts_only(
+    peer: Peer, archive: Archive, tmp_path: Path, store: Store, listen_ports: tuple[int, int]
+) -> None:
+    study = patient(archive, "PAT004").studies[0]
+    with Store.open(tmp_path / "elsewhere") as elsewhere:
+        third = MoveRouter(THIRD_PARTY_AE, elsewhere)
+        listener = StorageListener(THIRD_PARTY_AE, third, host="127.0.0.1", port=listen_ports[1])
+        async with anyio.create_task_group() as group:
+            await group.start(listener.serve)
+            request = RetrieveRequest.parse(
+                Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+            )
+            job = RetrieveJob(
+                peer,
+                request,
+                store,
+                store,
+                Settings(calling_ae=OUR_AE),
+                1,
+                Method.MOVE,
+                THIRD_PARTY_AE,
+                None,
+            )
+            # The third party expects this move (as a real destination would accept it).
+            with third.expect(peer.ae_title, -1, study_uids(study), Progress()):
+                outcome = await job.run()
+            group.cancel_scope.cancel()
+        assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+        assert outcome.received == 0
+        assert job.progress.snapshot().completed == len(study_uids(study))
+        assert {i.sop_instance_uid for i in elsewhere.instances()} == study_uids(study)
+    assert store.instances() == []
+
+
+async def test_listener_refuses_an_unexpected_calling_ae(
+    store: Store, router: MoveRouter, listen_ports: tuple[int, int]
+) -> None:
+    ours = Peer(OUR_AE, "127.0.0.1", listen_ports[0])
+    with pytest.raises(AssociationRejected, match="calling AE title not recognised"):
+        async with open_association(
+            ours, [ContextRequest(VERIFICATION)], Settings(calling_ae="STRANGER")
+        ):
+            pass
+
+
+async def test_retrieve_chooses_move_when_the_get_context_is_rejected(store: Store) -> None:
+    model = Model.STUDY
+    contexts = [
+        ContextRequest(model.find_sop_class),
+        ContextRequest(model.get_sop_class),
+        ContextRequest(model.move_sop_class),
+    ]
+
+    async def refuse_get(conn: PeerConnection) -> None:
+        await conn.accept(reject_ids=(3,))  # the second proposed context: C-GET
+        await conn.read_pdu()
+
+    request = RetrieveRequest.parse(Level.STUDY, model, ["StudyInstanceUID=1.2.3"])
+    async with fake_peer(refuse_get) as (port, _):
+        peer = Peer("FAKE", "127.0.0.1", port)
+        job = RetrieveJob(peer, request, store, store, method=Method.AUTO)
+        async with open_association(peer, contexts) as association:
+            chosen = job._choose(association)
+            await association.abort()
+    assert chosen is Method.MOVE
+    assert "C-MOVE" in job.outcome.notes[0]
