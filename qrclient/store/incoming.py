@@ -2,7 +2,9 @@
 
 Fragments are appended through a buffer, never decoded: ``write`` is the hot path of
 a retrieve. The data set is checked (element headers only) and read for the few
-attributes the store needs once, at ``commit``, from the page cache.
+attributes the store needs once, at ``commit``: from memory for an instance that fit in
+the buffer (most C-FIND-sized and small images: no temp file until commit, written in
+one go), from the page cache for larger ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import BinaryIO, NoReturn, Protocol
 
 from qrclient.store.errors import StoreError, describe_os_error
 from qrclient.store.index import StoredInstance
-from qrclient.store.part10 import read_dataset_values
+from qrclient.store.part10 import dataset_values, read_dataset_values
 
 BUFFER_SIZE = 256 * 1024  # a few 16 KB fragments per write(2); a 1 MB one goes straight
 TEMP_SUFFIX = ".part"
@@ -49,8 +51,10 @@ class Incoming:
 
     __slots__ = (
         "_data_offset",
+        "_directory",
         "_file",
         "_finished",
+        "_memory",
         "_owner",
         "path",
         "sop_class_uid",
@@ -62,9 +66,8 @@ class Incoming:
     def __init__(
         self,
         owner: Owner,
-        path: Path,
-        file: BinaryIO,
-        data_offset: int,
+        directory: Path,
+        header: bytes,
         *,
         sop_class_uid: str,
         sop_instance_uid: str,
@@ -72,9 +75,11 @@ class Incoming:
         source: str,
     ) -> None:
         self._owner = owner
-        self.path = path
-        self._file = file
-        self._data_offset = data_offset
+        self._directory = directory
+        self.path: Path | None = None  # the temporary file, once there is one
+        self._file: BinaryIO | None = None
+        self._memory: bytearray | None = bytearray(header)
+        self._data_offset = len(header)
         self._finished = False
         self.sop_class_uid = sop_class_uid
         self.sop_instance_uid = sop_instance_uid
@@ -83,12 +88,30 @@ class Incoming:
 
     def write(self, fragment: bytes) -> None:
         """Append the next bytes of the data set, exactly as received."""
+        if self._finished:
+            raise StoreError(f"{self.sop_instance_uid}: written after it was finished")
+        memory = self._memory
+        if memory is not None:
+            memory += fragment
+            if len(memory) >= BUFFER_SIZE:
+                self._spill()
+            return
+        assert self._file is not None
         try:
             self._file.write(fragment)
         except OSError as exc:
             self._fail(exc)
-        except ValueError:  # the file is closed: committed or discarded already
-            raise StoreError(f"{self.sop_instance_uid}: written after it was finished") from None
+
+    def _spill(self) -> BinaryIO:
+        """Move what is in memory to a new temporary file and continue there."""
+        try:
+            self.path, self._file = open_temp(self._directory)
+            assert self._memory is not None
+            self._file.write(self._memory)
+        except OSError as exc:
+            self._fail(exc)
+        self._memory = None
+        return self._file
 
     def commit(self) -> StoredInstance:
         """Check the data set is complete, move the file into place and index it.
@@ -100,15 +123,27 @@ class Incoming:
         """
         if self._finished:
             raise StoreError(f"{self.sop_instance_uid}: already committed or discarded")
+        wanted = self._owner.wanted_tags
         try:
-            self._file.close()
-        except OSError as exc:
-            self._fail(exc)
-        try:
-            values = read_dataset_values(
-                self.path, self._data_offset, self.transfer_syntax, self._owner.wanted_tags
-            )
-            status = os.stat(self.path)
+            if self._memory is not None:
+                # Check before writing anything: a bad data set never touches the disk.
+                # (bytes: the walker compares slices by hash; this copy is < 256 KB.)
+                whole = bytes(self._memory)
+                values = dataset_values(whole, self._data_offset, self.transfer_syntax, wanted)
+                self._memory = bytearray()  # _spill writes what is left in memory: nothing
+                file = self._spill()
+                file.write(whole)
+                file.flush()
+                status = os.fstat(file.fileno())
+                file.close()
+            else:
+                assert self._file is not None
+                assert self.path is not None
+                self._file.close()
+                values = read_dataset_values(
+                    self.path, self._data_offset, self.transfer_syntax, wanted
+                )
+                status = os.stat(self.path)
         except OSError as exc:
             self._fail(exc)
         except ValueError as exc:
@@ -132,10 +167,13 @@ class Incoming:
             return
         self._finished = True
         self._owner.forget(self)
-        with contextlib.suppress(OSError):  # a failed flush: the file goes anyway
-            self._file.close()
-        with contextlib.suppress(OSError):  # if it stays, the next open removes it
-            self.path.unlink()
+        self._memory = None
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # a failed flush: the file goes anyway
+                self._file.close()
+        if self.path is not None:
+            with contextlib.suppress(OSError):  # if it stays, the next open removes it
+                self.path.unlink()
 
     def _fail(self, exc: OSError) -> NoReturn:
         self.discard()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from qrclient.store.walk import scan_dataset
+from qrclient.store.walk import Buffer, scan_dataset
 
 PREAMBLE = bytes(128) + b"DICM"
 _GROUP_LENGTH_END = len(PREAMBLE) + 12  # (0002,0000) UL: tag, VR, 2-byte length, value
@@ -94,22 +94,31 @@ def read_dataset_values(
         size = os.fstat(file.fileno()).st_size
         if size <= data_offset:
             raise ValueError("the data set is empty")
-        if transfer_syntax == DEFLATED_LE:
-            file.seek(data_offset)
-            try:
-                data = zlib.decompress(file.read(), -zlib.MAX_WBITS)
-            except zlib.error as exc:
-                raise ValueError(f"the deflated data set does not inflate ({exc})") from None
-            return scan_dataset(data, 0, len(data), explicit=True, little=True, wanted=wanted)
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return scan_dataset(
-                mapped,
-                data_offset,
-                size,
-                explicit=transfer_syntax != IMPLICIT_LE,
-                little=transfer_syntax != EXPLICIT_BE,
-                wanted=wanted,
-            )
+            return dataset_values(mapped, data_offset, transfer_syntax, wanted)
+
+
+def dataset_values(
+    data: Buffer, data_offset: int, transfer_syntax: str, wanted: frozenset[int]
+) -> dict[int, bytes]:
+    """As :func:`read_dataset_values`, for a whole file already in memory (or mapped)."""
+    size = len(data)
+    if size <= data_offset:
+        raise ValueError("the data set is empty")
+    if transfer_syntax == DEFLATED_LE:
+        try:
+            inflated = zlib.decompress(data[data_offset:], -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise ValueError(f"the deflated data set does not inflate ({exc})") from None
+        return scan_dataset(inflated, 0, len(inflated), explicit=True, little=True, wanted=wanted)
+    return scan_dataset(
+        data,
+        data_offset,
+        size,
+        explicit=transfer_syntax != IMPLICIT_LE,
+        little=transfer_syntax != EXPLICIT_BE,
+        wanted=wanted,
+    )
 
 
 def read_header(path: Path | str, wanted: frozenset[int]) -> Header:

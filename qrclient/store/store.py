@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from qrclient.store.attributes import Wanted
 from qrclient.store.errors import StoreError, describe_os_error
-from qrclient.store.incoming import Incoming, open_temp
+from qrclient.store.incoming import Incoming
 from qrclient.store.index import Index, Record, StoredInstance, StoreSummary
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
 from qrclient.store.part10 import clean_ae_title, clean_uid, file_meta, read_header
@@ -114,23 +114,16 @@ class Store:
         except ValueError as exc:
             raise StoreError(f"cannot store an instance: {exc}") from None
         source = clean_ae_title(source)
-        header = file_meta(class_uid, instance_uid, syntax, source)
-        try:
-            path, file = open_temp(self._incoming)
-        except OSError as exc:
-            raise StoreError(f"cannot store {instance_uid}: {describe_os_error(exc)}") from None
         incoming = Incoming(
             self,
-            path,
-            file,
-            len(header),
+            self._incoming,
+            file_meta(class_uid, instance_uid, syntax, source),
             sop_class_uid=class_uid,
             sop_instance_uid=instance_uid,
             transfer_syntax=syntax,
             source=source,
         )
         self._pending.add(incoming)
-        incoming.write(header)
         return incoming
 
     def place(
@@ -166,6 +159,7 @@ class Store:
                     f"{uid} was not stored: the layout gives it the path of {owner} "
                     f"({relative}); use a layout that keeps {{SOPInstanceUID}} apart"
                 )
+            assert incoming.path is not None  # commit wrote the temporary file
             self._move(incoming.path, target, uid)
             try:
                 self._index.put(record)
@@ -205,6 +199,11 @@ class Store:
             raise StoreError(f"cannot store {uid}: {describe_os_error(exc)}") from None
 
     # Queries
+
+    def flush(self) -> None:
+        """Commit index rows not yet committed (they are, in groups, and on close)."""
+        self._check_open()
+        self._index.flush()
 
     def has(self, sop_instance_uid: str) -> bool:
         self._check_open()
