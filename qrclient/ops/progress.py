@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import anyio
 
@@ -38,37 +38,66 @@ class Snapshot:
         return self.received_bytes / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
 
 
-@dataclass(slots=True)
 class Progress:
-    """Mutable counters behind the snapshots; one per job."""
+    """Mutable counters behind the snapshots; one per job.
 
-    started: float = field(default_factory=time.perf_counter)
-    _state: Snapshot = field(default_factory=Snapshot)
-    _changed: anyio.Event | None = None
+    Plain attributes, updated in place: a snapshot is only built when someone asks.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self._remaining: int | None = None
+        self._completed = 0
+        self._failed = 0
+        self._warning = 0
+        self._received = 0
+        self._received_bytes = 0
+        self._skipped = 0
+        self._first_instance_after: float | None = None
+        self._done = False
+        self._changed: anyio.Event | None = None
 
     def snapshot(self) -> Snapshot:
-        return replace(self._state, elapsed=time.perf_counter() - self.started)
+        return Snapshot(
+            remaining=self._remaining,
+            completed=self._completed,
+            failed=self._failed,
+            warning=self._warning,
+            received=self._received,
+            received_bytes=self._received_bytes,
+            skipped=self._skipped,
+            first_instance_after=self._first_instance_after,
+            done=self._done,
+            elapsed=time.perf_counter() - self.started,
+        )
 
-    def update(self, **changes: object) -> None:
-        self._state = replace(self._state, **changes)  # type: ignore[arg-type]
+    def update(
+        self,
+        *,
+        remaining: int | None = None,
+        completed: int | None = None,
+        failed: int | None = None,
+        warning: int | None = None,
+    ) -> None:
+        """The peer's sub-operation counts (None: not reported this time)."""
+        if remaining is not None:
+            self._remaining = remaining
+        self._completed = self._completed if completed is None else completed
+        self._failed = self._failed if failed is None else failed
+        self._warning = self._warning if warning is None else warning
         self._notify()
 
     def add(self, *, received: int = 0, received_bytes: int = 0, skipped: int = 0) -> None:
-        state = self._state
-        first = state.first_instance_after
-        if received and first is None:
-            first = time.perf_counter() - self.started
-        self._state = replace(
-            state,
-            received=state.received + received,
-            received_bytes=state.received_bytes + received_bytes,
-            skipped=state.skipped + skipped,
-            first_instance_after=first,
-        )
+        if received and self._first_instance_after is None:
+            self._first_instance_after = time.perf_counter() - self.started
+        self._received += received
+        self._received_bytes += received_bytes
+        self._skipped += skipped
         self._notify()
 
     def finish(self) -> None:
-        self.update(done=True)
+        self._done = True
+        self._notify()
 
     def _notify(self) -> None:
         if self._changed is not None:

@@ -165,6 +165,7 @@ class Index:
         self._lock = threading.Lock()
         self._group_rows = 0
         self._group_started = 0.0
+        self._written: dict[str, tuple[object, ...]] = {}  # last parent rows, per upsert
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -221,6 +222,7 @@ class Index:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
+                self._written.clear()
                 if self._db.in_transaction:
                     self._db.rollback()
                 raise
@@ -238,8 +240,9 @@ class Index:
                 self._group_started = time.monotonic()
             db.execute("SAVEPOINT instance")
             try:
-                _insert(db, record)
+                _insert(db, record, self._written)
             except BaseException:
+                self._written.clear()  # the parents it wrote may be rolled back too
                 db.execute("ROLLBACK TO instance")
                 db.execute("RELEASE instance")
                 raise
@@ -257,8 +260,9 @@ class Index:
         with self._transaction() as db:
             for table in ("instance", "series", "study", "patient"):
                 db.execute(f"DELETE FROM {table}")
+            self._written.clear()
             for record in records:
-                _insert(db, record)
+                _insert(db, record, self._written)
                 count += 1
         return count
 
@@ -327,23 +331,32 @@ class Index:
         return StoreSummary(*row)
 
 
-def _insert(db: sqlite3.Connection, record: Record) -> None:
+def _insert(db: sqlite3.Connection, record: Record, written: dict[str, tuple[object, ...]]) -> None:
+    """Upsert the instance and its parents; a parent row equal to the one last written
+    (``written``, per table) is skipped: a retrieve stores series after series."""
     i, r = record.instance, record
     patient, study, series, instance = _UPSERTS
-    db.execute(patient, (i.patient_id, r.patient_name))
-    db.execute(
-        study, (i.study_instance_uid, i.patient_id, r.study_date, r.study_description, r.accession)
-    )
-    db.execute(
-        series,
+    parents = (
+        (patient, (i.patient_id, r.patient_name)),
         (
-            i.series_instance_uid,
-            i.study_instance_uid,
-            r.modality,
-            r.series_number,
-            r.series_description,
+            study,
+            (i.study_instance_uid, i.patient_id, r.study_date, r.study_description, r.accession),
+        ),
+        (
+            series,
+            (
+                i.series_instance_uid,
+                i.study_instance_uid,
+                r.modality,
+                r.series_number,
+                r.series_description,
+            ),
         ),
     )
+    for statement, values in parents:
+        if written.get(statement) != values:
+            db.execute(statement, values)
+            written[statement] = values
     db.execute(
         instance,
         (
