@@ -81,8 +81,11 @@ def test_defined_length_sequence_in_implicit_vr_decodes() -> None:
     [
         (struct.pack("<HHL", 0x0010, 0x0020, 10) + b"P001", "claims 10 bytes"),
         (struct.pack("<HHL", 0x0010, 0x0020, 4) + b"P001" + b"\x10\x00", "cut short"),
-        (struct.pack("<HHL", 0x0008, 0x1032, 0xFFFFFFFF) + b"\x00" * 8, "sequence item"),
-        (struct.pack("<HHL", 0xFFFE, 0xE0DD, 0), "unexpected item tag"),
+        (
+            struct.pack("<HHL", 0x0008, 0x1032, 0xFFFFFFFF) + b"\x00" * 8,
+            "where an item was expected",
+        ),
+        (struct.pack("<HHL", 0xFFFE, 0xE0DD, 0), r"unexpected \(FFFE,E0DD\)"),
     ],
 )
 def test_malformed_identifiers_name_the_problem(data: bytes, words: str) -> None:

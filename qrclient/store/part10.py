@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from qrclient.store.walk import Buffer, scan_dataset
+from qrclient.net.walk import Buffer, scan_dataset
 
 PREAMBLE = bytes(128) + b"DICM"
 _GROUP_LENGTH_END = len(PREAMBLE) + 12  # (0002,0000) UL: tag, VR, 2-byte length, value

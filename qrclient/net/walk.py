@@ -1,10 +1,11 @@
-"""Structural walk over a whole stored data set, reading element headers only.
+"""Structural walk over a data set, reading element headers only.
 
-``qrclient.net.datasets`` walks C-FIND identifiers the same way, but instances need
-more: any transfer syntax's byte order, encapsulated pixel data (its items are opaque
-fragments, not data sets, also inside an icon sequence), and the values of a few
-top-level tags picked up on the way. Values are skipped by their lengths, so pixel
-data costs nothing and a memory-mapped file is never read past its headers.
+One walker for everything received: C-FIND identifiers (checked before pydicom decodes
+them lazily) and stored instances (any byte order, encapsulated pixel data whose items
+are opaque fragments, also inside an icon sequence). Values are skipped by their
+lengths, so pixel data costs nothing and a memory-mapped file is never read past its
+headers. On the way it can pick up the values of a few top-level tags, or list every
+top-level element.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import mmap
 import struct
 from collections.abc import Container
 
-from qrclient.net.datasets import _LONG_VRS  # the VRs with a 4-byte length
-
 Buffer = bytes | mmap.mmap
+# (tag, VR or b"" in implicit VR, offset of the value, length or UNDEFINED)
+Element = tuple[int, bytes, int, int]
 
-_UNDEFINED = 0xFFFFFFFF
+UNDEFINED = 0xFFFFFFFF
+_LONG_VRS = frozenset(  # the VRs with a 4-byte length in explicit VR
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV")
+)
+
+_UNDEFINED = UNDEFINED
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _ENCAPSULATED_VRS = (b"OB", b"OW")  # with an undefined length: pixel data fragments
 
@@ -29,16 +35,20 @@ def scan_dataset(
     *,
     explicit: bool,
     little: bool,
-    wanted: Container[int],
+    wanted: Container[int] = (),
+    every: list[Element] | None = None,
 ) -> dict[int, bytes]:
     """Check ``data[start:end]`` is one complete data set; return the ``wanted`` values.
 
-    Only top-level elements are collected (by tag, raw bytes). Raises ValueError where
-    a length overruns, an item or sequence is not closed, or bytes are left over.
+    Only top-level elements are collected (by tag, raw bytes); ``every`` receives each
+    top-level element's header. Raises ValueError where a length overruns, an item or
+    sequence is not closed, or bytes are left over.
     """
     walker = _Walker(data, little)
     found: dict[int, bytes] = {}
-    walker.elements(start, end, explicit, closed_by_item_end=False, wanted=wanted, found=found)
+    walker.elements(
+        start, end, explicit, closed_by_item_end=False, wanted=wanted, found=found, every=every
+    )
     return found
 
 
@@ -59,6 +69,7 @@ class _Walker:
         closed_by_item_end: bool,
         wanted: Container[int] = (),
         found: dict[int, bytes] | None = None,
+        every: list[Element] | None = None,
     ) -> int:
         """Walk elements to ``end`` (or to the item delimiter); return the offset after."""
         data, u16, u32 = self.data, self.u16, self.u32
@@ -83,6 +94,8 @@ class _Walker:
             else:
                 length = u32.unpack_from(data, offset + 4)[0]
                 offset += 8
+            if every is not None:
+                every.append((tag, vr, offset, length))
             if length == _UNDEFINED:
                 if vr in _ENCAPSULATED_VRS:
                     offset = self.items(offset, end, None, delimited=True)
