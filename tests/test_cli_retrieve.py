@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,3 +149,44 @@ def test_interrupted_get_leaves_no_partial_file_and_resumes(
     assert summary["received"] == 300 - len(here)
     assert stored_uids(tmp_path) == instances(study)
     assert os.path.isdir(tmp_path / ".qrclient")
+
+
+def test_a_busy_listen_port_is_explained(orthanc: OrthancServer, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = qrclient(
+            "move",
+            node(orthanc),
+            "-k",
+            "StudyInstanceUID=1.2.3",
+            "--out",
+            str(tmp_path),
+            "--listen",
+            f"127.0.0.1:{port}",
+        )
+    assert result.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--listen" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_store_that_cannot_be_opened_is_one_line(orthanc: OrthancServer, tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    result = qrclient(
+        "get", node(orthanc), "-k", "StudyInstanceUID=1.2.3", "--out", str(not_a_directory)
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "cannot open the store" in result.stderr
+
+
+def test_a_study_the_pacs_does_not_have_is_an_error(orthanc: OrthancServer, tmp_path: Path) -> None:
+    result = qrclient(
+        "get", node(orthanc), "-k", "StudyInstanceUID=1.2.3.4.5.6.7", "--out", str(tmp_path)
+    )
+    assert result.returncode == 4
+    assert "no instances matching" in result.stderr
+    assert "not found" in result.stdout

@@ -60,6 +60,14 @@ def report(error: DicomNetworkError) -> int:
     return exit_codes.NETWORK
 
 
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups, else the group itself."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner
+
+
 def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
     """Validate input (``prepare``), then run the async part, mapping failures to codes."""
     try:
@@ -68,6 +76,13 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
         fail(str(exc))
         return exit_codes.USAGE
     try:
-        return anyio.run(job)
+        try:
+            return anyio.run(job)
+        except BaseExceptionGroup as group:
+            # Task groups wrap what their tasks raise; one error is reported as itself.
+            raise _sole(group) from None
+    except (NodeError, QueryError, UsageError) as exc:  # found once running (e.g. --out)
+        fail(str(exc))
+        return exit_codes.USAGE
     except DicomNetworkError as exc:
         return report(exc)

@@ -17,7 +17,8 @@ from qrclient.cli import exit_codes
 
 _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
-or aborted, or a timeout; 4 the peer answered with a failure status; 5 partial results
+or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
+has nothing matching a retrieve; 5 partial results
 (the peer truncated them, or a retrieve got only part); 130 interrupted.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242."""
 

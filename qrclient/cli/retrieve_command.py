@@ -162,6 +162,11 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
     )
     for note in outcome.notes:
         sys.stderr.write(f"qrclient: note: {note}\n")
+    if outcome.state is RetrieveState.NOT_FOUND:
+        sys.stderr.write(
+            "qrclient: error: the peer has no instances matching these keys: check the "
+            "UIDs (and --level / --model) with 'qrclient find'\n"
+        )
     for error in outcome.errors[:10]:
         sys.stderr.write(f"qrclient: error: {error}\n")
     if len(outcome.errors) > 10:
@@ -174,6 +179,8 @@ def _exit_code(outcome: RetrieveOutcome) -> int:
         return exit_codes.OK
     if state is RetrieveState.PARTIAL:
         return exit_codes.PARTIAL
+    if state is RetrieveState.NOT_FOUND:
+        return exit_codes.FAILURE_STATUS
     if outcome.cancelled:
         return exit_codes.INTERRUPTED
     if outcome.status_failures or outcome.failed:

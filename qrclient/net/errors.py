@@ -23,6 +23,10 @@ class ConnectFailed(DicomNetworkError):
     """TCP connection could not be made: name not resolved, refused, unreachable."""
 
 
+class ListenFailed(DicomNetworkError):
+    """Our storage listener could not bind its address (port in use, no permission)."""
+
+
 class AssociationRejected(DicomNetworkError):
     """The peer answered A-ASSOCIATE-RJ."""
 

@@ -34,7 +34,7 @@ from qrclient.net.association import (
     Settings,
 )
 from qrclient.net.dimse import Command, CommandField
-from qrclient.net.errors import DicomNetworkError
+from qrclient.net.errors import DicomNetworkError, ListenFailed
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
@@ -83,7 +83,14 @@ class StorageListener:
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen; reports the bound port through ``task_status`` (for ``tg.start``)."""
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        try:
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        except OSError as exc:
+            raise ListenFailed(
+                f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc})",
+                "another program (or qrclient) uses that port: choose another with --listen "
+                "and register it for our AE title on the PACS",
+            ) from None
         async with listener:
             self.port = listener.extra(SocketAttribute.local_port)
             task_status.started(self.port)

@@ -84,6 +84,7 @@ class RetrieveState(Enum):
     COMPLETE = "complete"  # everything asked for is in the store
     PARTIAL = "partial"  # some instances failed, warned, or the job was cancelled
     FAILED = "failed"  # nothing could be retrieved
+    NOT_FOUND = "not found"  # the peer has nothing matching the request
 
 
 @dataclass(slots=True)
@@ -105,6 +106,8 @@ class RetrieveOutcome:
     def state(self) -> RetrieveState:
         if self.cancelled or self.failed or self.warning or self.errors:
             return RetrieveState.PARTIAL if self.received or self.skipped else RetrieveState.FAILED
+        if self.planned == 0:
+            return RetrieveState.NOT_FOUND
         return RetrieveState.COMPLETE
 
 
