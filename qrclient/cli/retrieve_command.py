@@ -94,6 +94,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
                 peer, request, store, store, settings, args.parallel, method, destination, router
             )
             bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
+            listener = None
             async with anyio.create_task_group() as group:
                 if router is not None:
                     listener = StorageListener(
@@ -109,6 +110,9 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
                     outcome = await retrieve.run()
                 finally:
                     group.cancel_scope.cancel()
+        if listener is not None:
+            for refusal in listener.refusals:
+                outcome.errors.append(f"our listener refused an association: {refusal.reason}")
         _report(outcome, out, args.format)
         return _exit_code(outcome)
 

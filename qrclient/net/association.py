@@ -430,14 +430,6 @@ class Association:
             _notify(self.settings, "dimse-received", command.summary())
         return first.context_id, command
 
-    async def dataset_fragments(self, context_id: int) -> AsyncIterator[bytes]:
-        """Yield the fragments of the data set that follows a command, as they arrive."""
-        while True:
-            pdv = await self._next_data_pdv(context_id)
-            yield pdv.data
-            if pdv.is_last:
-                return
-
     async def receive_dataset_into(self, context_id: int, write: Callable[[bytes], object]) -> int:
         """Pass each fragment of the data set that follows a command to ``write``.
 

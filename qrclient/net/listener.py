@@ -78,8 +78,7 @@ class StorageListener:
         self.host = host
         self.port = port
         self.settings = settings or Settings(calling_ae=ae_title)
-        self.refusals: list[Refusal] = []
-        self.associations = 0
+        self.refusals: list[Refusal] = []  # who was turned away and why, for diagnosis
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen; reports the bound port through ``task_status`` (for ``tg.start``)."""
@@ -101,7 +100,6 @@ class StorageListener:
         try:
             association = await self._negotiate(stream, address)
             if association is not None:
-                self.associations += 1
                 await self._serve(association)
         except DicomNetworkError:
             pass  # the peer broke the association; the move's own status reports it

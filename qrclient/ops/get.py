@@ -57,16 +57,6 @@ class SubOperations:
         self.cancelled = self.cancelled or status.category is Category.CANCEL
         return True
 
-    @property
-    def complete(self) -> bool:
-        return (
-            self.status is not None
-            and self.status.category is Category.SUCCESS
-            and not self.failed
-            and not self.warning
-            and not self.cancelled
-        )
-
 
 class _Retrieval:
     """State of one C-GET request on an association."""
