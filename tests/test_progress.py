@@ -1,0 +1,70 @@
+"""Retrieve progress: counters, snapshots, watching, and the one-line bar."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from qrclient.cli.progress_bar import render
+from qrclient.ops.progress import Progress, Snapshot
+
+pytestmark = pytest.mark.anyio
+
+
+def test_counters_and_first_instance_time() -> None:
+    progress = Progress()
+    assert progress.snapshot().first_instance_after is None
+    progress.update(remaining=10, completed=0)
+    progress.add(received=1, received_bytes=1000)
+    progress.add(received=2, received_bytes=3000, skipped=4)
+    progress.update(remaining=7, completed=3, failed=1)
+    snapshot = progress.snapshot()
+    assert (snapshot.received, snapshot.received_bytes, snapshot.skipped) == (3, 4000, 4)
+    assert (snapshot.remaining, snapshot.completed, snapshot.failed, snapshot.warning) == (
+        7,
+        3,
+        1,
+        0,
+    )
+    assert snapshot.first_instance_after is not None
+    assert 0 <= snapshot.first_instance_after <= snapshot.elapsed
+    assert not snapshot.done
+    progress.finish()
+    assert progress.snapshot().done
+
+
+async def test_watch_sees_changes_and_ends_when_done() -> None:
+    progress = Progress()
+    seen: list[int] = []
+
+    async def work() -> None:
+        for _ in range(3):
+            await anyio.sleep(0.02)
+            progress.add(received=1)
+        progress.finish()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(work)
+            async for snapshot in progress.watch(interval=0):
+                seen.append(snapshot.received)
+    assert seen[0] == 0
+    assert seen[-1] == 3
+    assert seen == sorted(seen)
+
+
+def test_bar_with_a_known_total() -> None:
+    line = render(Snapshot(remaining=750, received=250, received_bytes=25_000_000, elapsed=2.0))
+    assert line.startswith("[######..................]")
+    assert "250/1000 instances" in line
+    assert "25.0 MB" in line
+    assert "12.5 MB/s" in line
+    assert "ETA 6 s" in line  # 750 left at 125 instances/s
+    assert len(line) < 80
+
+
+def test_bar_without_a_total_yet() -> None:
+    line = render(Snapshot(received=5, received_bytes=1_000_000, elapsed=1.0))
+    assert line.startswith("[" + "?" * 24 + "]")
+    assert "5 instances" in line
+    assert "ETA" not in line
