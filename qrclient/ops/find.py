@@ -25,6 +25,7 @@ from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
 from qrclient.net.status import Category, FailureStatus, Service, Status
+from qrclient.ops.cancel import cancel_request
 from qrclient.ops.query import Query
 
 CANCEL_GRACE = 2.0
@@ -150,27 +151,22 @@ class FindResults:
     async def _cancel(self) -> None:
         """C-CANCEL, drain to the final response within the grace period, else abort."""
         self.outcome.state = FindState.CANCELLED
-        association = self._association
-        with anyio.CancelScope(shield=True):
-            try:
-                await association.send(
-                    self._context.context_id,
-                    Command(
-                        command_field=CommandField.C_CANCEL_RQ,
-                        message_id_being_responded_to=self._message_id,
-                    ),
-                )
-                with anyio.move_on_after(self._grace):
-                    while True:
-                        command, _ = await self._receive()
-                        status = Status(command.status or 0, Service.FIND)
-                        if not status.is_pending:
-                            self.outcome.status = status
-                            return
-            except Exception:
-                pass
-            self.outcome.aborted = True
-            await association.abort()
+
+        async def handle_response() -> bool:
+            command, _ = await self._receive()
+            status = Status(command.status or 0, Service.FIND)
+            if status.is_pending:
+                return False
+            self.outcome.status = status
+            return True
+
+        self.outcome.aborted = await cancel_request(
+            self._association,
+            self._context.context_id,
+            self._message_id,
+            self._grace,
+            handle_response,
+        )
 
 
 def find(association: Association, query: Query, *, grace: float = CANCEL_GRACE) -> FindResults:

@@ -20,6 +20,7 @@ from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
 from qrclient.net.status import Category, Service, Status
+from qrclient.ops.cancel import cancel_request
 from qrclient.ops.progress import Progress
 from qrclient.ops.storing import InstanceSink, receive_instance
 
@@ -92,8 +93,7 @@ class _Retrieval:
             while not await self._step():
                 await anyio.lowlevel.checkpoint_if_cancelled()
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._cancel(context.context_id)
+            await self._cancel(context.context_id)
             raise
         return self.result
 
@@ -142,25 +142,9 @@ class _Retrieval:
     async def _cancel(self, context_id: int) -> None:
         """C-CANCEL, keep answering until the final response or the grace period, else abort."""
         self.result.cancelled = True
-        association = self.association
-        if not association.is_open:
-            return
-        try:
-            await association.send(
-                context_id,
-                Command(
-                    command_field=CommandField.C_CANCEL_RQ,
-                    message_id_being_responded_to=self.message_id,
-                ),
-            )
-            with anyio.move_on_after(self.grace):
-                while not await self._step():
-                    pass
-                return
-        except Exception:
-            pass
-        self.result.aborted = True
-        await association.abort()
+        self.result.aborted = await cancel_request(
+            self.association, context_id, self.message_id, self.grace, self._step
+        )
 
 
 async def c_get(

@@ -20,6 +20,7 @@ from qrclient.net.association import Association
 from qrclient.net.datasets import encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.status import Service
+from qrclient.ops.cancel import cancel_request
 from qrclient.ops.get import CANCEL_GRACE, SubOperations
 from qrclient.ops.progress import Progress
 from qrclient.ops.storing import InstanceSink, receive_instance
@@ -108,15 +109,21 @@ async def c_move(
         context.context_id, request, encode_dataset(identifier, str(context.transfer_syntax))
     )
     result = SubOperations()
+
+    async def handle_response() -> bool:
+        message = await association.receive_message("C-MOVE response")
+        return _note(message.command, message_id, result, progress)
+
     try:
         while True:
             await anyio.lowlevel.checkpoint_if_cancelled()
-            message = await association.receive_message("C-MOVE response")
-            if _note(message.command, message_id, result, progress):
+            if await handle_response():
                 return result
     except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True):
-            await _cancel(association, context.context_id, message_id, result, progress, grace)
+        result.cancelled = True
+        result.aborted = await cancel_request(
+            association, context.context_id, message_id, grace, handle_response
+        )
         raise
 
 
@@ -124,31 +131,3 @@ def _note(command: Command, message_id: int, result: SubOperations, progress: Pr
     """Record one C-MOVE response; True when it is the final one."""
     expect_response(command, CommandField.C_MOVE_RSP, message_id)
     return result.note(command, Service.MOVE, progress)
-
-
-async def _cancel(
-    association: Association,
-    context_id: int,
-    message_id: int,
-    result: SubOperations,
-    progress: Progress,
-    grace: float,
-) -> None:
-    """C-CANCEL (Orthanc ignores it for C-MOVE), follow responses for a grace period, abort."""
-    result.cancelled = True
-    if not association.is_open:
-        return
-    try:
-        cancel = Command(
-            command_field=CommandField.C_CANCEL_RQ, message_id_being_responded_to=message_id
-        )
-        await association.send(context_id, cancel)
-        with anyio.move_on_after(grace):
-            while True:
-                message = await association.receive_message("C-MOVE response")
-                if _note(message.command, message_id, result, progress):
-                    return
-    except Exception:
-        pass
-    result.aborted = True
-    await association.abort()
