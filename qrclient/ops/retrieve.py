@@ -136,18 +136,16 @@ async def plan(association: Association, request: RetrieveRequest) -> list[Plann
     given = {k.keyword for k in request.keys}
     keys = [*request.keys, *(parse_key(k) for k in returned if k not in given)]
     query = build_query(Level.IMAGE, request.model, keys, default_keys=False)
-    planned = []
-    async with find(association, query) as matches:
-        async for ds in matches:
-            planned.append(
-                PlannedInstance(
-                    str(ds.get("SOPInstanceUID", "")),
-                    str(ds.get("SOPClassUID", "")),
-                    str(ds.get("SeriesInstanceUID", "")),
-                    str(ds.get("StudyInstanceUID", "")),
-                    str(ds.get("PatientID", "")),
-                )
-            )
+    planned = [
+        PlannedInstance(
+            str(ds.get("SOPInstanceUID", "")),
+            str(ds.get("SOPClassUID", "")),
+            str(ds.get("SeriesInstanceUID", "")),
+            str(ds.get("StudyInstanceUID", "")),
+            str(ds.get("PatientID", "")),
+        )
+        async for ds in _matches(association, query)
+    ]
     return [p for p in planned if p.sop_instance_uid]
 
 
@@ -303,19 +301,16 @@ class RetrieveJob:
         await self._fetch_units(units)
 
     async def _fetch_units(self, units: Sequence[Unit | None]) -> None:
-        send, receive = anyio.create_memory_object_stream[Unit | None](len(units))
-        for unit in units:
-            send.send_nowait(unit)
-        send.close()
+        """Up to ``parallel`` workers take units from one shared queue until it is empty."""
+        queue = iter(units)  # one event loop: next() never interleaves between workers
+
+        async def worker() -> None:
+            for unit in queue:
+                await self._fetch(unit)
+
         async with anyio.create_task_group() as group:
             for _ in range(min(self.parallel, len(units))):
-                group.start_soon(self._worker, receive.clone())
-        receive.close()
-
-    async def _worker(self, units: anyio.abc.ObjectReceiveStream[Unit | None]) -> None:
-        async with units:
-            async for unit in units:
-                await self._fetch(unit)
+                group.start_soon(worker)
 
     async def _plan_fresh(self, association: Association) -> list[Unit] | None:
         """Units for STUDY requests the store holds nothing of; None where that fails."""
