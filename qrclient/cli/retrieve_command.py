@@ -88,7 +88,11 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
     moves_to_us = method is not Method.GET and destination == settings.calling_ae
 
     async def job() -> int:
-        with _open_store(out) as store:
+        try:
+            store = Store.open(out)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        with store:
             router = MoveRouter(settings.calling_ae, store) if moves_to_us else None
             retrieve = RetrieveJob(
                 peer, request, store, store, settings, args.parallel, method, destination, router
@@ -117,23 +121,6 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
         return _exit_code(outcome)
 
     return job
-
-
-class _open_store:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.store: Store | None = None
-
-    def __enter__(self) -> Store:
-        try:
-            self.store = Store.open(self.root)
-        except StoreError as exc:
-            raise UsageError(str(exc)) from None
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        if self.store is not None:
-            self.store.close()
 
 
 def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
