@@ -33,7 +33,7 @@ from qrclient.net.association import (
     PeerReleased,
     Settings,
 )
-from qrclient.net.dimse import Command, CommandField
+from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
@@ -186,16 +186,7 @@ class StorageListener:
             else:
                 await association.abort()
                 return
-            await association.send(
-                context_id,
-                Command(
-                    command_field=response_field,
-                    message_id_being_responded_to=command.message_id,
-                    affected_sop_class_uid=command.affected_sop_class_uid,
-                    affected_sop_instance_uid=command.affected_sop_instance_uid,
-                    status=status,
-                ),
-            )
+            await association.send(context_id, response_to(command, response_field, status))
 
 
 def _accept_contexts(proposed: Sequence[PresentationContext]) -> list[PresentationContext]:

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
-from qrclient.net.dimse import Command, CommandField, Priority, expect_response
+from qrclient.net.dimse import Command, CommandField, Priority, expect_response, response_to
 from qrclient.net.errors import ProtocolError
 from qrclient.net.status import Category, Service, Status
 from qrclient.ops.cancel import cancel_request
@@ -130,13 +130,7 @@ class _Retrieval:
             self.progress,
             self.result.store_errors,
         )
-        response = Command(
-            command_field=CommandField.C_STORE_RSP,
-            message_id_being_responded_to=command.message_id,
-            affected_sop_class_uid=command.affected_sop_class_uid,
-            affected_sop_instance_uid=command.affected_sop_instance_uid,
-            status=status,
-        )
+        response = response_to(command, CommandField.C_STORE_RSP, status)
         await self.association.send(context_id, response)
 
     async def _cancel(self, context_id: int) -> None:
