@@ -596,16 +596,7 @@ def _match_contexts(
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
             roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
     matched = negotiate_as_requestor(proposed, answered, roles)
-    return [
-        NegotiatedContext(
-            context_id=int(c.context_id or 0),
-            abstract_syntax=UID(str(c.abstract_syntax)),
-            result=int(c.result if c.result is not None else 2),
-            transfer_syntax=UID(c.transfer_syntax[0]) if c.transfer_syntax else None,
-            as_scp=bool(c.as_scp),
-        )
-        for c in matched
-    ]
+    return [NegotiatedContext.from_pynetdicom(context) for context in matched]
 
 
 def _notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:

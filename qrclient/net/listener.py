@@ -125,15 +125,7 @@ class StorageListener:
             return None
         results = _accept_contexts(request.presentation_context_definition_list)
         await stream.send(self._accept(request, results))
-        contexts = [
-            NegotiatedContext(
-                int(c.context_id or 0),
-                UID(str(c.abstract_syntax)),
-                int(c.result if c.result is not None else 3),
-                UID(c.transfer_syntax[0]) if c.transfer_syntax else None,
-            )
-            for c in results
-        ]
+        contexts = [NegotiatedContext.from_pynetdicom(context) for context in results]
         peer = Peer(calling, address, 0)
         association = Association(stream, peer, self.settings, contexts, request)
         association.adopt_reader(reader)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.presentation import PresentationContext
 
 VERIFICATION = UID("1.2.840.10008.1.1")
 PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
@@ -75,6 +76,17 @@ class NegotiatedContext:
     result: int
     transfer_syntax: UID | None
     as_scp: bool = False
+
+    @classmethod
+    def from_pynetdicom(cls, context: PresentationContext) -> NegotiatedContext:
+        """From a context pynetdicom's negotiation returned (as requestor or acceptor)."""
+        return cls(
+            context_id=int(context.context_id or 0),
+            abstract_syntax=UID(str(context.abstract_syntax)),
+            result=int(context.result if context.result is not None else 2),
+            transfer_syntax=UID(context.transfer_syntax[0]) if context.transfer_syntax else None,
+            as_scp=bool(context.as_scp),
+        )
 
     @property
     def accepted(self) -> bool:
