@@ -195,7 +195,8 @@ class Association:
         self.peer = peer
         self.settings = settings
         self.contexts = contexts
-        self._accepted_ids = {c.context_id for c in contexts if c.accepted}
+        # Messages may only use accepted contexts; looked up per PDV and per C-STORE.
+        self._accepted = {c.context_id: c for c in contexts if c.accepted}
         self.peer_max_pdu = 0
         self.peer_implementation_class_uid = ""
         self.peer_implementation_version_name = ""
@@ -354,11 +355,8 @@ class Association:
         self._reader = reader
 
     def context(self, context_id: int) -> NegotiatedContext:
-        """The negotiated context with this ID (messages only arrive on accepted ones)."""
-        for context in self.contexts:
-            if context.context_id == context_id:
-                return context
-        raise KeyError(context_id)
+        """The accepted context with this ID (messages only arrive on accepted ones)."""
+        return self._accepted[context_id]
 
     def next_message_id(self) -> int:
         """A message ID unique across this process's associations (not only this one).
@@ -497,7 +495,7 @@ class Association:
             except ProtocolError as exc:
                 raise self._fail(exc) from None
             for item in pdvs:
-                if item.context_id not in self._accepted_ids:
+                if item.context_id not in self._accepted:
                     raise self._fail(
                         ProtocolError(
                             f"the peer used presentation context {item.context_id}, "
