@@ -130,9 +130,7 @@ class Incoming:
                 # (bytes: the walker compares slices by hash; this copy is < 256 KB.)
                 whole = bytes(self._memory)
                 values = dataset_values(whole, self._data_offset, self.transfer_syntax, wanted)
-                self._memory = bytearray()  # _spill writes what is left in memory: nothing
                 file = self._spill()
-                file.write(whole)
                 file.flush()
                 status = os.fstat(file.fileno())
                 file.close()
