@@ -35,7 +35,17 @@ _UNIQUE_KEYS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+    started: list[tuple[RetrieveJob, Path]] = []
+    try:
+        return run_command(lambda: _prepare(args, started))
+    except KeyboardInterrupt:
+        # Interrupted after files arrived: say what is here, and exit 5 (partial).
+        if not started or not started[0][0].outcome.received:
+            raise
+        retrieve, out = started[0]
+        sys.stderr.write("qrclient: interrupted\n")
+        _report(retrieve.outcome, out, args.format)
+        return _exit_code(retrieve.outcome)
 
 
 def default_store() -> Path:
@@ -76,7 +86,9 @@ def _request(args: argparse.Namespace) -> RetrieveRequest:
     return request
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
+def _prepare(
+    args: argparse.Namespace, started: list[tuple[RetrieveJob, Path]]
+) -> Callable[[], Awaitable[int]]:
     peer, settings = peer_and_settings(args)
     request = _request(args)
     method = Method(args.command if args.command != "retrieve" else "auto")
@@ -97,6 +109,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             retrieve = RetrieveJob(
                 peer, request, store, store, settings, args.parallel, method, destination, router
             )
+            started.append((retrieve, out))
             bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
             listener = None
             async with anyio.create_task_group() as group:
