@@ -13,8 +13,6 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, peer_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
-from qrclient.net.listener import StorageListener
-from qrclient.ops.move import MoveRouter
 from qrclient.ops.node import check_ae_title, check_host, check_port
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
 from qrclient.ops.retrieve import (
@@ -23,6 +21,7 @@ from qrclient.ops.retrieve import (
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
+    run_with_listener,
 )
 from qrclient.store import Store, StoreError
 
@@ -97,7 +96,6 @@ def _prepare(
     destination = check_ae_title(getattr(args, "dest", None) or settings.calling_ae, "--dest")
     listen_host, listen_port = parse_listen(getattr(args, "listen", "11113"))
     out = Path(args.out) if args.out else default_store()
-    moves_to_us = method is not Method.GET and destination == settings.calling_ae
 
     async def job() -> int:
         try:
@@ -105,31 +103,23 @@ def _prepare(
         except StoreError as exc:
             raise UsageError(str(exc)) from None
         with store:
-            router = MoveRouter(settings.calling_ae, store) if moves_to_us else None
-            retrieve = RetrieveJob(
-                peer, request, store, store, settings, args.parallel, method, destination, router
+            retrieve = RetrieveJob.into_store(
+                peer,
+                request,
+                store,
+                settings,
+                parallel=args.parallel,
+                method=method,
+                destination=destination,
             )
             started.append((retrieve, out))
             bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
-            listener = None
             async with anyio.create_task_group() as group:
-                if router is not None:
-                    listener = StorageListener(
-                        settings.calling_ae,
-                        router,
-                        host=listen_host,
-                        port=listen_port,
-                        settings=settings,
-                    )
-                    await group.start(listener.serve)
                 group.start_soon(bar.follow, retrieve.progress)
                 try:
-                    outcome = await retrieve.run()
+                    outcome = await run_with_listener(retrieve, listen_host, listen_port)
                 finally:
                     group.cancel_scope.cancel()
-        if listener is not None:
-            for refusal in listener.refusals:
-                outcome.errors.append(f"our listener refused an association: {refusal.reason}")
         _report(outcome, out, args.format)
         return _exit_code(outcome)
 

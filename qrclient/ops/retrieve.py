@@ -17,7 +17,7 @@ a broad default set of storage contexts, without resume.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association, Peer, Settings, open_association
 from qrclient.net.errors import DicomNetworkError
+from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import FailureStatus
 from qrclient.net.storage_classes import (
@@ -51,6 +52,10 @@ class StoreIndex(Protocol):
     def present(self, sop_instance_uids: Iterable[str]) -> set[str]: ...
 
     def instances_in_study(self, study_instance_uid: str) -> int: ...
+
+
+class RetrieveStore(InstanceSink, StoreIndex, Protocol):
+    """A store that takes the instances and knows what it holds (qrclient.store.Store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +260,31 @@ class RetrieveJob:
     progress: Progress = field(default_factory=Progress)
     outcome: RetrieveOutcome = field(default_factory=RetrieveOutcome)
 
+    @classmethod
+    def into_store(
+        cls,
+        peer: Peer,
+        request: RetrieveRequest,
+        store: RetrieveStore,
+        settings: Settings,
+        *,
+        parallel: int = 2,
+        method: Method = Method.AUTO,
+        destination: str | None = None,
+        router: MoveRouter | None = None,
+    ) -> RetrieveJob:
+        """A job into ``store``; C-MOVEs go to us unless ``destination`` names another AE.
+
+        Moves to us are routed by ``router`` when given (a listener shared by several
+        jobs), else by a router of the job's own, served by :func:`run_with_listener`.
+        """
+        destination = destination or settings.calling_ae
+        if method is not Method.GET and destination == settings.calling_ae:
+            router = router or MoveRouter(settings.calling_ae, store)
+        else:
+            router = None
+        return cls(peer, request, store, store, settings, parallel, method, destination, router)
+
     async def run(self) -> RetrieveOutcome:
         try:
             await self._run()
@@ -445,3 +475,31 @@ class RetrieveJob:
         self.outcome.received_bytes = snapshot.received_bytes
         self.outcome.seconds = snapshot.elapsed
         self.progress.finish()
+
+
+@asynccontextmanager
+async def move_listener(
+    router: MoveRouter | None, host: str, port: int, settings: Settings
+) -> AsyncIterator[StorageListener | None]:
+    """Serve our storage listener for ``router`` while the block runs (None: no listener)."""
+    if router is None:
+        yield None
+        return
+    listener = StorageListener(router.our_ae, router, host=host, port=port, settings=settings)
+    async with anyio.create_task_group() as group:
+        await group.start(listener.serve)
+        try:
+            yield listener
+        finally:
+            group.cancel_scope.cancel()
+
+
+async def run_with_listener(
+    job: RetrieveJob, host: str = "0.0.0.0", port: int = 11113
+) -> RetrieveOutcome:
+    """Run ``job`` with a listener of its own for moves to us; refusals become errors."""
+    async with move_listener(job.router, host, port, job.settings) as listener:
+        outcome = await job.run()
+    for refusal in listener.refusals if listener is not None else ():
+        outcome.errors.append(f"our listener refused an association: {refusal.reason}")
+    return outcome
