@@ -50,6 +50,7 @@ from qrclient.net.presentation import (
     QueryOptions,
     sop_class_name,
 )
+from qrclient.net.tls import TlsSettings
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
@@ -92,6 +93,7 @@ class Settings:
     max_pdu: int = DEFAULT_MAX_PDU  # the largest P-DATA-TF we accept
     timeouts: Timeouts = field(default_factory=Timeouts)
     observer: Observer | None = None
+    tls: TlsSettings | None = None  # None: plain TCP
 
 
 @dataclass(frozen=True, slots=True)
