@@ -26,6 +26,8 @@ _EXPORTS = {
     "NoAcceptedContext": "qrclient.net",
     "DicomTimeout": "qrclient.net",
     "ProtocolError": "qrclient.net",
+    "TlsFailed": "qrclient.net",
+    "TlsSettings": "qrclient.net",
     "FailureStatus": "qrclient.net",
     "Level": "qrclient.ops.query",
     "Model": "qrclient.ops.query",
@@ -51,6 +53,8 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS is
     "NoAcceptedContext",
     "DicomTimeout",
     "ProtocolError",
+    "TlsFailed",
+    "TlsSettings",
     "FailureStatus",
     "Level",
     "Model",
@@ -75,6 +79,8 @@ if TYPE_CHECKING:
         QueryOptions,
         Settings,
         Timeouts,
+        TlsFailed,
+        TlsSettings,
         open_association,
     )
     from qrclient.ops.find import FindOutcome, FindState

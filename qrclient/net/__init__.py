@@ -17,9 +17,11 @@ from qrclient.net.errors import (
     DicomTimeout,
     NoAcceptedContext,
     ProtocolError,
+    TlsFailed,
 )
 from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
 from qrclient.net.status import Category, FailureStatus, Service, Status
+from qrclient.net.tls import TlsSettings
 
 __all__ = [
     "Association",
@@ -42,5 +44,7 @@ __all__ = [
     "Settings",
     "Status",
     "Timeouts",
+    "TlsFailed",
+    "TlsSettings",
     "open_association",
 ]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import itertools
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -41,6 +42,7 @@ from qrclient.net.errors import (
     DicomTimeout,
     NoAcceptedContext,
     ProtocolError,
+    TlsFailed,
     describe_abort,
 )
 from qrclient.net.pdu import PduType
@@ -50,7 +52,7 @@ from qrclient.net.presentation import (
     QueryOptions,
     sop_class_name,
 )
-from qrclient.net.tls import TlsSettings
+from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
@@ -63,6 +65,9 @@ _MESSAGE_IDS = itertools.count()
 # Receives (event name, details); used by the log pane and traces. Kept off the hot
 # path unless set.
 Observer = Callable[[str, Mapping[str, object]], None]
+# Observers with a true ``pdu_level`` attribute (traces) also get pdu-sent, pdu-received
+# and dataset-received events, each event tagged with its association's number.
+_ASSOCIATION_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,7 @@ class Association:
         self.contexts = contexts
         # Messages may only use accepted contexts; looked up per PDV and per C-STORE.
         self._accepted = {c.context_id: c for c in contexts if c.accepted}
+        self._pdu_observer = settings.observer if _pdu_level(settings) else None
         self.peer_max_pdu = 0
         self.peer_implementation_class_uid = ""
         self.peer_implementation_version_name = ""
@@ -223,24 +229,35 @@ class Association:
         if not 1 <= len(contexts) <= _MAX_CONTEXTS:
             raise ValueError(f"1 to {_MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
         timeouts = settings.timeouts
+        settings = numbered(settings, "requestor")
         started = time.perf_counter()
         try:
             with anyio.fail_after(timeouts.connect):
-                stream = await anyio.connect_tcp(peer.host, peer.port)
+                stream: ByteStream = await anyio.connect_tcp(peer.host, peer.port)
         except TimeoutError:
-            raise ConnectFailed(
-                f"no answer from {peer.host}:{peer.port} within {timeouts.connect:g} s",
-                "the host may be down or a firewall drops the packets; check host and port",
+            raise _failed(
+                settings,
+                ConnectFailed(
+                    f"no answer from {peer.host}:{peer.port} within {timeouts.connect:g} s",
+                    "the host may be down or a firewall drops the packets; check host and port",
+                ),
             ) from None
         except OSError as exc:
-            raise _classify_connect_error(peer, exc) from exc
+            raise _failed(settings, _classify_connect_error(peer, exc)) from exc
         # Without it every DIMSE round trip waits for a delayed ACK (about 40 ms).
         stream.extra(SocketAttribute.raw_socket).setsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
         )
+        if settings.tls is not None:
+            stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
         _notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
         try:
             return await cls._negotiate(stream, peer, contexts, settings)
+        except (AssociationAborted, anyio.BrokenResourceError, OSError) as exc:
+            await anyio.aclose_forcefully(stream)
+            if isinstance(exc, AssociationAborted) and exc.__cause__ is None:
+                raise  # an A-ABORT PDU: the peer said why
+            raise _failed(settings, _dropped_at_start(exc, peer, settings.tls)) from None
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
@@ -266,6 +283,7 @@ class Association:
                 "calling_ae": settings.calling_ae,
                 "called_ae": peer.ae_title,
                 "max_pdu": settings.max_pdu,
+                "bytes": len(encoded),
                 "contexts": [
                     {
                         "id": c.context_id,
@@ -283,13 +301,28 @@ class Association:
             with anyio.fail_after(timeout):
                 pdu_type, body = await reader.read()
         except TimeoutError:
-            raise DicomTimeout("association", timeout, "A-ASSOCIATE answer") from None
+            raise _failed(
+                settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
+            ) from None
         if pdu_type == PduType.ASSOCIATE_RJ:
             rj = A_ASSOCIATE_RJ()
             rj.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
-            raise AssociationRejected(rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0)
+            rejection = AssociationRejected(
+                rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0
+            )
+            _notify(
+                settings,
+                "associate-rj",
+                {
+                    "result": rejection.result,
+                    "source": rejection.source,
+                    "reason": rejection.reason,
+                    "error": str(rejection),
+                },
+            )
+            raise rejection
         if pdu_type == PduType.ABORT:
-            raise AssociationAborted(*describe_abort(*pdu.decode_abort(body)))
+            raise _failed(settings, AssociationAborted(*describe_abort(*pdu.decode_abort(body))))
         if pdu_type != PduType.ASSOCIATE_AC:
             raise ProtocolError(
                 f"the peer answered A-ASSOCIATE-RQ with PDU type 0x{pdu_type:02X}",
@@ -299,6 +332,8 @@ class Association:
             ac = A_ASSOCIATE_AC()
             ac.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
             accept = ac.to_primitive()
+            if ac.application_context_name is None:
+                raise ValueError("no application context item")
         except Exception as exc:
             raise ProtocolError(
                 f"the peer's A-ASSOCIATE-AC does not decode ({exc})",
@@ -311,6 +346,7 @@ class Association:
             settings,
             "associate-ac",
             {
+                "bytes": pdu.HEADER_LENGTH + len(body),
                 "peer_implementation_class_uid": association.peer_implementation_class_uid,
                 "peer_implementation_version_name": association.peer_implementation_version_name,
                 "peer_max_pdu": association.peer_max_pdu,
@@ -328,9 +364,12 @@ class Association:
         if not any(c.accepted for c in negotiated):
             rejected = "; ".join(f"{c.name}: {c.reason}" for c in negotiated)
             await association.abort()
-            raise NoAcceptedContext(
-                f"the peer accepted none of the proposed presentation contexts ({rejected})",
-                "the peer does not offer this service to us; check its configuration",
+            raise _failed(
+                settings,
+                NoAcceptedContext(
+                    f"the peer accepted none of the proposed presentation contexts ({rejected})",
+                    "the peer does not offer this service to us; check its configuration",
+                ),
             )
         return association
 
@@ -383,6 +422,16 @@ class Association:
         pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
         if dataset is not None:
             pdus.extend(pdu.encode_p_data(context_id, False, dataset, self.peer_max_pdu))
+        if self._pdu_observer is not None:
+            self._pdu_observer(
+                "pdu-sent",
+                {
+                    "pdu_type": PduType.P_DATA_TF.name,
+                    "pdus": len(pdus),
+                    "bytes": sum(map(len, pdus)),
+                    "dataset_bytes": 0 if dataset is None else len(dataset),
+                },
+            )
         try:
             if sum(map(len, pdus)) <= _SEND_JOIN_LIMIT:
                 await self._stream.send(b"".join(pdus))
@@ -390,7 +439,7 @@ class Association:
                 for item in pdus:
                     await self._stream.send(item)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            self._closed = True
+            await self._close()
             raise self._fail(
                 AssociationAborted(
                     "the connection broke while sending",
@@ -442,6 +491,8 @@ class Association:
             write(pdv.data)
             size += len(pdv.data)
             if pdv.is_last:
+                if self._pdu_observer is not None:
+                    self._pdu_observer("dataset-received", {"bytes": size})
                 return size
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
@@ -450,13 +501,16 @@ class Association:
         if not command.has_dataset:
             return Message(context_id, command, None)
         pdv = await self._next_data_pdv(context_id)
-        if pdv.is_last:
-            return Message(context_id, command, pdv.data)
-        parts = [pdv.data]
-        while not pdv.is_last:
-            pdv = await self._next_data_pdv(context_id)
-            parts.append(pdv.data)
-        return Message(context_id, command, b"".join(parts))
+        dataset = pdv.data
+        if not pdv.is_last:
+            parts = [pdv.data]
+            while not pdv.is_last:
+                pdv = await self._next_data_pdv(context_id)
+                parts.append(pdv.data)
+            dataset = b"".join(parts)
+        if self._pdu_observer is not None:
+            self._pdu_observer("dataset-received", {"bytes": len(dataset)})
+        return Message(context_id, command, dataset)
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
         pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
@@ -479,10 +533,12 @@ class Association:
                     with anyio.fail_after(seconds):
                         await self._reader.receive_more()
                     continue
+                if self._pdu_observer is not None:
+                    self._pdu_observer("pdu-received", _pdu_record(*item))
             except TimeoutError:
                 raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
             except AssociationAborted as exc:
-                self._closed = True
+                await self._close()
                 raise self._fail(exc) from None
             except ProtocolError as exc:
                 # Left open so the owner's cleanup still tells the peer with A-ABORT.
@@ -507,7 +563,7 @@ class Association:
                     )
             self._pdvs.extend(pdvs)
         elif pdu_type == PduType.ABORT:
-            self._closed = True
+            await self._close()  # nothing more may be sent; free the socket now
             source, reason = pdu.decode_abort(body)
             message, hint = describe_abort(source, reason)
             raise self._fail(AssociationAborted(message, hint, source, reason))
@@ -584,13 +640,27 @@ def _match_contexts(
     proposed: list[PresentationContext], accept: A_ASSOCIATE
 ) -> list[NegotiatedContext]:
     answered = accept.presentation_context_definition_results_list
-    proposed_ids = {c.context_id for c in proposed}
+    by_id = {c.context_id: c for c in proposed}
     for context in answered:
-        if context.context_id not in proposed_ids:
+        ours = by_id.get(context.context_id)
+        if ours is None:
             raise ProtocolError(
                 f"the peer answered presentation context {context.context_id}, never proposed",
                 "the peer's DICOM stack is broken",
             )
+        syntax = context.transfer_syntax[0] if context.transfer_syntax else None
+        if context.result == 0 and syntax not in ours.transfer_syntax:
+            raise ProtocolError(
+                f"the peer accepted presentation context {context.context_id} with transfer "
+                f"syntax {syntax}, never proposed for it",
+                "the peer's DICOM stack is broken",
+            )
+    missing = sorted(int(i or 0) for i in by_id.keys() - {c.context_id for c in answered})
+    if missing:
+        raise ProtocolError(
+            f"the peer's A-ASSOCIATE-AC does not answer presentation context {missing[0]}",
+            "the peer's DICOM stack is broken",
+        )
     roles: dict[UID, tuple[bool | None, bool | None]] = {}
     for item in accept.user_information:
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
@@ -602,6 +672,79 @@ def _match_contexts(
 def _notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
     if settings.observer is not None:
         settings.observer(event, details)
+
+
+def _dropped_at_start(exc: BaseException, peer: Peer, tls: TlsSettings | None) -> DicomNetworkError:
+    """The connection dropped before any answer to our request: say what it likely means.
+
+    Over TLS 1.3 the server checks our certificate after the handshake, so a refusal
+    arrives as an alert (or, if our request crossed it, as a reset) on the first read.
+    """
+    where = f"{peer.host}:{peer.port}"
+    cause = exc.__cause__ if isinstance(exc, AssociationAborted) else exc
+    if tls is None:
+        return AssociationAborted(
+            f"{where} closed the connection before answering our association request",
+            "check the peer's log; if this port expects DICOM over TLS, add --tls",
+        )
+    if isinstance(cause, ssl.SSLError):
+        return handshake_failure(cause, where, peer.host)
+    if tls.cert_file is None:
+        hint = (
+            "the PACS probably requires a client certificate: give ours with --tls-cert/--tls-key"
+        )
+    else:
+        hint = "the PACS probably does not trust our client certificate: register it (or its CA)"
+    return TlsFailed(f"{where} closed the TLS connection before answering", hint)
+
+
+async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: float) -> ByteStream:
+    """TLS over the connected socket, within what is left of the connect timeout."""
+    assert settings.tls is not None
+    try:
+        return await wrap_client(
+            stream, f"{peer.host}:{peer.port}", peer.host, settings.tls, max(seconds, 0.001)
+        )
+    except BaseException as exc:
+        await anyio.aclose_forcefully(stream)
+        if isinstance(exc, DicomNetworkError):
+            raise _failed(settings, exc) from None
+        raise
+
+
+def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:
+    _notify(settings, "error", {"error": str(error)})
+    return error
+
+
+def _pdu_level(settings: Settings) -> bool:
+    return bool(getattr(settings.observer, "pdu_level", False))
+
+
+def _pdu_record(pdu_type: int, body: bytes) -> dict[str, object]:
+    # The reader lets only known PDU types through.
+    return {"pdu_type": PduType(pdu_type).name, "bytes": pdu.HEADER_LENGTH + len(body)}
+
+
+class _Numbered:
+    """Tags each event with its association's number, so interleaved traces untangle."""
+
+    pdu_level = True
+
+    def __init__(self, observer: Observer, number: int, role: str) -> None:
+        self._observer = observer
+        self._tags = {"association": number, "role": role}
+
+    def __call__(self, event: str, details: Mapping[str, object]) -> None:
+        self._observer(event, {**self._tags, **details})
+
+
+def numbered(settings: Settings, role: str) -> Settings:
+    """Settings for one new association; only PDU-level (trace) observers are tagged."""
+    if settings.observer is None or not _pdu_level(settings):
+        return settings
+    observer = _Numbered(settings.observer, next(_ASSOCIATION_NUMBERS), role)
+    return replace(settings, observer=observer)
 
 
 def _since(started: float) -> float:

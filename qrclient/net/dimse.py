@@ -169,6 +169,10 @@ def decode_command(data: bytes) -> Command:
     try:
         while offset < end:
             group, element, length = _ELEMENT.unpack_from(data, offset)
+            if group != 0 and values:
+                # DCMTK (Orthanc) appends a pending C-GET-RSP's Failed SOP Instance UID
+                # List (group 0008) to the command set itself; the command is complete.
+                break
             offset += _ELEMENT.size
             if group != 0 or offset + length > end:
                 raise ValueError(f"element ({group:04X},{element:04X}) of length {length}")

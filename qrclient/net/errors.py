@@ -23,6 +23,10 @@ class ConnectFailed(DicomNetworkError):
     """TCP connection could not be made: name not resolved, refused, unreachable."""
 
 
+class TlsFailed(DicomNetworkError):
+    """The TLS handshake failed: certificate not trusted or refused, no TLS on the port."""
+
+
 class ListenFailed(DicomNetworkError):
     """Our storage listener could not bind its address (port in use, no permission)."""
 

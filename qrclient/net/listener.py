@@ -8,12 +8,14 @@ handler's sink fragment by fragment, exactly as on a C-GET association.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskStatus
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
@@ -32,12 +34,14 @@ from qrclient.net.association import (
     Peer,
     PeerReleased,
     Settings,
+    numbered,
 )
 from qrclient.net.dimse import Command, CommandField, response_to
-from qrclient.net.errors import DicomNetworkError, ListenFailed
+from qrclient.net.errors import DicomNetworkError, ListenFailed, TlsFailed
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
+from qrclient.net.tls import wrap_server
 
 STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
@@ -96,38 +100,85 @@ class StorageListener:
             await listener.serve(self._handle)
 
     async def _handle(self, stream: SocketStream) -> None:
+        stream.extra(SocketAttribute.raw_socket).setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
         address = str(stream.extra(SocketAttribute.remote_address, ("?",))[0])
+        association: Association | None = None
         try:
-            association = await self._negotiate(stream, address)
+            connection = await self._secure(stream, address)
+            if connection is not None:
+                association = await self._negotiate(connection, address)
             if association is not None:
                 await self._serve(association)
         except DicomNetworkError:
-            pass  # the peer broke the association; the move's own status reports it
+            # The peer broke the protocol or went silent: tell it (A-ABORT) and close.
+            # The move's own status reports what it means for the retrieve.
+            if association is not None:
+                await association.abort()
         finally:
             await anyio.aclose_forcefully(stream)
 
-    async def _negotiate(self, stream: SocketStream, address: str) -> Association | None:
-        reader = pdu.PduReader(stream, self.settings.max_pdu)
-        with anyio.fail_after(self.settings.timeouts.association):
-            pdu_type, body = await reader.read()
-        if pdu_type != PduType.ASSOCIATE_RQ:
+    async def _secure(self, stream: SocketStream, address: str) -> ByteStream | None:
+        """The connection as is, or over TLS; None (and a refusal noted) if TLS fails."""
+        if self.settings.tls is None:
+            return stream
+        try:
+            return await wrap_server(stream, self.settings.tls, self.settings.timeouts.association)
+        except TlsFailed as exc:
+            self.refusals.append(Refusal("?", address, str(exc)))
             return None
-        rq = A_ASSOCIATE_RQ()
-        rq.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
-        request = rq.to_primitive()
+
+    async def _negotiate(self, stream: ByteStream, address: str) -> Association | None:
+        """Answer the A-ASSOCIATE-RQ; None when the peer is refused or talks nonsense."""
+        reader = pdu.PduReader(stream, self.settings.max_pdu)
+        try:
+            with anyio.fail_after(self.settings.timeouts.association):
+                pdu_type, body = await reader.read()
+        except TimeoutError:
+            return None  # connected but never asked for an association
+        if pdu_type != PduType.ASSOCIATE_RQ:
+            await _abort(stream, self.settings)
+            return None
+        try:
+            rq = A_ASSOCIATE_RQ()
+            rq.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
+            request = rq.to_primitive()
+        except Exception:  # pynetdicom raises anything on garbage; it is the peer's fault
+            await _abort(stream, self.settings)
+            return None
         calling = str(request.calling_ae_title).strip()
         called = str(request.called_ae_title).strip()
+        settings = numbered(self.settings, "listener")
+        proposed = request.presentation_context_definition_list
+        _tell(
+            settings,
+            "listener-associate-rq",
+            {
+                "calling_ae": calling,
+                "called_ae": called,
+                "address": address,
+                "contexts": len(proposed),
+            },
+        )
         if called != self.ae_title:
             await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
+            _tell(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
             return None
         if not self.handler.allows(calling, address):
             await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
+            _tell(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
             return None
-        results = _accept_contexts(request.presentation_context_definition_list)
+        results = _accept_contexts(proposed)
         await stream.send(self._accept(request, results))
         contexts = [NegotiatedContext.from_pynetdicom(context) for context in results]
+        _tell(
+            settings,
+            "listener-associate-ac",
+            {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
+        )
         peer = Peer(calling, address, 0)
-        association = Association(stream, peer, self.settings, contexts, request)
+        association = Association(stream, peer, settings, contexts, request)
         association.adopt_reader(reader)
         return association
 
@@ -150,7 +201,7 @@ class StorageListener:
         return bytes(ac.encode())
 
     async def _reject(
-        self, stream: SocketStream, reason: int, calling: str, address: str, called: str
+        self, stream: ByteStream, reason: int, calling: str, address: str, called: str
     ) -> None:
         why = (
             f"called AE title {called!r} is not ours ({self.ae_title!r})"
@@ -179,6 +230,21 @@ class StorageListener:
                 await association.abort()
                 return
             await association.send(context_id, response_to(command, response_field, status))
+
+
+def _tell(settings: Settings, event: str, details: dict[str, object]) -> None:
+    """Observer events for incoming associations (the -v log, traces)."""
+    if settings.observer is not None:
+        settings.observer(event, details)
+
+
+async def _abort(stream: ByteStream, settings: Settings) -> None:
+    """A-ABORT from the service provider for a PDU that makes no sense here."""
+    with (
+        anyio.move_on_after(settings.timeouts.network),
+        suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
+    ):
+        await stream.send(pdu.encode_abort(source=2))
 
 
 def _accept_contexts(proposed: Sequence[PresentationContext]) -> list[PresentationContext]:

@@ -1,0 +1,628 @@
+"""Hostile or broken peers, scripted (tests/fakepeer.py): what Orthanc never does.
+
+Each case must end the association with a typed error that says what happened and what
+to change: never a crash, a hang (every test is bounded by ``fail_after``) or a task
+left running. Both sides are covered: our association to a broken PACS, and a broken
+or hostile peer connecting to our storage listener.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom.dsutils import encode
+
+from qrclient.net import (
+    AssociationAborted,
+    ContextRequest,
+    DicomNetworkError,
+    DicomTimeout,
+    Peer,
+    ProtocolError,
+    Settings,
+    Timeouts,
+    open_association,
+)
+from qrclient.net.association import Association, PeerReleased
+from qrclient.net.dimse import Command
+from qrclient.net.listener import StorageListener
+from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
+from qrclient.ops.echo import echo
+from qrclient.ops.get import c_get
+from qrclient.ops.progress import Progress
+from qrclient.ops.storing import receive_instance
+from qrclient.store import Store
+from tests.fakepeer import (
+    HEADER,
+    PeerConnection,
+    Script,
+    c_store_rq,
+    encode_command_set,
+    fake_peer,
+    hostile_client,
+    p_data,
+    response,
+)
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 5.0  # seconds any case may take: the failures under test are all immediate
+CT = "1.2.840.10008.5.1.4.1.1.2"
+ROOT = "1.2.826.0.1.3680043.8.498.77"
+
+
+def running_tasks() -> int:
+    return len(anyio.get_running_tasks())
+
+
+def assert_explained(error: BaseException) -> None:
+    """A typed network error with a one-line message and a hint."""
+    assert isinstance(error, DicomNetworkError), repr(error)
+    assert error.message, repr(error)
+    assert error.hint, repr(error)
+    assert "\n" not in str(error)
+
+
+async def drain(conn: PeerConnection) -> None:
+    """Read what qrclient still sends (A-ABORT, or A-RELEASE answered) until it closes."""
+    while True:
+        pdu_type, _ = await conn.read_pdu()
+        if pdu_type == 5:
+            await conn.send_raw(pdu(6, b"\x00" * 4))
+
+
+# -- as the requestor: our association to a broken PACS ---------------------------------
+
+
+def after_echo_rq(hostile: bytes) -> Script:
+    """Accept, read the C-ECHO-RQ, answer ``hostile``."""
+
+    async def script(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        await conn.send_raw(hostile)
+        await drain(conn)
+
+    return script
+
+
+def as_association_answer(hostile: bytes) -> Script:
+    """Answer the A-ASSOCIATE-RQ with ``hostile``."""
+
+    async def script(conn: PeerConnection) -> None:
+        await conn.read_pdu()
+        await conn.send_raw(hostile)
+        await drain(conn)
+
+    return script
+
+
+def accepting(**answer: object) -> Script:
+    """Accept with a hostile A-ASSOCIATE-AC (see PeerConnection.accept)."""
+
+    async def script(conn: PeerConnection) -> None:
+        await conn.accept(**answer)  # type: ignore[arg-type]
+        await drain(conn)
+
+    return script
+
+
+def pdu(pdu_type: int, body: bytes) -> bytes:
+    return HEADER.pack(pdu_type, len(body)) + body
+
+
+def pdv(context_id: int, control: int, data: bytes, length: int | None = None) -> bytes:
+    size = len(data) + 2 if length is None else length
+    return struct.pack(">LBB", size, context_id, control) + data
+
+
+def command(**values: object) -> bytes:
+    ds = Dataset()
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return encode_command_set(ds)
+
+
+def echo_rsp(message_id: int, command_field: int = 0x8030) -> bytes:
+    ds = response(command_field, message_id, 0, VERIFICATION)
+    return p_data(1, 0x03, encode_command_set(ds))
+
+
+def element(tag_element: int, value: bytes, length: int | None = None) -> bytes:
+    size = len(value) if length is None else length
+    return struct.pack("<HHL", 0, tag_element, size) + value
+
+
+REQUESTOR_CASES = [
+    pytest.param(
+        as_association_answer(pdu(2, b"\xff" * 40)),
+        ProtocolError,
+        "A-ASSOCIATE-AC does not decode",
+        id="associate-ac-garbage",
+    ),
+    pytest.param(
+        as_association_answer(pdu(0x09, b"\x00" * 4)),
+        ProtocolError,
+        "unknown PDU type 0x09",
+        id="unknown-pdu-type-as-answer",
+    ),
+    pytest.param(
+        as_association_answer(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+        ProtocolError,
+        "unknown PDU type 0x48",
+        id="http-server-on-the-port",
+    ),
+    pytest.param(
+        as_association_answer(pdu(4, pdv(1, 3, b"\x00" * 8))),
+        ProtocolError,
+        "answered A-ASSOCIATE-RQ with PDU type 0x04",
+        id="p-data-before-associate-ac",
+    ),
+    pytest.param(
+        as_association_answer(b"\x02\x00\xff\xff\xff\xff"),
+        ProtocolError,
+        "beyond the",
+        id="associate-ac-of-4-gb",
+    ),
+    pytest.param(
+        accepting(extra_ids=(99,)),
+        ProtocolError,
+        "presentation context 99, never proposed",
+        id="ac-accepts-a-context-never-proposed",
+    ),
+    pytest.param(
+        accepting(syntax="1.2.840.10008.1.2.4.50"),
+        ProtocolError,
+        "transfer syntax 1.2.840.10008.1.2.4.50",
+        id="ac-accepts-a-transfer-syntax-never-proposed",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(0x0A, b"\x00" * 4)),
+        ProtocolError,
+        "unknown PDU type 0x0A",
+        id="unknown-pdu-type",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(1, b"\x00" * 4)),
+        ProtocolError,
+        "unexpected PDU type 0x01",
+        id="associate-rq-during-the-association",
+    ),
+    pytest.param(
+        after_echo_rq(b"\x04\x00\x7f\xff\xff\xff"),
+        ProtocolError,
+        "beyond the",
+        id="p-data-of-2-gb",
+    ),
+    pytest.param(
+        after_echo_rq(b"\x04\x00\x00\x11\x00\x06"),
+        ProtocolError,
+        "beyond the",
+        id="p-data-just-over-the-maximum",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, b"")),
+        ProtocolError,
+        "without any PDV",
+        id="p-data-without-pdv",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 3, b"\x00" * 10, length=1000))),
+        ProtocolError,
+        "PDV length 1000 does not fit",
+        id="pdv-longer-than-its-pdu",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 3, b"", length=1))),
+        ProtocolError,
+        "PDV length 1 does not fit",
+        id="pdv-shorter-than-its-header",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 3, b"\x00" * 8) + b"\x00\x00\x00")),
+        ProtocolError,
+        "ends inside a PDV header",
+        id="pdv-lengths-leave-trailing-bytes",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, b"\x01\x02\x03")),
+        ProtocolError,
+        "command set that does not decode",
+        id="command-set-garbage",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, element(0x0100, b"\x30\x80", length=0xFFFF))),
+        ProtocolError,
+        "command set that does not decode",
+        id="command-element-longer-than-the-set",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, element(0x0100, b"\x30\x80\x00\x00"))),
+        ProtocolError,
+        "US value of 4 bytes",
+        id="command-field-of-4-bytes",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, struct.pack("<HHL", 8, 0x10, 0))),
+        ProtocolError,
+        "command set that does not decode (element (0008,0010)",
+        id="command-set-outside-group-0000",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, command(MessageIDBeingRespondedTo=1, Status=0))),
+        ProtocolError,
+        "without CommandField",
+        id="command-set-without-command-field",
+    ),
+    pytest.param(
+        after_echo_rq(echo_rsp(0xFFFE)),
+        ProtocolError,
+        "C-ECHO-RSP for message 65534",
+        id="response-to-a-message-never-sent",
+    ),
+    pytest.param(
+        after_echo_rq(echo_rsp(0, command_field=0x8020)),
+        ProtocolError,
+        "with C-FIND-RSP",
+        id="response-of-the-wrong-kind",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x02, b"\x00" * 8)),
+        ProtocolError,
+        "data set fragment where a command was expected",
+        id="data-set-instead-of-command",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(7, 0x03, command(CommandField=0x8030))),
+        ProtocolError,
+        "presentation context 7, which was not accepted",
+        id="pdv-on-a-context-never-accepted",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 1, b"\x00" * 4)) + pdu(4, pdv(1, 2, b"\x00" * 4))),
+        ProtocolError,
+        "interleaved another fragment into a command set",
+        id="command-set-continued-as-data-set",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(5, b"\x00" * 4)),
+        PeerReleased,
+        "released the association before answering",
+        id="release-instead-of-answer",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(7, b"\x00\x00\x02\x06")),
+        AssociationAborted,
+        "invalid PDU parameter value",
+        id="abort-from-the-provider",
+    ),
+]
+
+
+@pytest.mark.parametrize(("script", "kind", "words"), REQUESTOR_CASES)
+async def test_a_broken_pacs_ends_the_association_with_a_clear_error(
+    script: Script, kind: type[DicomNetworkError], words: str
+) -> None:
+    before = running_tasks()
+    async with fake_peer(script) as (port, conns):
+        with anyio.fail_after(LIMIT), pytest.raises(DicomNetworkError) as caught:
+            async with open_association(
+                Peer("FAKE", "127.0.0.1", port), [ContextRequest(VERIFICATION)]
+            ) as assoc:
+                await echo(assoc)
+        with anyio.fail_after(LIMIT):
+            await conns[0].closed.wait()
+    log = conns[0].log
+    assert log[-1] == "closed-by-client"
+    if kind is ProtocolError and "command-0030" in log:
+        assert "pdu-07" in log, log  # associated: we told the peer with A-ABORT
+    assert running_tasks() == before
+    assert isinstance(caught.value, kind), repr(caught.value)
+    assert words in caught.value.message
+    assert_explained(caught.value)
+
+
+async def test_a_peer_that_hangs_up_mid_pdu_is_an_abort() -> None:
+    async def half(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        await conn.send_raw(echo_rsp(1)[:9])
+        await conn.stream.send_eof()
+        await drain(conn)
+
+    async with fake_peer(half) as (port, _):
+        with anyio.fail_after(LIMIT), pytest.raises(AssociationAborted) as caught:
+            async with open_association(
+                Peer("FAKE", "127.0.0.1", port), [ContextRequest(VERIFICATION)]
+            ) as assoc:
+                await echo(assoc)
+    assert "closed the connection" in caught.value.message
+    assert_explained(caught.value)
+
+
+async def test_a_pdu_that_stops_mid_way_is_a_named_timeout() -> None:
+    """The header promises more than ever comes: the timeout names itself and its option."""
+
+    async def stall(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        await conn.send_raw(echo_rsp(1)[:16])
+        await drain(conn)
+
+    settings = Settings(timeouts=Timeouts(dimse=0.3, network=0.3))
+    async with fake_peer(stall) as (port, conns):
+        with anyio.fail_after(LIMIT), pytest.raises(DicomTimeout) as caught:
+            async with open_association(
+                Peer("FAKE", "127.0.0.1", port), [ContextRequest(VERIFICATION)], settings
+            ) as assoc:
+                await echo(assoc)
+        with anyio.fail_after(LIMIT):
+            await conns[0].closed.wait()
+    assert caught.value.which == "dimse"
+    assert "--dimse-timeout" in caught.value.hint
+    assert "pdu-07" in conns[0].log
+
+
+# -- C-STORE sub-operations that try to climb out of the store ---------------------------
+
+# The peer writes values pydicom would warn about: that is the point.
+UNCHECKED_VALUES = pytest.mark.filterwarnings(
+    "ignore:Invalid value for VR", "ignore:The value length"
+)
+CLIMBING_UIDS = [
+    "../../../../tmp/evil",
+    "/etc/passwd",
+    "1.2.3\x00.4",
+    "1.2.3/../../4",
+    "1." + "2" * 80,
+    "CON",
+    "..",
+    "",
+]
+REFUSED = len(CLIMBING_UIDS) + 1  # see hostile_instances
+CLIMBING_PATIENT_IDS = [
+    "../../../../outside",
+    "/etc",
+    "a\x00b",
+    "..",
+    "CON",
+    "NUL.txt",
+    "x" * 64,
+    "..\\..\\windows",
+]
+
+
+def instance(uid: str, patient_id: str, number: int) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = uid
+    ds.PatientID = patient_id
+    ds.StudyInstanceUID = f"{ROOT}.1"
+    ds.SeriesInstanceUID = f"{ROOT}.1.{number % 2}"
+    ds.InstanceNumber = number
+    return ds
+
+
+def hostile_instances() -> Iterator[tuple[str, Dataset]]:
+    """(UID announced by the C-STORE-RQ, data set): REFUSED bad UIDs, then bad patient IDs."""
+    for number, uid in enumerate(CLIMBING_UIDS):
+        yield uid, instance(uid, "PAT", number)
+    # A valid UID announced, a climbing one in the data set.
+    yield f"{ROOT}.3.1", instance("../../../evil", "PAT", 99)
+    for number, patient_id in enumerate(CLIMBING_PATIENT_IDS):
+        uid = f"{ROOT}.2.{number}"
+        yield uid, instance(uid, patient_id, number)
+
+
+def encode_instance(ds: Dataset) -> bytes:
+    # pydicom refuses to write some of these values itself; write them raw, as a peer can.
+    raw = encode(ds, False, True)
+    assert raw is not None
+    return bytes(raw)
+
+
+def files_outside(top: Path, store_root: Path) -> list[Path]:
+    return [p for p in top.rglob("*") if p.is_file() and not p.is_relative_to(store_root)]
+
+
+def assert_store_true(store: Store, expected: set[str]) -> None:
+    """Every file is inside the root, parses, and the index matches the files."""
+    assert store.verify() == []
+    stored = {i.sop_instance_uid: i for i in store.instances()}
+    assert set(stored) == expected
+    for uid, item in stored.items():
+        path = (store.root / item.path).resolve()
+        assert path.is_relative_to(store.root.resolve())
+        assert pydicom.dcmread(path).SOPInstanceUID == uid
+        assert ".." not in Path(item.path).parts
+    assert not any((store.root / ".qrclient" / "incoming").iterdir())
+
+
+@UNCHECKED_VALUES
+async def test_c_get_with_climbing_uids_writes_nothing_outside_the_store(tmp_path: Path) -> None:
+    statuses: list[int] = []
+
+    async def climbing(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        storage = next(i for i, uid in conn.contexts.items() if uid == CT)
+        for number, (uid, ds) in enumerate(hostile_instances(), start=1):
+            store_rq = c_store_rq(number, CT, uid)
+            store_rq.CommandDataSetType = 0x0000
+            await conn.send_raw(p_data(storage, 0x03, encode_command_set(store_rq)))
+            await conn.send_raw(p_data(storage, 0x02, encode_instance(ds)))
+            _, answer, _ = await conn.read_message()
+            statuses.append(int(answer.Status))
+        final = response(0x8010, int(request.MessageID), 0, str(request.AffectedSOPClassUID))
+        await conn.send_message(context_id, final)
+        await drain(conn)
+
+    with Store.open(tmp_path / "store") as store:
+        async with fake_peer(climbing) as (port, _):
+            with anyio.fail_after(LIMIT * 2):
+                async with open_association(
+                    Peer("FAKE", "127.0.0.1", port),
+                    [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
+                ) as assoc:
+                    identifier = Dataset()
+                    identifier.QueryRetrieveLevel = "STUDY"
+                    identifier.StudyInstanceUID = f"{ROOT}.1"
+                    result = await c_get(assoc, identifier, STUDY_ROOT_GET, store)
+        good = {f"{ROOT}.2.{n}" for n in range(len(CLIMBING_PATIENT_IDS))}
+        # Every bad UID refused (0xA700, named in the errors), every bad patient ID stored
+        # under a sanitised directory name.
+        assert statuses == [0xA700] * REFUSED + [0] * len(CLIMBING_PATIENT_IDS)
+        assert len(result.store_errors) == REFUSED
+        reasons = ("not a UID", "empty", "not the one its C-STORE announced")
+        assert all(any(r in e for r in reasons) for e in result.store_errors), result.store_errors
+        assert files_outside(tmp_path, store.root) == []
+        assert_store_true(store, good)
+        directories = {Path(i.path).parts[0] for i in store.instances()}
+        assert all(not d.startswith(".") and "\x00" not in d for d in directories)
+
+
+# -- a hostile peer connecting to our storage listener ------------------------------------
+
+LISTENER_AE = "QRLISTEN"
+HOSTILE_AE = "HOSTILE"
+
+
+@dataclass
+class Recorder:
+    """Storage handler that lets HOSTILE in and stores into a real store."""
+
+    sink: Store
+    errors: list[str] = field(default_factory=list)
+
+    def allows(self, calling_ae: str, address: str) -> bool:
+        return calling_ae == HOSTILE_AE
+
+    async def store(self, association: Association, context_id: int, command: Command) -> int:
+        return await receive_instance(
+            association, context_id, command, self.sink, Progress(), self.errors
+        )
+
+
+@asynccontextmanager
+async def listening(
+    store: Store, settings: Settings | None = None
+) -> AsyncIterator[tuple[StorageListener, Recorder]]:
+    recorder = Recorder(store)
+    settings = settings or Settings(calling_ae=LISTENER_AE)
+    listener = StorageListener(LISTENER_AE, recorder, host="127.0.0.1", port=0, settings=settings)
+    async with anyio.create_task_group() as group:
+        await group.start(listener.serve)
+        yield listener, recorder
+        group.cancel_scope.cancel()
+
+
+async def assert_still_serving(port: int) -> None:
+    """A well-behaved peer still gets its C-ECHO answered after the hostile one."""
+    peer = Peer(LISTENER_AE, "127.0.0.1", port)
+    settings = Settings(calling_ae=HOSTILE_AE)
+    async with open_association(peer, [ContextRequest(VERIFICATION)], settings) as assoc:
+        assert await echo(assoc) > 0
+
+
+async def associated(conn: PeerConnection) -> None:
+    assert await conn.associate(LISTENER_AE, HOSTILE_AE, [VERIFICATION, CT]) == 2
+
+
+def store_rq_with(data: bytes, uid: str = f"{ROOT}.9") -> bytes:
+    store_rq = c_store_rq(7, CT, uid)
+    store_rq.CommandDataSetType = 0x0000
+    return p_data(3, 0x03, encode_command_set(store_rq)) + data
+
+
+LISTENER_CASES = [
+    pytest.param(False, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", id="http-request"),
+    pytest.param(False, pdu(0x09, b"\x00" * 4), id="unknown-pdu-type"),
+    pytest.param(False, pdu(1, b"\xff" * 80), id="associate-rq-garbage"),
+    pytest.param(False, pdu(1, b"\x00\x01"), id="associate-rq-truncated"),
+    pytest.param(False, b"\x01\x00\x7f\xff\xff\xff", id="associate-rq-of-2-gb"),
+    pytest.param(False, pdu(4, pdv(1, 3, b"\x00" * 8)), id="p-data-before-associating"),
+    pytest.param(False, pdu(5, b"\x00" * 4), id="release-before-associating"),
+    pytest.param(False, b"", id="silence"),
+    pytest.param(True, b"", id="silence-after-associating"),
+    pytest.param(True, pdu(0x0A, b"\x00" * 4), id="unknown-pdu-type-after-ac"),
+    pytest.param(True, b"\x04\x00\x7f\xff\xff\xff", id="p-data-of-2-gb"),
+    pytest.param(True, pdu(4, pdv(1, 3, b"\x00" * 10, length=1000)), id="pdv-too-long"),
+    pytest.param(True, pdu(4, pdv(1, 3, b"\x00" * 8) + b"\x00"), id="pdv-trailing-byte"),
+    pytest.param(True, p_data(1, 0x03, b"\x01\x02\x03"), id="command-garbage"),
+    pytest.param(True, p_data(1, 0x03, command(MessageID=1)), id="command-without-field"),
+    pytest.param(True, p_data(1, 0x02, b"\x00" * 8), id="data-set-instead-of-command"),
+    pytest.param(True, p_data(9, 0x03, command(CommandField=0x0030)), id="context-never-proposed"),
+    pytest.param(
+        True,
+        p_data(1, 0x03, command(CommandField=0x0020, MessageID=1, CommandDataSetType=0x0101)),
+        id="c-find-to-a-storage-scp",
+    ),
+    pytest.param(True, store_rq_with(p_data(3, 0x03, b"\x00" * 8)), id="command-inside-data-set"),
+    pytest.param(True, store_rq_with(b"\x04\x00\x7f\xff\xff\xff"), id="c-store-of-2-gb"),
+]
+
+
+@pytest.mark.parametrize(("associate", "hostile"), LISTENER_CASES)
+async def test_a_hostile_peer_cannot_break_the_listener(
+    tmp_path: Path, associate: bool, hostile: bytes
+) -> None:
+    before = running_tasks()
+    settings = Settings(calling_ae=LISTENER_AE, timeouts=Timeouts(association=0.5, dimse=1))
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store, settings) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    if associate:
+                        await associated(conn)
+                    await conn.send_raw(hostile)
+                    # The listener ends the connection (with A-ABORT once associated).
+                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
+                        await drain(conn)
+                    if associate:
+                        assert conn.log[-1] == "pdu-07", conn.log
+                await assert_still_serving(listener.port)
+        assert store.instances() == []
+        assert not any((store.root / ".qrclient" / "incoming").iterdir())
+    assert running_tasks() == before
+
+
+async def test_the_listener_refuses_an_unknown_called_ae(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    assert await conn.associate("SOMEONE", HOSTILE_AE, [CT]) == 3
+                assert "called AE title 'SOMEONE' is not ours" in listener.refusals[0].reason
+
+
+@UNCHECKED_VALUES
+async def test_c_store_with_climbing_uids_on_the_listener(tmp_path: Path) -> None:
+    statuses: list[int] = []
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, recorder):
+            with anyio.fail_after(LIMIT * 2):
+                async with hostile_client(listener.port) as conn:
+                    await associated(conn)
+                    for number, (uid, ds) in enumerate(hostile_instances(), start=1):
+                        store_rq = c_store_rq(number, CT, uid)
+                        store_rq.CommandDataSetType = 0x0000
+                        await conn.send_raw(p_data(3, 0x03, encode_command_set(store_rq)))
+                        await conn.send_raw(p_data(3, 0x02, encode_instance(ds)))
+                        _, answer, _ = await conn.read_message()
+                        assert int(answer.MessageIDBeingRespondedTo) == number
+                        statuses.append(int(answer.Status))
+                    await conn.send_raw(pdu(5, b"\x00" * 4))
+                    assert (await conn.read_pdu())[0] == 6
+        good = {f"{ROOT}.2.{n}" for n in range(len(CLIMBING_PATIENT_IDS))}
+        assert statuses == [0xA700] * REFUSED + [0] * len(CLIMBING_PATIENT_IDS)
+        assert len(recorder.errors) == REFUSED
+        assert files_outside(tmp_path, store.root) == []
+        assert_store_true(store, good)
