@@ -1,0 +1,120 @@
+"""The configuration file: our AE title, the local store and named nodes.
+
+``load_config()`` reads ``--config FILE``, else ``$QRCLIENT_CONFIG``, else
+``config.toml`` in the user configuration directory (platformdirs); a missing default
+file means the built-in defaults, a missing file named explicitly is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from qrclient.config.errors import ConfigError
+from qrclient.config.model import Config, NodeConfig, NodeDefaults
+from qrclient.config.parse import ConfigParser
+from qrclient.config.toml_text import key_lines, split_statements
+
+ENVIRONMENT_VARIABLE = "QRCLIENT_CONFIG"
+
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "Config",
+    "ConfigError",
+    "NodeConfig",
+    "NodeDefaults",
+    "config_path",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("qrclient")) / "config.toml"
+
+
+def config_path(path: str | Path | None = None) -> tuple[Path, str | None]:
+    """The file to use and what named it: "argument", "environment" or None (default)."""
+    if path is not None and str(path):
+        return Path(path).expanduser(), "argument"
+    from_environment = os.environ.get(ENVIRONMENT_VARIABLE, "")
+    if from_environment:
+        return Path(from_environment).expanduser(), "environment"
+    return default_config_path(), None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The configuration in effect; ConfigError (one line) when it cannot be used."""
+    file, named_by = config_path(path)
+    text = read_text(file, named_by)
+    if text is None:
+        return Config(file)
+    return parse_config(text, file)
+
+
+def read_text(file: Path, named_by: str | None) -> str | None:
+    """The file's text; None for a missing default file (the built-in defaults apply)."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if named_by is None:
+            return None
+        source = f" (named by ${ENVIRONMENT_VARIABLE})" if named_by == "environment" else ""
+        raise ConfigError(f"{file}: no such configuration file{source}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it: {exc.strerror or exc}") from None
+
+
+def parse_config(text: str, file: Path) -> Config:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(syntax_error(file, text, exc)) from None
+    return ConfigParser(file, key_lines(split_statements(text))).config(document)
+
+
+_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
+_HEADER = re.compile(r"^\s*\[+\s*([^\]#]+?)\s*(?:\]|$)")
+_KEY = re.compile(r"^\s*([^=#\[]+?)\s*=")
+
+
+def syntax_error(file: Path, text: str, error: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message with its line and, where the line has one, the field."""
+    message = str(error)
+    match = _POSITION.search(message)
+    reason = message[: match.start()] if match else message
+    lines = text.splitlines()
+    if match and match.group(1):
+        line, column = int(match.group(1)), int(match.group(2))
+    else:
+        line, column = len(lines) or 1, 0
+        while line > 1 and not lines[line - 1].strip():
+            line -= 1  # "end of document": the last line with something on it
+    field = _field_at(lines, line)
+    where = f"{file} line {line}" + (f", column {column}" if column else "")
+    reason = reason[:1].lower() + reason[1:]
+    return f"{where}: {field + ': ' if field else ''}{reason} (not valid TOML)"
+
+
+def _field_at(lines: list[str], line: int) -> str:
+    """``table.key`` for a ``key = ...`` line, found by looking at the text around it."""
+    if not 1 <= line <= len(lines):
+        return ""
+    key = _KEY.match(lines[line - 1])
+    header = _HEADER.match(lines[line - 1])
+    if header:
+        return header.group(1)
+    if not key:
+        return ""
+    for previous in reversed(lines[: line - 1]):
+        table = _HEADER.match(previous)
+        if table:
+            return f"{table.group(1)}.{key.group(1)}"
+    return key.group(1)
