@@ -1,0 +1,110 @@
+"""The doctor's checks in order; each later check runs only when it can mean something."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qrclient.net.association import Peer, Settings
+from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_MOVE
+from qrclient.ops.doctor.move_check import NAME as MOVE_CHECK
+from qrclient.ops.doctor.move_check import Where, check_move, local_address
+from qrclient.ops.doctor.negotiation import (
+    QR_CLASSES,
+    Negotiation,
+    check_association,
+    check_resolution,
+)
+from qrclient.ops.doctor.report import Check, Report, State
+from qrclient.ops.doctor.sample import READ_AT_MOST, FindResult, check_find
+
+RELATIONAL = "relational queries"
+FIND_CHECKS = ("C-FIND", "C-FIND result cap")
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    listen_host: str = "0.0.0.0"  # where our storage listener accepts the moved instance
+    listen_port: int = 11113
+    move_wait: float = 20.0  # how long to wait for the moved instance
+    find_limit: int = READ_AT_MOST
+
+
+async def diagnose_peer(
+    peer: Peer, settings: Settings, options: DoctorOptions | None = None
+) -> Report:
+    """Run every check against ``peer``; see README "qrclient doctor"."""
+    options = options or DoctorOptions()
+    report = Report(str(peer), settings.calling_ae)
+    if not await check_resolution(peer, report):
+        _skip_rest(report, "the host name does not resolve", after="name resolution")
+        return report
+    negotiation = await check_association(peer, settings, report)
+    if negotiation is None:
+        _skip_rest(report, "no association", after=report.checks[-1].name)
+        return report
+    found = await _find(peer, settings, negotiation, options)
+    report.add(found.check)
+    report.add(await _move(peer, settings, negotiation, found, options))
+    report.add(found.cap)
+    report.add(_relational(negotiation))
+    return report
+
+
+async def _find(
+    peer: Peer, settings: Settings, negotiation: Negotiation, options: DoctorOptions
+) -> FindResult:
+    if not negotiation.accepts(STUDY_ROOT_FIND):
+        why = "the PACS does not accept Study Root C-FIND"
+        return FindResult(
+            Check("C-FIND", State.SKIPPED, why), Check(FIND_CHECKS[1], State.SKIPPED, why), None
+        )
+    return await check_find(peer, settings, options.find_limit)
+
+
+async def _move(
+    peer: Peer,
+    settings: Settings,
+    negotiation: Negotiation,
+    found: FindResult,
+    options: DoctorOptions,
+) -> Check:
+    if not negotiation.accepts(STUDY_ROOT_MOVE):
+        return Check(MOVE_CHECK, State.SKIPPED, "the PACS does not accept Study Root C-MOVE")
+    if found.sample is None:
+        why = "C-FIND does not work" if found.check.state is not State.OK else "no instance"
+        return Check(MOVE_CHECK, State.SKIPPED, f"nothing to move: {why}")
+    where = Where(
+        settings.calling_ae,
+        options.listen_host,
+        options.listen_port,
+        local_address(peer),
+        options.move_wait,
+    )
+    return await check_move(peer, settings, found.sample, where)
+
+
+def _relational(negotiation: Negotiation) -> Check:
+    granted = [
+        name
+        for name, sop_class, service in QR_CLASSES
+        if service == "C-FIND" and negotiation.relational.get(sop_class)
+    ]
+    if granted:
+        models = ", ".join(name.removesuffix(" C-FIND") for name in granted)
+        return Check(RELATIONAL, State.OK, f"supported ({models})")
+    return Check(
+        RELATIONAL,
+        State.OK,
+        "not supported: queries must give the unique keys of the levels above the one "
+        "asked (qrclient find warns when they do not)",
+    )
+
+
+def _skip_rest(report: Report, why: str, *, after: str) -> None:
+    names = ["name resolution", "TCP connection", "association", "C-ECHO"]
+    names += [name for name, _, _ in QR_CLASSES]
+    names += ["C-FIND", MOVE_CHECK, FIND_CHECKS[1], RELATIONAL]
+    done = {check.name for check in report.checks}
+    for name in names[names.index(after) + 1 :]:
+        if name not in done:
+            report.add(Check(name, State.SKIPPED, why))

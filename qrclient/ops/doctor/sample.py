@@ -1,0 +1,130 @@
+"""C-FIND checks: does a query work, does the peer cap results, and one small instance.
+
+A STUDY-level query for every study (UIDs and instance counts only) shows whether
+C-FIND works and whether the peer truncates its answers (Orthanc ends a capped answer
+with status 0xFE00 instead of Success). The smallest study then gives one instance
+for the C-MOVE check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qrclient.net.association import Peer, Settings, open_association
+from qrclient.net.errors import DicomNetworkError
+from qrclient.net.presentation import ContextRequest
+from qrclient.net.status import FailureStatus
+from qrclient.ops.doctor.report import Check, State, Stopwatch
+from qrclient.ops.find import FindState, find
+from qrclient.ops.query import Level, Model, build_query
+
+READ_AT_MOST = 2000  # studies read for the cap check; a cap below this is found
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One instance to move, with the UIDs a STUDY root IMAGE-level request needs."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindResult:
+    check: Check  # C-FIND works?
+    cap: Check  # truncated results?
+    sample: Sample | None
+
+
+def _count(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 1 << 30  # unknown: try such a study last
+
+
+async def check_find(peer: Peer, settings: Settings, limit: int = READ_AT_MOST) -> FindResult:
+    """Query every study (at most ``limit``) and pick one instance of the smallest."""
+    query = build_query(
+        Level.STUDY,
+        Model.STUDY,
+        ["StudyInstanceUID", "NumberOfStudyRelatedInstances"],
+        default_keys=False,
+    )
+    watch = Stopwatch()
+    studies: list[tuple[int, str]] = []
+    try:
+        async with (
+            open_association(peer, [ContextRequest(Model.STUDY.find_sop_class)], settings) as a,
+            find(a, query) as matches,
+        ):
+            async for match in matches:
+                uid = str(match.get("StudyInstanceUID", ""))
+                if uid:
+                    count = _count(match.get("NumberOfStudyRelatedInstances", ""))
+                    studies.append((count, uid))
+                if matches.outcome.count >= limit:
+                    break
+        outcome = matches.outcome
+        seconds = watch.seconds
+        sample = await _smallest_instance(peer, settings, sorted(studies))
+    except FailureStatus as exc:
+        fix = (
+            f"{exc.hint}; if the PACS restricts queries by AE title, allow "
+            f"{settings.calling_ae} to query"
+        ).lstrip("; ")
+        failed = Check("C-FIND", State.FAILED, exc.message, fix, watch.seconds)
+        return FindResult(failed, _skipped("C-FIND result cap"), None)
+    except DicomNetworkError as exc:
+        failed = Check("C-FIND", State.FAILED, exc.message, exc.hint, watch.seconds)
+        return FindResult(failed, _skipped("C-FIND result cap"), None)
+    found = f"{outcome.count} studies" if outcome.count != 1 else "1 study"
+    works = Check("C-FIND", State.OK, f"STUDY-level query answered: {found}", "", seconds)
+    return FindResult(works, _cap_check(outcome.state, outcome.count, limit), sample)
+
+
+def _cap_check(state: FindState, count: int, limit: int) -> Check:
+    name = "C-FIND result cap"
+    if state is FindState.TRUNCATED:
+        return Check(
+            name,
+            State.WARNING,
+            f"the PACS stopped after {count} matches with status Cancel (0xFE00): it caps "
+            "C-FIND answers, so broad queries miss matches",
+            "narrow queries (e.g. by date), or raise the PACS's limit (Orthanc: "
+            "LimitFindResults); qrclient find exits with 5 when results are truncated",
+        )
+    if state is FindState.CANCELLED:
+        return Check(name, State.OK, f"no cap below {limit} matches (stopped reading there)")
+    return Check(name, State.OK, f"no cap: all {count} studies returned")
+
+
+def _skipped(name: str) -> Check:
+    return Check(name, State.SKIPPED, "C-FIND does not work")
+
+
+async def _smallest_instance(
+    peer: Peer, settings: Settings, studies: list[tuple[int, str]]
+) -> Sample | None:
+    """The first instance of the smallest study that lists one at IMAGE level."""
+    for _, study_uid in studies[:3]:
+        query = build_query(
+            Level.IMAGE,
+            Model.STUDY,
+            [f"StudyInstanceUID={study_uid}", "SeriesInstanceUID", "SOPInstanceUID"],
+            default_keys=False,
+        )
+        found: list[Sample] = []
+        async with (
+            open_association(peer, [ContextRequest(Model.STUDY.find_sop_class)], settings) as a,
+            find(a, query) as matches,
+        ):
+            async for match in matches:
+                series = str(match.get("SeriesInstanceUID", ""))
+                instance = str(match.get("SOPInstanceUID", ""))
+                if series and instance:
+                    found.append(Sample(study_uid, series, instance))
+        if found:
+            return found[0]
+    return None

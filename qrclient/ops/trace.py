@@ -1,0 +1,143 @@
+"""``--trace FILE``: the association and DIMSE traffic as JSON Lines, for bug reports.
+
+One JSON object per line: a ``trace-start`` record (qrclient version, command, start
+time), then every observer event of the network core with ``t``, the seconds since the
+start: A-ASSOCIATE details, PDU types and sizes, DIMSE command sets with their statuses
+decoded, release and abort, errors; last a ``trace-end`` record with the exit code.
+Data sets are never written, only their sizes, so a trace holds no pixel data and no
+patient data beyond what command sets carry (UIDs).
+
+The file is line-buffered: every record is in the file as soon as it happens, so a
+trace is complete even when the command fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+from qrclient import __version__
+from qrclient.net.association import Observer
+from qrclient.net.status import Service, Status
+
+_SERVICES = {service.value: service for service in Service}
+# PDU-level events go to the trace only, not to a --verbose log sharing the observer.
+_PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})
+
+
+class TraceError(OSError):
+    """The trace file cannot be written."""
+
+
+class Trace:
+    """An observer (``Settings.observer``) writing each event as one JSON line."""
+
+    pdu_level = True  # ask the core for PDU sizes too (see qrclient.net.association)
+
+    def __init__(self, file: IO[str], command: str, argv: Sequence[str]) -> None:
+        self._file = file
+        self._started = time.perf_counter()
+        self.also: Observer | None = None  # e.g. the --verbose log
+        self._write(
+            {
+                "event": "trace-start",
+                "qrclient": __version__,
+                "command": command,
+                "argv": list(argv),
+                "started": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "python": platform.python_version(),
+                "pydicom": _version("pydicom"),
+                "pynetdicom": _version("pynetdicom"),
+            }
+        )
+
+    @classmethod
+    def open(cls, path: str | Path, command: str, argv: Sequence[str]) -> Trace:
+        try:
+            file = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in close)
+        except OSError as exc:
+            raise TraceError(f"--trace {path}: cannot write it ({exc.strerror or exc})") from None
+        return cls(file, command, argv)
+
+    def __call__(self, event: str, details: Mapping[str, object]) -> None:
+        record: dict[str, object] = {
+            "t": round(time.perf_counter() - self._started, 6),
+            "event": event,
+        }
+        record.update(_json_safe(details))
+        if event.startswith("dimse-"):
+            _decode_status(record)
+        self._write(record)
+        if self.also is not None and event not in _PDU_EVENTS:
+            self.also(event, details)
+
+    def close(self, exit_code: int) -> None:
+        """Write the ``trace-end`` record and close the file (idempotent)."""
+        if self._file.closed:
+            return
+        self._write(
+            {
+                "t": round(time.perf_counter() - self._started, 6),
+                "event": "trace-end",
+                "exit_code": exit_code,
+            }
+        )
+        self._file.close()
+
+    def _write(self, record: Mapping[str, object]) -> None:
+        if not self._file.closed:
+            self._file.write(_dumps(record) + "\n")
+
+
+def _dumps(record: Mapping[str, object]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode_status(record: dict[str, object]) -> None:
+    """``status`` as hex with its PS3.4 meaning; offending elements as tags."""
+    status = record.get("status")
+    if isinstance(status, int):
+        record["status"] = f"0x{status:04X}"
+        service = _SERVICES.get(str(record.get("command", "")).rsplit("-", 1)[0])
+        if service is not None:
+            decoded = Status(status, service)
+            record["status_category"] = decoded.category.value
+            record["status_meaning"] = decoded.description
+    offending = record.get("offending_element")
+    if isinstance(offending, list):
+        record["offending_element"] = [
+            f"({t >> 16:04X},{t & 0xFFFF:04X})" if isinstance(t, int) else t for t in offending
+        ]
+
+
+def _json_safe(details: Mapping[str, object]) -> dict[str, object]:
+    return {str(key): _safe(value) for key, value in details.items()}
+
+
+def _safe(value: object) -> object:
+    """Plain JSON values; bytes only by their size, never their content."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": len(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_safe(v) for v in value]
+    if isinstance(value, Enum):
+        return value.name
+    return str(value)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
