@@ -1,0 +1,244 @@
+"""Browsing a PACS level by level: the queries and retrieves behind an interactive face.
+
+A match is shown as a row of text (keyword -> value). From a row the next level down is
+one C-FIND with the row's unique keys; selected rows become retrieve requests with
+their unique keys. Faces call these and hold no DICOM rules of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+
+from qrclient.ops.query import Level, Model, QueryError
+from qrclient.ops.retrieve import RetrieveRequest
+
+Row = Mapping[str, str]
+# Runs one C-FIND (level, match/return keys) and yields its matches as rows.
+FindRows = Callable[[Level, list[str]], AsyncIterator[Row]]
+
+# Returned on every match; not worth showing.
+_HIDDEN = frozenset({"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"})
+
+# SOP classes are shown by name ("CT Image Storage"): nobody reads them as numbers.
+_CLASS_KEYS = frozenset({"SOPClassUID", "SOPClassesInStudy"})
+
+_CHILD = {Level.PATIENT: Level.STUDY, Level.STUDY: Level.SERIES, Level.SERIES: Level.IMAGE}
+
+# The keys that pin a row down at its level, from the top of the hierarchy.
+_PATH_KEYS = {
+    Level.PATIENT: ("PatientID",),
+    Level.STUDY: ("StudyInstanceUID",),
+    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+    Level.IMAGE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+
+# UIDs per retrieve request: keeps identifiers small for PACSs with short limits.
+_UIDS_PER_REQUEST = 100
+
+
+def text_of(element: DataElement | None) -> str:
+    """One line of text for an element: lists joined with backslash, sequences counted."""
+    if element is None or element.value is None:
+        return ""
+    if element.VR == "SQ":
+        return f"<{len(element.value)} items>"
+    if isinstance(element.value, MultiValue | list):
+        return "\\".join(str(v) for v in element.value)
+    if isinstance(element.value, bytes):
+        return f"<{len(element.value)} bytes>"
+    return str(element.value).strip()
+
+
+def match_row(dataset: Dataset) -> dict[str, str]:
+    """A C-FIND match as keyword -> text; elements without a keyword by tag."""
+    row: dict[str, str] = {}
+    for element in dataset:
+        name = element.keyword or f"({element.tag.group:04X},{element.tag.element:04X})"
+        if name not in _HIDDEN:
+            row[name] = _readable(element.VR, text_of(element))
+            if name in _CLASS_KEYS:
+                row[name] = "\\".join(UID(uid).name for uid in row[name].split("\\"))
+    return row
+
+
+def _readable(vr: str, text: str) -> str:
+    """Dates and times as people write them (they still sort the same)."""
+    if vr == "DA" and len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    if vr == "TM" and len(text) >= 4 and text[:4].isdigit():
+        return f"{text[:2]}:{text[2:4]}" + (f":{text[4:6]}" if len(text) >= 6 else "")
+    return text
+
+
+def level_noun(level: Level, count: int) -> str:
+    """``study`` / ``studies``: what ``count`` matches at ``level`` are called."""
+    if count == 1:
+        return level.value.lower()
+    return {Level.STUDY: "studies", Level.SERIES: "series"}.get(level, f"{level.value.lower()}s")
+
+
+def child_level(level: Level) -> Level | None:
+    """The level one down, or None below IMAGE."""
+    return _CHILD.get(level)
+
+
+def drill_keys(level: Level, model: Model, row: Row) -> tuple[Level, list[str]]:
+    """The level and match keys listing what is under ``row`` (a match at ``level``)."""
+    child = child_level(level)
+    if child is None:
+        raise QueryError("an image has no level below it")
+    names = list(_PATH_KEYS[level])
+    if model is Model.PATIENT and level is not Level.PATIENT:
+        names.insert(0, "PatientID")
+    keys = []
+    for name in names:
+        value = row.get(name, "")
+        if not value:
+            raise QueryError(f"the row has no {name}: the peer did not return it")
+        keys.append(f"{name}={value}")
+    return child, keys
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """One retrieve request built from selected rows, with a label for people."""
+
+    label: str
+    request: RetrieveRequest
+    count: int
+
+
+def retrieve_selections(level: Level, model: Model, rows: Iterable[Row]) -> list[Selection]:
+    """Retrieve requests for the rows selected at ``level``: UID lists grouped by parent."""
+    path = _PATH_KEYS[level]
+    if model is Model.PATIENT and level is not Level.PATIENT:
+        path = ("PatientID", *path)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for row in rows:
+        values = tuple(row.get(name, "") for name in path)
+        if not all(values):
+            missing = next(n for n, v in zip(path, values, strict=True) if not v)
+            raise QueryError(f"a selected row has no {missing}: cannot retrieve it")
+        members = groups.setdefault(values[:-1], [])
+        if values[-1] not in members:
+            members.append(values[-1])
+    selections = []
+    for parents, uids in groups.items():
+        for start in range(0, len(uids), _UIDS_PER_REQUEST):
+            chunk = uids[start : start + _UIDS_PER_REQUEST]
+            keys = [f"{n}={v}" for n, v in zip(path[:-1], parents, strict=True)]
+            keys.append(f"{path[-1]}=" + "\\".join(chunk))
+            noun = level_noun(level, len(chunk))
+            label = f"{len(chunk)} {noun}" + (f" of {parents[-1][-12:]}" if parents else "")
+            request = RetrieveRequest.parse(level, model, keys)
+            selections.append(Selection(label, request, len(chunk)))
+    return selections
+
+
+@dataclass(frozen=True, slots=True)
+class QueryForm:
+    """What a query form holds: the usual search fields plus free ``KEY=VALUE`` text."""
+
+    patient_name: str = ""
+    patient_id: str = ""
+    accession_number: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    modalities: str = ""
+    description: str = ""
+    extra: str = ""  # KEY=VALUE pairs separated by spaces or commas
+
+
+def form_keys(level: Level, form: QueryForm) -> list[str]:
+    """Match keys for the filled-in fields (empty form: everything at the level)."""
+    keys: list[str] = []
+    modality = "Modality" if level in (Level.SERIES, Level.IMAGE) else "ModalitiesInStudy"
+    description = "SeriesDescription" if level is Level.SERIES else "StudyDescription"
+    for name, value in (
+        ("PatientName", form.patient_name),
+        ("PatientID", form.patient_id),
+        ("AccessionNumber", form.accession_number),
+        (modality, form.modalities.upper()),
+        (description, form.description),
+    ):
+        if value.strip():
+            keys.append(f"{name}={value.strip()}")
+    start, end = _compact_date(form.date_from), _compact_date(form.date_to)
+    if start or end:
+        keys.append(f"StudyDate={start}-{end}" if start != end else f"StudyDate={start}")
+    keys.extend(_extra_keys(form.extra))
+    return keys
+
+
+def _compact_date(text: str) -> str:
+    """``2024-01-31`` or ``20240131`` as DICOM's ``20240131``; checked by the query."""
+    return text.strip().replace("-", "").replace("/", "").replace(".", "")
+
+
+def _extra_keys(text: str) -> list[str]:
+    items = [i.strip() for i in text.replace(",", " ").split()]
+    return [i for i in items if i]
+
+
+def unique_key(level: Level) -> str:
+    """The attribute that identifies a match at ``level``."""
+    return _PATH_KEYS[level][-1]
+
+
+def path_label(level: Level, row: Row) -> str:
+    """A short name for a row in a breadcrumb."""
+    if level is Level.PATIENT:
+        return row.get("PatientName") or row.get("PatientID", "?")
+    if level is Level.STUDY:
+        parts = [row.get("StudyDate", ""), row.get("StudyDescription", "")]
+        text = " ".join(p for p in parts if p)
+        return text or row.get("StudyInstanceUID", "?")[-16:]
+    if level is Level.SERIES:
+        parts = [
+            row.get("SeriesNumber", ""),
+            row.get("Modality", ""),
+            row.get("SeriesDescription", ""),
+        ]
+        text = " ".join(p for p in parts if p)
+        return text or row.get("SeriesInstanceUID", "?")[-16:]
+    return row.get("InstanceNumber") or row.get("SOPInstanceUID", "?")[-16:]
+
+
+def count_column(level: Level) -> str | None:
+    """The returned attribute saying how many instances a row holds, if any."""
+    return {
+        Level.STUDY: "NumberOfStudyRelatedInstances",
+        Level.SERIES: "NumberOfSeriesRelatedInstances",
+    }.get(level)
+
+
+def ordered_columns(level: Level, keywords: Sequence[str]) -> list[str]:
+    """Columns to show, in the order asked, without the ones every match repeats."""
+    shown = [k for k in keywords if k not in _HIDDEN]
+    # Long UIDs last: the columns people read come first in a narrow terminal.
+    long = [k for k in shown if k.endswith("UID") and k not in _CLASS_KEYS]
+    return [k for k in shown if k not in long] + long
+
+
+async def remote_totals(find_rows: FindRows, study_uids: Sequence[str]) -> dict[str, int]:
+    """Instances the peer holds per study and per series (one C-FIND at each level)."""
+    totals: dict[str, int] = {}
+    if not study_uids:
+        return totals
+    uid_list = "\\".join(study_uids)
+    for level, uid_key, count_key in (
+        (Level.STUDY, "StudyInstanceUID", "NumberOfStudyRelatedInstances"),
+        (Level.SERIES, "SeriesInstanceUID", "NumberOfSeriesRelatedInstances"),
+    ):
+        keys = [f"StudyInstanceUID={uid_list}", uid_key, count_key]
+        async for row in find_rows(level, keys):
+            uid, count = row.get(uid_key, ""), row.get(count_key, "")
+            if uid and count.isdigit():
+                totals[uid] = int(count)
+    return totals

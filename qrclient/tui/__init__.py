@@ -1,0 +1,49 @@
+"""The terminal UI (Textual): query, browse, retrieve and troubleshoot in one app.
+
+Imported only by ``qrclient tui`` (and ``qrclient`` alone on a terminal), so the rest of
+the command line never pays for Textual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run(
+    node: str | None = None,
+    *,
+    config_path: str | None = None,
+    store: str | Path | None = None,
+    calling_ae: str | None = None,
+    listen: tuple[str, int] | None = None,
+) -> int:
+    """Open the app (optionally on ``node``); returns an exit code when it closes.
+
+    Unset arguments come from the configuration (``config_path``, else the default
+    file): our AE title, the store, the listener for C-MOVE.
+    """
+    import sys
+    from collections.abc import Callable, Mapping
+
+    from qrclient.net import Settings
+    from qrclient.store.location import default_store
+    from qrclient.tui.app import QrclientApp
+    from qrclient.tui.backend import RealBackend
+    from qrclient.tui.nodes import NodeBook
+
+    try:
+        nodes = NodeBook.load(config_path, calling_ae=calling_ae)
+    except ValueError as exc:  # ConfigError: one line naming the file and the problem
+        sys.stderr.write(f"qrclient: error: {exc}\n")
+        return 2
+    root = Path(store) if store else nodes.store or default_store()
+    defaults = nodes.config.defaults
+    address = listen or (defaults.listen_host, defaults.listen_port)
+    settings = Settings(nodes.calling_ae, nodes.config.max_pdu)
+
+    def backend(observer: Callable[[str, Mapping[str, object]], None]) -> RealBackend:
+        return RealBackend(root, settings, observer=observer, listen=address)
+
+    app = QrclientApp(backend, node=node or "", nodes=nodes)
+    result = app.run()
+    return int(result or 0)

@@ -1,0 +1,63 @@
+"""QrclientApp: the Textual application; the main screen does the work."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from qrclient.tui.backend import Backend
+from qrclient.tui.nodes import NodeBook
+from qrclient.tui.screens.main import MainScreen
+from qrclient.tui.widgets.log_pane import LogPane
+
+# Builds the backend once the app exists: the real one needs the log pane as observer.
+BackendFactory = Callable[[Callable[[str, Mapping[str, object]], None]], Backend]
+
+
+class QrclientApp(App[int]):
+    TITLE = "qrclient"
+    CSS_PATH = "styles.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        backend: BackendFactory,
+        *,
+        node: str = "",
+        nodes: NodeBook | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        stamp: Callable[[], str] = lambda: time.strftime("%H:%M:%S"),
+    ) -> None:
+        super().__init__()
+        self.nodes = nodes or NodeBook()
+        self.clock = clock  # durations shown; fixed in snapshot tests
+        self.stamp = stamp  # log pane time stamps
+        self._node = node
+        self._log_pane: LogPane | None = None  # found on the first event, then kept
+        self.backend = backend(self._observe)
+
+    def _observe(self, event: str, details: Mapping[str, object]) -> None:
+        """Settings.observer: every association and DIMSE event goes to the log pane."""
+        if self._log_pane is None:
+            panes = [pane for screen in self.screen_stack for pane in screen.query(LogPane)]
+            if not panes:
+                return  # before the main screen exists, or after it is gone
+            self._log_pane = panes[0]
+        self._log_pane.record(event, details)
+
+    def on_mount(self) -> None:
+        # What start-up built lives as long as the app: keep it out of the collector's
+        # full passes, which otherwise stall key presses while big results stream in.
+        gc.freeze()
+        self.push_screen(MainScreen(self._node, self.nodes.names))
+
+    async def on_unmount(self) -> None:
+        await self.backend.aclose()

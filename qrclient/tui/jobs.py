@@ -1,0 +1,103 @@
+"""Retrieve jobs as the UI tracks them: what was asked, how far it got, how it ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from textual.worker import Worker
+
+from qrclient.ops.progress import Snapshot
+from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest, RetrieveState
+from qrclient.tui.backend import Node
+
+
+class JobState(Enum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    NOT_FOUND = "not found"
+    CANCELLED = "cancelled"
+
+    @property
+    def retryable(self) -> bool:
+        return self in (JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(eq=False)
+class Job:
+    id: int
+    label: str
+    node: Node
+    request: RetrieveRequest
+    state: JobState = JobState.RUNNING
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    outcome: RetrieveOutcome | None = None
+    error: str = ""
+    attempts: int = 1
+    worker: Worker[None] | None = None
+
+    def finish(self, outcome: RetrieveOutcome | None, error: str = "") -> None:
+        self.outcome, self.error = outcome, error
+        if outcome is None:
+            self.state = JobState.FAILED if error else JobState.CANCELLED
+            return
+        self.state = {
+            RetrieveState.COMPLETE: JobState.COMPLETE,
+            RetrieveState.PARTIAL: JobState.PARTIAL,
+            RetrieveState.FAILED: JobState.FAILED,
+            RetrieveState.NOT_FOUND: JobState.NOT_FOUND,
+        }[outcome.state]
+        if outcome.cancelled and outcome.state is RetrieveState.FAILED:
+            self.state = JobState.CANCELLED
+        if not error and outcome.errors:
+            self.error = outcome.errors[0]
+
+
+def progress_line(snapshot: Snapshot) -> str:
+    """Sub-operations done / failed / remaining, rate and time left."""
+    done = _done(snapshot)
+    parts = [f"{snapshot.received} received"]
+    if snapshot.skipped:
+        parts.append(f"{snapshot.skipped} already here")
+    parts.append(f"{done} done")
+    parts.append(f"{snapshot.failed} failed")
+    if snapshot.remaining is not None:
+        parts.append(f"{snapshot.remaining} remaining")
+    parts.append(f"{snapshot.megabytes_per_second:.1f} MB/s")
+    eta = eta_seconds(snapshot)
+    if eta is not None and not snapshot.done:
+        parts.append(f"ETA {_duration(eta)}")
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = int(seconds) // 60
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{int(seconds) % 60:02d}"
+        if minutes >= 60
+        else (f"{minutes}:{int(seconds) % 60:02d}")
+    )
+
+
+def _done(snapshot: Snapshot) -> int:
+    """Sub-operations done; at least what arrived (parallel associations each count)."""
+    return max(snapshot.completed + snapshot.warning, snapshot.received)
+
+
+def eta_seconds(snapshot: Snapshot) -> float | None:
+    finished = _done(snapshot) + snapshot.failed
+    if not snapshot.remaining or not finished or snapshot.elapsed <= 0:
+        return None
+    return snapshot.remaining / (finished / snapshot.elapsed)
+
+
+def fraction(snapshot: Snapshot) -> tuple[float, float | None]:
+    """(progress, total) for a progress bar; total None while unknown."""
+    finished = _done(snapshot) + snapshot.failed
+    if snapshot.remaining is None:
+        return float(finished), None
+    return float(finished), float(finished + snapshot.remaining)

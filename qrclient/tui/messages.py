@@ -1,0 +1,76 @@
+"""Messages the workers post to the UI: long work never touches widgets directly."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from qrclient.ops.browse import Row
+from qrclient.ops.find import FindOutcome
+from qrclient.ops.progress import Snapshot
+from qrclient.ops.retrieve import RetrieveOutcome
+from qrclient.tui.backend import EchoResult
+
+
+class MatchesArrived(Message):
+    """A batch of rows of the query ``generation`` (older generations are dropped)."""
+
+    def __init__(self, generation: int, rows: list[Row]) -> None:
+        super().__init__()
+        self.generation = generation
+        self.rows = rows
+
+
+class FindEnded(Message):
+    """The query ``generation`` ended: its outcome, or the error that ended it."""
+
+    def __init__(
+        self,
+        generation: int,
+        outcome: FindOutcome | None,
+        seconds: float,
+        error: str = "",
+        hint: str = "",
+    ) -> None:
+        super().__init__()
+        self.generation = generation
+        self.outcome = outcome
+        self.seconds = seconds
+        self.error = error
+        self.hint = hint
+
+
+class EchoEnded(Message):
+    def __init__(self, node: str, result: EchoResult | None, error: str = "", hint: str = ""):
+        super().__init__()
+        self.node = node
+        self.result = result
+        self.error = error
+        self.hint = hint
+
+
+class JobProgressed(Message):
+    def __init__(self, job_id: int, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.snapshot = snapshot
+
+
+class JobEnded(Message):
+    """A retrieve ended: its outcome, cancelled (no outcome), or an error."""
+
+    def __init__(
+        self, job_id: int, outcome: RetrieveOutcome | None, error: str = "", hint: str = ""
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.outcome = outcome
+        self.error = error
+        self.hint = hint
+
+
+class TotalsArrived(Message):
+    """Instance counts the peer holds per study and series UID, for the store panel."""
+
+    def __init__(self, totals: dict[str, int]) -> None:
+        super().__init__()
+        self.totals = totals

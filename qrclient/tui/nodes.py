@@ -1,0 +1,47 @@
+"""Which node the user means: a configured name, or ``AET@host:port`` with the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qrclient.config import Config, NodeConfig, load_config
+from qrclient.ops.node import NodeError
+from qrclient.tui.backend import Node
+
+
+class NodeBook:
+    """The configuration's named nodes and defaults (built-in ones when there is no file)."""
+
+    def __init__(self, config: Config | None = None, *, calling_ae: str | None = None) -> None:
+        self.config = config or Config()
+        self.calling_ae = calling_ae or self.config.ae_title
+
+    @classmethod
+    def load(
+        cls, config_path: str | Path | None = None, *, calling_ae: str | None = None
+    ) -> NodeBook:
+        """The user's configuration; ConfigError (a ValueError, one line) if unusable."""
+        return cls(load_config(config_path), calling_ae=calling_ae)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.config.nodes)
+
+    @property
+    def store(self) -> Path | None:
+        return self.config.store
+
+    def resolve(self, text: str) -> Node:
+        """A Node for a name or ``AET@host:port``; NodeError naming the value otherwise."""
+        if not text.strip():
+            raise NodeError("no node: type AET@host:port (e.g. ORTHANC@127.0.0.1:4242)")
+        return self.node(self.config.resolve(text))
+
+    def node(self, config: NodeConfig) -> Node:
+        return Node(
+            config.peer,
+            config.method,
+            config.name if config.configured else "",
+            settings=config.settings(self.calling_ae, self.config.max_pdu),
+            destination=config.destination,
+        )

@@ -1,0 +1,51 @@
+"""The log pane: association negotiation, every DIMSE message, errors with their fix.
+
+Events can come thousands a second during a big C-FIND; they are buffered and written
+a few times a second, and only the latest lines are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from textual.widgets import Log
+
+from qrclient.ops.events import describe_event
+
+MAX_LINES = 5000
+
+
+class LogPane(Log):
+    DEFAULT_CSS = """
+    LogPane {
+        background: $surface;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id)
+        self._pending: list[str] = []
+
+    def on_mount(self) -> None:
+        self.set_interval(0.2, self.flush)
+
+    def record(self, event: str, details: Mapping[str, object]) -> None:
+        """Settings.observer: called by the core on the event loop, so keep it cheap."""
+        if len(self._pending) > MAX_LINES:
+            del self._pending[: MAX_LINES // 2]
+        stamp = self._stamp()
+        for line in describe_event(event, details):
+            self._pending.append(f"{stamp} {line}")
+
+    def note(self, text: str) -> None:
+        self._pending.append(f"{self._stamp()} {text}")
+
+    def _stamp(self) -> str:
+        stamp = getattr(self.app, "stamp", None)
+        return str(stamp()) if callable(stamp) else time.strftime("%H:%M:%S")
+
+    def flush(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.write_lines(lines)

@@ -1,0 +1,29 @@
+"""The terminal UI runs on asyncio only (Textual): no trio variant of its tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import pytest
+
+from qrclient.tui.app import QrclientApp
+from qrclient.tui.backend import Backend
+from tests.tui.fake_backend import FakeBackend
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fake_app(
+    backend: FakeBackend | None = None, node: str = "ORTHANC@pacs.example.org:4242"
+) -> QrclientApp:
+    """The app on the scripted backend, with a frozen clock so snapshots repeat."""
+    fake = backend or FakeBackend()
+
+    def factory(observer: Callable[[str, Mapping[str, object]], None]) -> Backend:
+        fake.observer = observer
+        return fake
+
+    return QrclientApp(factory, node=node, clock=lambda: 0.0, stamp=lambda: "12:00:00")
