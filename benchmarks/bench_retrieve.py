@@ -38,7 +38,6 @@ from benchmarks.common import (
     add_run_arguments,
     check_run_arguments,
     dcmtk_env,
-    exit_on_sigterm,
     loaded_orthanc,
     machine_info,
     markdown_table,
@@ -47,11 +46,12 @@ from benchmarks.common import (
     qrclient_executable,
     ratio_cell,
     require_executable,
+    run_benchmark,
     seconds_cell,
     verdict,
 )
 from fixtures.dataset import Archive, all_instances, bulk_archive
-from fixtures.orthanc import OrthancError, free_ports
+from fixtures.orthanc import free_ports
 
 HOST = "127.0.0.1"
 MOVESCU_AET = "MOVESCU"
@@ -558,15 +558,7 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    exit_on_sigterm()
-    try:
-        text = run(args)
-    except (BenchmarkError, OrthancError) as exc:
-        sys.stderr.write(f"bench: error: {exc}\n")
-        return 1
-    print(text)
-    return 0
+    return run_benchmark(argv, parse_args, run)
 
 
 if __name__ == "__main__":

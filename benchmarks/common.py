@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from fixtures.dataset import Archive, count_instances
-from fixtures.orthanc import OrthancServer
+from fixtures.orthanc import OrthancError, OrthancServer
 
 ORTHANC_AET = "ORTHANC"
 CALLING_AET = "QRCLIENT"
@@ -438,6 +438,23 @@ def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error("--runs must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
+
+
+def run_benchmark(
+    argv: Sequence[str] | None,
+    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], str],
+) -> int:
+    """A benchmark's main: parse, run, print its report; a failed run is one line, exit 1."""
+    args = parse_args(argv)
+    exit_on_sigterm()
+    try:
+        text = run(args)
+    except (BenchmarkError, OrthancError) as exc:
+        sys.stderr.write(f"bench: error: {exc}\n")
+        return 1
+    print(text)
+    return 0
 
 
 def exit_on_sigterm() -> None:

@@ -62,6 +62,9 @@ def orthanc(
             "thirdparty": [THIRD_PARTY_AE, "127.0.0.1", third_party],
         },
         DicomAssociationCloseDelay=0,
+        # Orthanc serves 4 DICOM operations at once by default and queues the rest;
+        # test_load runs 24 jobs (up to 28 associations) that must really overlap.
+        DicomThreadsCount=32,
     )
     yield server
     server.stop(graceful=False)

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.anyio
 def test_counters_and_first_instance_time() -> None:
     progress = Progress()
     assert progress.snapshot().first_instance_after is None
-    progress.update(remaining=10, completed=0)
+    progress.update(1, remaining=10, completed=0)
     progress.add(received=1, received_bytes=1000)
     progress.add(received=2, received_bytes=3000, skipped=4)
-    progress.update(remaining=7, completed=3, failed=1)
+    progress.update(1, remaining=7, completed=3, failed=1)
     snapshot = progress.snapshot()
     assert (snapshot.received, snapshot.received_bytes, snapshot.skipped) == (3, 4000, 4)
     assert (snapshot.remaining, snapshot.completed, snapshot.failed, snapshot.warning) == (
@@ -31,6 +31,21 @@ def test_counters_and_first_instance_time() -> None:
     assert not snapshot.done
     progress.finish()
     assert progress.snapshot().done
+
+
+def test_parallel_operations_add_up() -> None:
+    """Two operations at once: the job's counts are sums, never the latest one's."""
+    progress = Progress()
+    progress.update(1, remaining=9, completed=1)
+    progress.update(2, remaining=4, completed=1, failed=1)
+    progress.update(1, remaining=8, completed=2)
+    snapshot = progress.snapshot()
+    assert (snapshot.remaining, snapshot.completed, snapshot.failed) == (12, 3, 1)
+    progress.expect(20)  # with a plan, remaining is what it expects minus what is done
+    progress.update(2, remaining=3, completed=2, failed=1, warning=1)
+    snapshot = progress.snapshot()
+    assert (snapshot.completed, snapshot.failed, snapshot.warning) == (4, 1, 1)
+    assert snapshot.remaining == 20 - 4 - 1 - 1
 
 
 async def test_watch_sees_changes_and_ends_when_done() -> None:

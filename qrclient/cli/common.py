@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import anyio
 
 from qrclient.cli import exit_codes
+from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_unverified
+from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
-from qrclient.ops.node import NodeError, check_ae_title, parse_node
+from qrclient.net.association import Observer
+from qrclient.ops.node import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
+
+if TYPE_CHECKING:
+    from qrclient.config import Config, NodeConfig
 
 
 class UsageError(ValueError):
@@ -20,18 +28,59 @@ class UsageError(ValueError):
 
 def peer_and_settings(args: argparse.Namespace) -> tuple[Peer, Settings]:
     """Validate the connection options; raises NodeError / UsageError on bad input."""
-    peer = parse_node(args.node)
-    calling = check_ae_title(args.aet, "calling AE title (--aet)")
-    if not 4096 <= args.max_pdu <= 0x7FFFFFFF:
-        raise UsageError(f"--max-pdu {args.max_pdu}: expected 4096 to 2147483647 bytes")
+    _, node, settings = node_and_settings(args)
+    return node.peer, settings
+
+
+def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Settings]:
+    """NODE (a configured name or AET@host:port) and the association settings.
+
+    Each value comes from its command-line option if given, else the node's setting,
+    else the configuration's, else the built-in default (options default to None).
+    Raises ConfigError / NodeError / UsageError on bad input.
+    """
+    from qrclient.config import load_config
+
+    config = load_config(getattr(args, "config", None))
+    node = config.resolve(args.node)
+    calling = config.ae_title
+    if args.aet is not None:
+        calling = check_ae_title(args.aet, "calling AE title (--aet)")
+    max_pdu = config.max_pdu if args.max_pdu is None else args.max_pdu
+    if not 4096 <= max_pdu <= 0x7FFFFFFF:
+        raise UsageError(f"--max-pdu {max_pdu}: expected 4096 to 2147483647 bytes")
     timeouts = {}
     for name in ("connect", "association", "dimse", "network"):
         value = getattr(args, f"{name}_timeout")
-        if not 0 < value <= 86400:
+        if value is not None and not 0 < value <= 86400:
             raise UsageError(f"--{name}-timeout {value:g}: expected 0 < seconds <= 86400")
-        timeouts[name] = value
-    observer = log_event if args.verbose else None
-    return peer, Settings(calling, args.max_pdu, Timeouts(**timeouts), observer)
+        timeouts[name] = getattr(node.timeouts, name) if value is None else value
+    node = replace(node, timeouts=Timeouts(**timeouts))
+    if getattr(args, "model", "") is None:  # find, get, move, retrieve without -m
+        args.model = node.model.value
+    observer: Observer | None = log_event if args.verbose else None
+    trace = getattr(args, "trace_writer", None)  # --trace (see main._open_trace)
+    if trace is not None:
+        trace.also = observer
+        observer = trace
+    try:
+        node = replace(node, tls=tls_from_options(args, node.tls))
+    except TlsOptionError as exc:
+        raise UsageError(str(exc)) from None
+    if node.tls is not None and node.tls.cert_file is None and _listens(args, node):
+        raise UsageError(
+            "move over TLS: our storage listener needs a certificate: give --tls-cert FILE "
+            "(and --tls-key FILE), or --dest another AE"
+        )
+    warn_if_unverified(node.tls)
+    return config, node, node.settings(calling, max_pdu, observer)
+
+
+def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:
+    """Whether ``move`` runs our storage listener (C-MOVE to our own AE title)."""
+    return getattr(args, "command", None) == "move" and not (
+        getattr(args, "dest", None) or node.destination
+    )
 
 
 def log_event(event: str, details: Mapping[str, object]) -> None:
@@ -72,7 +121,7 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
     """Validate input (``prepare``), then run the async part, mapping failures to codes."""
     try:
         job = prepare()
-    except (NodeError, QueryError, UsageError) as exc:
+    except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))
         return exit_codes.USAGE
     try:
@@ -81,7 +130,8 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
         except BaseExceptionGroup as group:
             # Task groups wrap what their tasks raise; one error is reported as itself.
             raise _sole(group) from None
-    except (NodeError, QueryError, UsageError) as exc:  # found once running (e.g. --out)
+    # Found once running (e.g. --out).
+    except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))
         return exit_codes.USAGE
     except DicomNetworkError as exc:

@@ -10,17 +10,23 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
+
+if TYPE_CHECKING:
+    from qrclient.ops.trace import Trace
 
 _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
 or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
 has nothing matching a retrieve; 5 partial results
 (the peer truncated them, or a retrieve got only part); 130 interrupted.
-NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242."""
+NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
+file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
+configuration folder; see 'qrclient nodes'). Options given override the node's settings,
+which override the file's, which override the defaults shown."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,14 +37,25 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(exit_codes.USAGE)
 
 
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the configuration file (default: $QRCLIENT_CONFIG, else qrclient's config.toml)",
+    )
+
+
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("node", metavar="NODE", help="the peer as AET@host:port")
+    # Defaults are None: a value not given comes from the node or the configuration file.
+    parser.add_argument(
+        "node", metavar="NODE", help="a configured node name, or the peer as AET@host:port"
+    )
+    _add_config_option(parser)
     group = parser.add_argument_group("association")
-    group.add_argument("--aet", default="QRCLIENT", help="our calling AE title (default QRCLIENT)")
+    group.add_argument("--aet", help="our calling AE title (default QRCLIENT)")
     group.add_argument(
         "--max-pdu",
         type=int,
-        default=1 << 20,
         metavar="BYTES",
         help="largest PDU we accept (default 1048576)",
     )
@@ -51,12 +68,51 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             f"--{name}-timeout",
             type=float,
-            default=default,
             metavar="SECONDS",
             help=f"wait at most this long for {what} (default {default:g})",
         )
+    _add_tls_options(parser)
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log negotiation and DIMSE messages to stderr"
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the association and DIMSE traffic to FILE as JSON Lines (no data sets), "
+        "for a bug report",
+    )
+
+
+def _add_tls_options(parser: argparse.ArgumentParser) -> None:
+    # Any of them turns TLS on; each replaces the node's own TLS setting.
+    group = parser.add_argument_group("DICOM over TLS (any --tls-* option implies --tls)")
+    group.add_argument(
+        "--tls", action="store_true", default=None, help="DICOM over TLS (1.2 or newer)"
+    )
+    group.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="PEM CA certificates to trust for the peer (default: the system's)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="our PEM certificate: client certificate, and our storage listener's",
+    )
+    group.add_argument(
+        "--tls-key", metavar="FILE", help="its PEM private key (default: in --tls-cert's file)"
+    )
+    group.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the peer's certificate must carry (default: the host of NODE)",
+    )
+    group.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        default=None,
+        help="INSECURE: do not check the peer's certificate (anyone on the path can "
+        "impersonate it); only to diagnose",
     )
 
 
@@ -68,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qrclient {__version__}")
+    parser.add_argument(
+        "--config",
+        dest="global_config",
+        metavar="FILE",
+        help="the configuration file with named nodes (also accepted after the command; "
+        "default: $QRCLIENT_CONFIG, else config.toml in qrclient's user configuration folder)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     echo = commands.add_parser(
@@ -100,9 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="patient, study, series or image",
     )
-    find.add_argument(
-        "-m", "--model", default="study", metavar="MODEL", help="patient or study root (default)"
-    )
+    find.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
     find.add_argument(
         "-k",
         "--key",
@@ -142,7 +203,100 @@ def build_parser() -> argparse.ArgumentParser:
         ("retrieve", "C-GET where the peer accepts it, else C-MOVE to us"),
     ):
         _add_retrieve_parser(commands, name, summary)
+    _add_doctor_parser(commands)
+    _add_nodes_parser(commands)
+    _add_tui_parser(commands)
+    _add_demo_parser(commands)
     return parser
+
+
+def _add_doctor_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a PACS end to end and say what to fix (for PACS administrators)",
+        description=(
+            "Check NODE in order: name resolution, TCP, association, C-ECHO, the Q/R "
+            "contexts and transfer syntaxes it accepts, C-FIND, C-MOVE of one instance to "
+            "our listener (kept in a temporary directory), result caps and relational "
+            "queries. Exit 0: no check failed; 3: the PACS cannot be reached or refuses "
+            "the association; 4: it answers but a check failed."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_connection_options(doctor)
+    doctor.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        help="where our storage listener accepts the moved instance (default 11113)",
+    )
+    doctor.add_argument(
+        "--move-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for the moved instance (default 20)",
+    )
+    doctor.add_argument("--format", choices=("text", "json"), default="text", help="output")
+
+
+def _add_tui_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    tui = commands.add_parser(
+        "tui",
+        help="the terminal UI: query, browse, retrieve and troubleshoot (also: qrclient alone)",
+        description="Open the terminal UI, optionally on NODE (AET@host:port).",
+    )
+    tui.add_argument(
+        "node", metavar="NODE", nargs="?", help="the peer: AET@host:port or a configured name"
+    )
+    tui.add_argument("--aet", help="our calling AE title (default: configured, else QRCLIENT)")
+    tui.add_argument("-o", "--out", metavar="DIR", help="the local store (default: configured)")
+    tui.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        help="where our storage listener accepts C-MOVE instances (default: configured, 11113)",
+    )
+    tui.add_argument("--config", metavar="FILE", help="the configuration file with named nodes")
+
+
+def _add_nodes_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    nodes = commands.add_parser(
+        "nodes",
+        help="named nodes in the configuration file: list, show, add, remove",
+        description=(
+            "Named nodes, usable wherever a command takes NODE. add and remove edit the "
+            "configuration file in place: its comments and other settings are kept."
+        ),
+    )
+    actions = nodes.add_subparsers(
+        dest="nodes_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    listing = actions.add_parser("list", help="the configured nodes")
+    show = actions.add_parser("show", help="one node's settings, defaults included")
+    show.add_argument("name", metavar="NAME", help="a node name (or AET@host:port)")
+    for sub in (listing, show):
+        _add_config_option(sub)
+        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    add = actions.add_parser(
+        "add",
+        help="add a node (settings not given are inherited from the file's defaults)",
+        description="Add a named node; settings not given follow the file's defaults.",
+    )
+    add.add_argument("name", metavar="NAME", help="letters, digits, '-' and '_'")
+    add.add_argument("address", metavar="AET@HOST:PORT", help="the peer")
+    _add_config_option(add)
+    add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
+    add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
+    add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
+    add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
+    add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
+    for name in ("connect", "association", "dimse", "network"):
+        add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
+    _add_tls_options(add)
+    add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
+    remove = actions.add_parser("remove", help="remove a node")
+    remove.add_argument("name", metavar="NAME")
+    _add_config_option(remove)
 
 
 def _add_retrieve_parser(
@@ -168,9 +322,7 @@ def _add_retrieve_parser(
         metavar="LEVEL",
         help="patient, study (default), series or image",
     )
-    sub.add_argument(
-        "-m", "--model", default="study", metavar="MODEL", help="patient or study root (default)"
-    )
+    sub.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
     sub.add_argument(
         "-k",
         "--key",
@@ -190,7 +342,6 @@ def _add_retrieve_parser(
         "-p",
         "--parallel",
         type=int,
-        default=2,
         metavar="N",
         help="concurrent associations to the peer (default 2)",
     )
@@ -203,31 +354,85 @@ def _add_retrieve_parser(
         )
         sub.add_argument(
             "--listen",
-            default="11113",
             metavar="[HOST:]PORT",
             help="where our storage listener accepts the moved instances (default 11113)",
         )
 
 
+def _add_demo_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="a built-in demo PACS with a sample archive, and the UI connected to it",
+        description=(
+            "Start a demo PACS on loopback (C-ECHO, C-FIND, C-GET, C-MOVE over a generated "
+            "sample archive) and open the UI on it; with --serve, only serve it until Ctrl-C. "
+            "It knows QRCLIENT@127.0.0.1:11113 (qrclient's defaults) as a C-MOVE destination."
+        ),
+    )
+    demo.add_argument("--serve", action="store_true", help="only run the demo PACS, no UI")
+    demo.add_argument(
+        "--port", type=int, metavar="N", help="its DICOM port (default 11112; UI: any free one)"
+    )
+    demo.add_argument("--aet", default="DEMO", help="its AE title (default DEMO)")
+    demo.add_argument(
+        "--destination",
+        action="append",
+        default=[],
+        dest="destinations",
+        metavar="AET@HOST:PORT",
+        help="a C-MOVE destination it knows; repeat for more",
+    )
+    demo.add_argument(
+        "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:  # --config before the command
+        args.config = args.global_config
+    if args.command is None and not argv and sys.stdin.isatty() and sys.stdout.isatty():
+        args = parser.parse_args(["tui"])  # `qrclient` alone on a terminal: the UI
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
     name = "retrieve" if args.command in ("get", "move") else args.command
     try:
+        trace = _open_trace(args, argv)
+    except OSError as exc:  # the trace file cannot be written
+        sys.stderr.write(f"qrclient: error: {exc}\n")
+        return exit_codes.USAGE
+    code = 1  # what the trace records if an unexpected exception escapes (as Python)
+    try:
         # Inside the try: importing pydicom and pynetdicom takes ~0.15 s, and Ctrl-C
         # then must end as cleanly as Ctrl-C during the query.
         module = importlib.import_module(f"qrclient.cli.{name}_command")
-        return int(module.run(args))
+        code = int(module.run(args))
     except KeyboardInterrupt:
         sys.stderr.write("qrclient: interrupted\n")
-        return exit_codes.INTERRUPTED
+        code = exit_codes.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as a filter should.
         _silence_stdout()
-        return exit_codes.OK
+        code = exit_codes.OK
+    finally:
+        if trace is not None:
+            trace.close(code)
+    return code
+
+
+def _open_trace(args: argparse.Namespace, argv: Sequence[str] | None) -> Trace | None:
+    """--trace FILE: the observer that common.node_and_settings adds to the settings."""
+    path = getattr(args, "trace", None)
+    if not path:
+        return None
+    from qrclient.ops.trace import Trace
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    trace = Trace.open(path, str(args.command), given)
+    args.trace_writer = trace
+    return trace
 
 
 def _silence_stdout() -> None:

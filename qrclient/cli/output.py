@@ -9,8 +9,8 @@ from typing import Protocol, TextIO
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
+from qrclient.ops.browse import text_of
 from qrclient.ops.dicomjson import to_json_dict
 
 # Returned by the peer on every match; not worth a column.
@@ -23,25 +23,12 @@ class MatchWriter(Protocol):
     def close(self) -> None: ...
 
 
-def text_value(element: DataElement | None) -> str:
-    """An element as one line of text: lists joined with backslash, sequences counted."""
-    if element is None or element.value is None:
-        return ""
-    if element.VR == "SQ":
-        return f"<{len(element.value)} items>"
-    if isinstance(element.value, MultiValue | list):
-        return "\\".join(str(v) for v in element.value)
-    if isinstance(element.value, bytes):
-        return f"<{len(element.value)} bytes>"
-    return str(element.value).strip()
-
-
 class _Columns:
     def __init__(self, keywords: list[str]) -> None:
         self.keywords = [k for k in keywords if k not in _HIDDEN]
 
     def row(self, dataset: Dataset) -> list[str]:
-        return [text_value(_element(dataset, k)) for k in self.keywords]
+        return [text_of(_element(dataset, k)) for k in self.keywords]
 
 
 def _element(dataset: Dataset, keyword: str) -> DataElement | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 
 from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, peer_and_settings, run_command
+from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.ops.node import check_ae_title, check_host, check_port
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
@@ -24,6 +24,7 @@ from qrclient.ops.retrieve import (
     run_with_listener,
 )
 from qrclient.store import Store, StoreError
+from qrclient.store.location import default_store
 
 _UNIQUE_KEYS = {
     Level.PATIENT: {"PatientID"},
@@ -45,12 +46,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("qrclient: interrupted\n")
         _report(retrieve.outcome, out, args.format)
         return _exit_code(retrieve.outcome)
-
-
-def default_store() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("qrclient")) / "store"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -88,14 +83,25 @@ def _request(args: argparse.Namespace) -> RetrieveRequest:
 def _prepare(
     args: argparse.Namespace, started: list[tuple[RetrieveJob, Path]]
 ) -> Callable[[], Awaitable[int]]:
-    peer, settings = peer_and_settings(args)
+    # Each setting: the option if given, else the node's, else the file's, else built in.
+    config, node, settings = node_and_settings(args)
+    peer = node.peer
     request = _request(args)
-    method = Method(args.command if args.command != "retrieve" else "auto")
-    if not 1 <= args.parallel <= 16:
-        raise UsageError(f"--parallel {args.parallel}: expected 1 to 16 associations")
-    destination = check_ae_title(getattr(args, "dest", None) or settings.calling_ae, "--dest")
-    listen_host, listen_port = parse_listen(getattr(args, "listen", "11113"))
-    out = Path(args.out) if args.out else default_store()
+    method = node.method if args.command == "retrieve" else Method(args.command)
+    parallel = node.parallel if args.parallel is None else args.parallel
+    if not 1 <= parallel <= 16:
+        raise UsageError(f"--parallel {parallel}: expected 1 to 16 associations")
+    given_destination = getattr(args, "dest", None)
+    destination = (
+        check_ae_title(given_destination, "--dest")
+        if given_destination
+        else node.destination or settings.calling_ae
+    )
+    listen = getattr(args, "listen", None)
+    listen_host, listen_port = (
+        parse_listen(listen) if listen else (node.listen_host, node.listen_port)
+    )
+    out = Path(args.out) if args.out else config.store or default_store()
 
     async def job() -> int:
         try:
@@ -108,7 +114,7 @@ def _prepare(
                 request,
                 store,
                 settings,
-                parallel=args.parallel,
+                parallel=parallel,
                 method=method,
                 destination=destination,
             )

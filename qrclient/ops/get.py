@@ -47,6 +47,7 @@ class SubOperations:
         self.failed = command.failed or self.failed
         self.warning = command.warning or self.warning
         progress.update(
+            command.message_id_being_responded_to or 0,
             remaining=command.remaining,
             completed=self.completed,
             failed=self.failed,

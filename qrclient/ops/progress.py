@@ -38,15 +38,27 @@ class Snapshot:
         return self.received_bytes / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
 
 
+@dataclass(slots=True)
+class _Counts:
+    remaining: int | None = None
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+
+
 class Progress:
     """Mutable counters behind the snapshots; one per job.
 
-    Plain attributes, updated in place: a snapshot is only built when someone asks.
+    Plain attributes, updated in place: a snapshot is only built when someone asks. A
+    job runs several C-GET/C-MOVE operations, in parallel: each reports its own
+    sub-operation counts, and the job's are their sums. Remaining is what the plan
+    expects minus what is done, or, without a plan, the sum the operations report.
     """
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self._remaining: int | None = None
+        self._expected: int | None = None
+        self._operations: dict[int, _Counts] = {}
         self._completed = 0
         self._failed = 0
         self._warning = 0
@@ -59,7 +71,7 @@ class Progress:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            remaining=self._remaining,
+            remaining=self._remaining(),
             completed=self._completed,
             failed=self._failed,
             warning=self._warning,
@@ -71,21 +83,41 @@ class Progress:
             elapsed=time.perf_counter() - self.started,
         )
 
+    def expect(self, sub_operations: int) -> None:
+        """The plan: how many sub-operations the job's operations will ask for in all."""
+        self._expected = sub_operations
+        self._notify()
+
     def update(
         self,
+        operation: int,
         *,
         remaining: int | None = None,
         completed: int | None = None,
         failed: int | None = None,
         warning: int | None = None,
     ) -> None:
-        """The peer's sub-operation counts (None: not reported this time)."""
+        """One operation's sub-operation counts as the peer reported them (None: not
+        reported this time); ``operation`` tells the job's operations apart."""
+        counts = self._operations.setdefault(operation, _Counts())
         if remaining is not None:
-            self._remaining = remaining
-        self._completed = self._completed if completed is None else completed
-        self._failed = self._failed if failed is None else failed
-        self._warning = self._warning if warning is None else warning
+            counts.remaining = remaining
+        if completed is not None:
+            self._completed += completed - counts.completed
+            counts.completed = completed
+        if failed is not None:
+            self._failed += failed - counts.failed
+            counts.failed = failed
+        if warning is not None:
+            self._warning += warning - counts.warning
+            counts.warning = warning
         self._notify()
+
+    def _remaining(self) -> int | None:
+        if self._expected is not None:
+            return max(0, self._expected - self._completed - self._failed - self._warning)
+        reported = [c.remaining for c in self._operations.values() if c.remaining is not None]
+        return sum(reported) if reported else None
 
     def add(self, *, received: int = 0, received_bytes: int = 0, skipped: int = 0) -> None:
         if received and self._first_instance_after is None:

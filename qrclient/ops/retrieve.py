@@ -312,7 +312,8 @@ class RetrieveJob:
                 self.outcome.notes.append(f"planning C-FIND failed ({exc}); no resume")
                 units, planned = None, None
         if units is not None:
-            self.progress.update(remaining=self.outcome.planned)
+            if self.outcome.planned is not None:
+                self.progress.expect(self.outcome.planned)
             await self._fetch_units(units)
             return
         if planned is None:
@@ -323,7 +324,7 @@ class RetrieveJob:
         missing = [p for p in planned if p.sop_instance_uid not in present]
         self.outcome.skipped = len(planned) - len(missing)
         self.progress.add(skipped=self.outcome.skipped)
-        self.progress.update(remaining=len(missing))
+        self.progress.expect(len(missing))
         if not missing:
             return
         whole_series = self.request.level is not Level.IMAGE
