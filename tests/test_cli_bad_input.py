@@ -18,7 +18,7 @@ import pytest
 
 from qrclient.cli.main import main
 
-NETWORK_COMMANDS = ("echo", "find", "get", "move", "retrieve")
+NETWORK_COMMANDS = ("echo", "find", "get", "move", "retrieve", "doctor")
 RETRIEVE_COMMANDS = ("get", "move", "retrieve")
 MOVE_COMMANDS = ("move", "retrieve")
 NODE = "{node}"  # replaced by PACS@127.0.0.1:<the listener's port>
@@ -193,6 +193,35 @@ CASES: list[object] = [
     pytest.param(["tui", "PACS@127.0.0.1:0"], "port 0", id="tui-node-port-0"),
     pytest.param(["tui", "PA\\CS@127.0.0.1:104"], "PA\\\\CS", id="tui-node-backslash"),
     *for_commands(MOVE_COMMANDS, "listen-open-bracket", ["--listen", "[::1:11113"], "[::1"),
+    # doctor's own options
+    pytest.param(["doctor", NODE, "--listen", "0"], "port 0", id="doctor-listen-0"),
+    pytest.param(["doctor", NODE, "--listen", "here"], "'here'", id="doctor-listen-text"),
+    pytest.param(["doctor", NODE, "--move-wait", "-1"], "-1", id="doctor-move-wait-negative"),
+    pytest.param(["doctor", NODE, "--move-wait", "soon"], "'soon'", id="doctor-move-wait-text"),
+    pytest.param(["doctor", NODE, "--format", "xml"], "'xml'", id="doctor-format"),
+    # demo: checked before anything listens
+    pytest.param(["demo", "--serve", "--port", "70000"], "70000", id="demo-port-70000"),
+    pytest.param(["demo", "--serve", "--port", "x"], "'x'", id="demo-port-text"),
+    pytest.param(["demo", "--serve", "--aet", "A\\B"], "A\\\\B", id="demo-aet-backslash"),
+    pytest.param(
+        ["demo", "--serve", "--destination", "nohost"], "nohost", id="demo-destination-no-at"
+    ),
+    pytest.param(
+        ["demo", "--serve", "--destination", "DEST@127.0.0.1:0"],
+        "port 0",
+        id="demo-destination-port-0",
+    ),
+    # nodes: names and addresses are checked before the file is touched
+    pytest.param(["nodes", "add", "bad name!", NODE], "bad name!", id="nodes-add-bad-name"),
+    pytest.param(["nodes", "add", "pacs", "PACS@127.0.0.1:0"], "port 0", id="nodes-add-port-0"),
+    pytest.param(
+        ["nodes", "add", "pacs", NODE, "--method", "fetch"], "'fetch'", id="nodes-add-method"
+    ),
+    pytest.param(["nodes", "add", "pacs", NODE, "--parallel", "0"], "0", id="nodes-parallel-0"),
+    pytest.param(["nodes", "show", "nosuchnode"], "nosuchnode", id="nodes-show-unknown"),
+    pytest.param(
+        ["nodes", "remove", "nosuchnode"], "no such configuration file", id="nodes-remove-no-file"
+    ),
 ]
 
 
