@@ -6,10 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fixtures.dataset import Archive, test_archive
 from fixtures.orthanc import OrthancServer, free_ports, orthanc_available
 from qrclient.net import Peer
+
+# Property tests check correctness, not speed: on a busy 2-core CI machine, Hypothesis's
+# timing checks (per-example deadline, slow data generation) fail runs at random.
+settings.register_profile("qrclient", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("qrclient")
 
 
 def pytest_configure(config: pytest.Config) -> None:
