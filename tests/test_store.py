@@ -29,6 +29,7 @@ from qrclient.net.datasets import encode_dataset
 from qrclient.store import DEFAULT_LAYOUT, PLACEHOLDER, Layout, Store, StoredInstance, StoreError
 from qrclient.store.incoming import open_temp
 from qrclient.store.index import GROUP_ROWS
+from qrclient.store.overview import StoreView
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
@@ -341,6 +342,30 @@ def test_a_store_in_use_is_not_opened_twice(tmp_path: Path) -> None:
     with Store.open(tmp_path), pytest.raises(StoreError, match="in use by another qrclient"):
         Store.open(tmp_path)
     Store.open(tmp_path).close()
+
+
+def test_a_view_reads_a_store_another_writer_holds(tmp_path: Path) -> None:
+    """The UI browses while a retrieve writes: the view needs no lock, sees commits."""
+    view = StoreView(tmp_path)
+    assert view.study_counts(["1.2"]) == {}  # no index yet
+    assert view.holdings() == []
+    with Store.open(tmp_path) as writer:
+        for number in (1, 2, 3):
+            store_dataset(writer, make_dataset(number))
+        other_series = make_dataset(4, SeriesInstanceUID=f"{ROOT_UID}.2.2")
+        store_dataset(writer, other_series)
+        writer.flush()
+        study, series = f"{ROOT_UID}.1.1", f"{ROOT_UID}.2.1"
+        assert view.study_counts([study, "1.2.3.404"]) == {study: 4}
+        assert view.series_counts([series, f"{ROOT_UID}.2.2"]) == {
+            series: 3,
+            f"{ROOT_UID}.2.2": 1,
+        }
+        wanted = [f"{ROOT_UID}.3.{n}" for n in range(1, 1200)]  # more than one IN list
+        assert set(view.present(wanted)) == {f"{ROOT_UID}.3.{n}" for n in (1, 2, 3, 4)}
+        [held] = view.holdings()
+        assert (held.study_uid, held.instances) == (study, 4)
+        assert [s.instances for s in held.series] == [3, 1]
 
 
 def test_an_index_from_a_newer_qrclient_is_refused(tmp_path: Path) -> None:

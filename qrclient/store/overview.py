@@ -1,15 +1,18 @@
 """What the store holds, per study and series: how many instances, how big, and where.
 
-Read through a separate read-only connection to the index (after a flush), so browsing
-the store never takes the write lock the retrieves use.
+Read through a separate read-only connection to the index, without the store's lock:
+the UI browses a store while a retrieve (its own or another qrclient's) writes into it,
+and sees what the writer has committed (group commits: at most ~0.5 s behind).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qrclient.store.store import META_DIR, Store
 
@@ -64,15 +67,69 @@ ORDER BY st.study_date DESC, se.study_uid, se.series_number, i.series_uid
 """
 
 
+_CHUNK = 500  # UIDs per IN (...) list, well under SQLite's variable limit
+
+
+class StoreView:
+    """Read-only questions to the index of the store at ``root``; no lock taken."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._database = self.root / META_DIR / "index.sqlite"
+
+    def _rows(self, sql: str, parameters: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        if not self._database.exists():
+            return []  # nothing retrieved into it yet
+        connection = sqlite3.connect(f"{self._database.as_uri()}?mode=ro", uri=True)
+        try:
+            return connection.execute(sql, parameters).fetchall()
+        finally:
+            connection.close()
+
+    def _counts(self, sql: str, uids: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        unique = list(dict.fromkeys(uids))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            query = sql.format(marks=",".join("?" * len(chunk)))
+            counts.update((str(uid), int(n)) for uid, n in self._rows(query, chunk))
+        return counts
+
+    def study_counts(self, study_uids: Sequence[str]) -> dict[str, int]:
+        """Instances stored per study (studies with none are absent)."""
+        return self._counts(
+            "SELECT se.study_uid, count(*) FROM instance i JOIN series se "
+            "ON se.uid = i.series_uid WHERE se.study_uid IN ({marks}) GROUP BY se.study_uid",
+            study_uids,
+        )
+
+    def series_counts(self, series_uids: Sequence[str]) -> dict[str, int]:
+        """Instances stored per series (series with none are absent)."""
+        return self._counts(
+            "SELECT series_uid, count(*) FROM instance WHERE series_uid IN ({marks}) "
+            "GROUP BY series_uid",
+            series_uids,
+        )
+
+    def present(self, sop_instance_uids: Sequence[str]) -> dict[str, int]:
+        """1 for each instance stored here."""
+        return self._counts(
+            "SELECT sop_instance_uid, 1 FROM instance WHERE sop_instance_uid IN ({marks})",
+            sop_instance_uids,
+        )
+
+    def holdings(self) -> list[StudyHolding]:
+        """Every study in the store with its series, newest study first."""
+        return _holdings(self.root, self._rows(_SQL))
+
+
 def holdings(store: Store) -> list[StudyHolding]:
-    """Every study in the store with its series, newest study first."""
+    """Every study in an open store, including what it has not committed yet."""
     store.flush()
-    database = Path(store.root) / META_DIR / "index.sqlite"
-    connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(_SQL).fetchall()
-    finally:
-        connection.close()
+    return StoreView(store.root).holdings()
+
+
+def _holdings(root: Path, rows: list[tuple[Any, ...]]) -> list[StudyHolding]:
     studies: dict[str, tuple[tuple[str, str, str, str, str], list[SeriesHolding]]] = {}
     for row in rows:
         study_uid, patient_id, name, date, description, accession = row[:6]
@@ -85,7 +142,7 @@ def holdings(store: Store) -> list[StudyHolding]:
             series_description,
             int(count),
             int(size),
-            str(Path(store.root) / folder) if folder else str(store.root),
+            str(root / folder) if folder else str(root),
         )
         entry = studies.setdefault(
             study_uid or "", ((patient_id, name, date, description, accession), [])

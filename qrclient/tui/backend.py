@@ -34,7 +34,7 @@ from qrclient.ops.retrieve import (
     move_listener,
 )
 from qrclient.store import Store
-from qrclient.store.overview import StudyHolding, holdings
+from qrclient.store.overview import StoreView, StudyHolding
 
 ProgressCallback = Callable[[Snapshot], None]
 
@@ -104,10 +104,11 @@ class _RowStream:
 
 
 class RealBackend:
-    """The async core against a real PACS, into one local store kept open for the session.
+    """The async core against a real PACS, into one local store.
 
-    C-MOVEs to us share one storage listener (one port per process), started on the
-    first retrieve that may need it.
+    The store is opened (and locked) only while retrieves run; browsing reads its index
+    without the lock. C-MOVEs to us share one storage listener (one port per process),
+    started by the first retrieve that needs it and stopped with the last one.
     """
 
     def __init__(
@@ -184,7 +185,23 @@ class RealBackend:
         finally:
             self._retrieving -= 1
             if not self._retrieving:
+                # Shielded: a cancelled job must still give the store back.
+                with anyio.CancelScope(shield=True):
+                    await self._release()
                 self._idle.set()
+
+    async def _release(self) -> None:
+        """Between retrieves hold nothing: the store's lock (so a command-line retrieve
+        can use the same store while the UI stays open) and our listener's port."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError, Exception):  # stopping: nothing to report
+                await self._listener
+            self._listener = None
+            self._router = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     async def _retrieve(
         self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
@@ -248,20 +265,19 @@ class RealBackend:
         return router
 
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
-        if self._store is None and not self._store_root.exists():
-            return {}
-        store = self._open_store()
+        view = StoreView(self._store_root)
         if level is Level.STUDY:
-            return {uid: store.study_counts(uid) for uid in uids}
+            return view.study_counts(uids)
         if level is Level.SERIES:
-            return {uid: store.series_counts(uid) for uid in uids}
+            return view.series_counts(uids)
         if level is Level.IMAGE:
-            present = store.present(uids)
-            return {uid: int(uid in present) for uid in uids}
+            return view.present(uids)
         return {}
 
     def holdings(self) -> list[StudyHolding]:
-        return holdings(self._open_store())
+        if self._store is not None:
+            self._store.flush()  # show what a running retrieve received so far
+        return StoreView(self._store_root).holdings()
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         async def find_rows(level: Level, keys: list[str]) -> AsyncIterator[Mapping[str, str]]:
@@ -277,11 +293,4 @@ class RealBackend:
         # store they write into is closed.
         with anyio.move_on_after(10):
             await self._idle.wait()
-        if self._listener is not None:
-            self._listener.cancel()
-            with suppress(asyncio.CancelledError, Exception):  # ending: nothing to report
-                await self._listener
-            self._listener = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        await self._release()

@@ -109,6 +109,9 @@ async def test_query_drill_down_select_retrieve_and_see_the_store(
         assert job.outcome is not None
         assert job.outcome.received == len(series.instances)
         await wait_until(pilot, lambda: all(r.get("Here") for r in screen.table.all_rows()))
+        # Between retrieves the UI holds no lock: a command-line retrieve could run.
+        with Store.open(tmp_path / "store"):
+            pass
 
         await pilot.press("backspace")  # back to the series, from memory
         assert len(screen.places) == 3

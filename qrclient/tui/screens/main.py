@@ -356,7 +356,7 @@ class MainScreen(Screen[None]):
         uids = [row[key] for row in rows if row.get(key)]
         try:
             counts = self.qr_app.backend.local_counts(level, uids)
-        except StoreError as exc:
+        except (StoreError, sqlite3.Error, OSError) as exc:
             self._store_broken = True
             self.report(str(exc), title="Store")
             return
