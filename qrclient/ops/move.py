@@ -57,8 +57,11 @@ class MoveRouter:
     def allows(self, calling_ae: str, address: str) -> bool:
         return any(move.peer_ae == calling_ae for move in self._moves.values())
 
-    def _route(self, calling_ae: str, command: Command) -> _Move | None:
-        if command.move_originator_ae_title in (None, self.our_ae):
+    def route(self, calling_ae: str, command: Command) -> _Move | None:
+        """The move an incoming C-STORE belongs to, or None (then it is refused)."""
+        # The originator should be us; pynetdicom-based PACSs put their own AE title
+        # there. Either way the message ID and the calling AE must match a move of ours.
+        if command.move_originator_ae_title in (None, self.our_ae, calling_ae):
             move = self._moves.get(command.move_originator_message_id or -1)
             if move is not None and move.peer_ae == calling_ae:
                 return move
@@ -69,7 +72,7 @@ class MoveRouter:
         return None
 
     async def store(self, association: Association, context_id: int, command: Command) -> int:
-        move = self._route(association.peer.ae_title, command)
+        move = self.route(association.peer.ae_title, command)
         if move is None:
             self.unexpected.append(command.affected_sop_instance_uid or "")
             return await receive_instance(
