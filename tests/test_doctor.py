@@ -374,6 +374,10 @@ async def _one_instance(connection: PeerConnection) -> None:
     await connection.send_message(context_id, pending, match)
     final = response(0x8020, int(command.MessageID), 0x0000, STUDY_ROOT_FIND)
     await connection.send_message(context_id, final)
+    # The doctor needs one instance: it stops reading at the first and cancels the rest.
+    _, cancel, _ = await connection.read_message()
+    assert int(cancel.CommandField) == 0x0FFF  # C-CANCEL-RQ
+    assert int(cancel.MessageIDBeingRespondedTo) == int(command.MessageID)
     await _release(connection)
 
 

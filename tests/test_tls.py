@@ -27,6 +27,7 @@ from fixtures.orthanc import OrthancServer, free_ports
 from fixtures.tls import Pki, make_pki
 from qrclient import api
 from qrclient.cli import exit_codes
+from qrclient.cli.main import main
 from qrclient.net import (
     AssociationAborted,
     AssociationRejected,
@@ -41,6 +42,9 @@ from qrclient.net import (
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.net.tls import TlsSetupError, client_context, server_context
+from qrclient.ops.doctor.move_check import Where, check_move
+from qrclient.ops.doctor.report import State
+from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.echo import echo
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.query import Level, Model
@@ -394,3 +398,29 @@ def test_contexts_refuse_tls_older_than_1_2_and_verify_by_default(pki: Pki) -> N
     assert insecure.verify_mode is ssl.CERT_NONE
     with pytest.raises(TlsSetupError, match="needs a certificate"):
         server_context(TlsSettings(ca_file=str(pki.ca.cert)))
+
+
+def test_moves_to_us_over_tls_need_our_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before connecting where our listener surely runs: ``move``, and
+    ``retrieve`` on a node set to move."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[nodes.pacs]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 9\n'
+        'method = "move"\ntls = true\n'
+    )
+    for command in ("move", "retrieve"):
+        argv = ["--config", str(config), command, "pacs", "-k", "StudyInstanceUID=1.2.3"]
+        assert main([*argv, "--out", str(tmp_path / "store")]) == 2, command
+        assert "--tls-cert" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.anyio
+async def test_doctor_fails_only_its_move_check_without_our_certificate() -> None:
+    settings = Settings("QRCLIENT", tls=TlsSettings())
+    where = Where("QRCLIENT", "0.0.0.0", 0, "127.0.0.1", 1.0)
+    check = await check_move(Peer("PACS", "127.0.0.1", 9), settings, Sample("1", "2", "3"), where)
+    assert check.state is State.FAILED
+    assert "--tls-cert" in check.fix

@@ -15,8 +15,10 @@ from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_u
 from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
 from qrclient.net.association import Observer
+from qrclient.net.errors import sole_error
 from qrclient.ops.node import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
+from qrclient.ops.retrieve import Method
 
 if TYPE_CHECKING:
     from qrclient.config import Config, NodeConfig
@@ -69,18 +71,21 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
         raise UsageError(str(exc)) from None
     if node.tls is not None and node.tls.cert_file is None and _listens(args, node):
         raise UsageError(
-            "move over TLS: our storage listener needs a certificate: give --tls-cert FILE "
-            "(and --tls-key FILE), or --dest another AE"
+            "C-MOVE to us over TLS: our storage listener needs a certificate: give "
+            "--tls-cert FILE (and --tls-key FILE), or --dest another AE"
         )
     warn_if_unverified(node.tls)
     return config, node, node.settings(calling, max_pdu, observer)
 
 
 def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:
-    """Whether ``move`` runs our storage listener (C-MOVE to our own AE title)."""
-    return getattr(args, "command", None) == "move" and not (
-        getattr(args, "dest", None) or node.destination
-    )
+    """Whether the command surely runs our storage listener: C-MOVE to our own AE title
+    by ``move``, or by ``retrieve`` on a node set to move. (``retrieve`` on auto uses
+    C-GET where it can; a fallback to C-MOVE then reports the listener's refusals, and
+    ``doctor`` reports its move check as failed.)"""
+    command = getattr(args, "command", None)
+    moves = command == "move" or (command == "retrieve" and node.method is Method.MOVE)
+    return moves and not (getattr(args, "dest", None) or node.destination)
 
 
 def log_event(event: str, details: Mapping[str, object]) -> None:
@@ -109,14 +114,6 @@ def report(error: DicomNetworkError) -> int:
     return exit_codes.NETWORK
 
 
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside nested single-member groups, else the group itself."""
-    inner: BaseException = group
-    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-        inner = inner.exceptions[0]
-    return inner
-
-
 def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
     """Validate input (``prepare``), then run the async part, mapping failures to codes."""
     try:
@@ -129,7 +126,7 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
             return anyio.run(job)
         except BaseExceptionGroup as group:
             # Task groups wrap what their tasks raise; one error is reported as itself.
-            raise _sole(group) from None
+            raise sole_error(group) from None
     # Found once running (e.g. --out).
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))

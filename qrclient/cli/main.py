@@ -389,24 +389,27 @@ def _add_demo_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
+    if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
+        # `qrclient` alone on a terminal (perhaps with --config): the UI.
+        args = parser.parse_args([*given, "tui"])
     if getattr(args, "config", None) is None:  # --config before the command
         args.config = args.global_config
-    if args.command is None and not argv and sys.stdin.isatty() and sys.stdout.isatty():
-        args = parser.parse_args(["tui"])  # `qrclient` alone on a terminal: the UI
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
     name = "retrieve" if args.command in ("get", "move") else args.command
-    try:
-        trace = _open_trace(args, argv)
-    except OSError as exc:  # the trace file cannot be written
-        sys.stderr.write(f"qrclient: error: {exc}\n")
-        return exit_codes.USAGE
     code = 1  # what the trace records if an unexpected exception escapes (as Python)
+    trace = None
     try:
         # Inside the try: importing pydicom and pynetdicom takes ~0.15 s, and Ctrl-C
         # then must end as cleanly as Ctrl-C during the query.
+        try:
+            trace = _open_trace(args, given)
+        except OSError as exc:  # the trace file cannot be written
+            sys.stderr.write(f"qrclient: error: {exc}\n")
+            return exit_codes.USAGE
         module = importlib.import_module(f"qrclient.cli.{name}_command")
         code = int(module.run(args))
     except KeyboardInterrupt:
@@ -422,15 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _open_trace(args: argparse.Namespace, argv: Sequence[str] | None) -> Trace | None:
+def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
     """--trace FILE: the observer that common.node_and_settings adds to the settings."""
     path = getattr(args, "trace", None)
     if not path:
         return None
     from qrclient.ops.trace import Trace
 
-    given = list(sys.argv[1:] if argv is None else argv)
-    trace = Trace.open(path, str(args.command), given)
+    trace = Trace.open(path, str(args.command), list(given))
     args.trace_writer = trace
     return trace
 

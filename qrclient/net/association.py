@@ -250,7 +250,7 @@ class Association:
         )
         if settings.tls is not None:
             stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
-        _notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
+        notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
         try:
             return await cls._negotiate(stream, peer, contexts, settings)
         except (AssociationAborted, anyio.BrokenResourceError, OSError) as exc:
@@ -276,7 +276,7 @@ class Association:
         rq_pdu = A_ASSOCIATE_RQ()
         rq_pdu.from_primitive(request)
         encoded = rq_pdu.encode()
-        _notify(
+        notify(
             settings,
             "associate-rq",
             {
@@ -310,7 +310,7 @@ class Association:
             rejection = AssociationRejected(
                 rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0
             )
-            _notify(
+            notify(
                 settings,
                 "associate-rj",
                 {
@@ -342,7 +342,7 @@ class Association:
         negotiated = _match_contexts(proposed, accept)
         association = cls(stream, peer, settings, negotiated, accept)
         association.adopt_reader(reader)
-        _notify(
+        notify(
             settings,
             "associate-ac",
             {
@@ -408,8 +408,7 @@ class Association:
         return next(_MESSAGE_IDS) % 0xFFFF + 1
 
     def _fail(self, error: DicomNetworkError) -> DicomNetworkError:
-        _notify(self.settings, "error", {"error": str(error)})
-        return error
+        return _failed(self.settings, error)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -418,7 +417,7 @@ class Association:
         self._check_open()
         command.command_data_set_type = NO_DATASET if dataset is None else HAS_DATASET
         if self.settings.observer:
-            _notify(self.settings, "dimse-sent", command.summary())
+            notify(self.settings, "dimse-sent", command.summary())
         pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
         if dataset is not None:
             pdus.extend(pdu.encode_p_data(context_id, False, dataset, self.peer_max_pdu))
@@ -476,7 +475,7 @@ class Association:
         except ProtocolError as exc:
             raise self._fail(exc) from None
         if self.settings.observer:
-            _notify(self.settings, "dimse-received", command.summary())
+            notify(self.settings, "dimse-received", command.summary())
         return first.context_id, command
 
     async def receive_dataset_into(self, context_id: int, write: Callable[[bytes], object]) -> int:
@@ -598,7 +597,7 @@ class Association:
         """Orderly release (A-RELEASE); aborts if the peer does not confirm in time."""
         if self._closed:
             return
-        _notify(self.settings, "release-rq", {})
+        notify(self.settings, "release-rq", {})
         try:
             with anyio.fail_after(self.settings.timeouts.network):
                 await self._stream.send(pdu.RELEASE_RQ)
@@ -614,14 +613,14 @@ class Association:
         except (TimeoutError, DicomNetworkError, anyio.BrokenResourceError, OSError):
             await self.abort()
             return
-        _notify(self.settings, "released", {})
+        notify(self.settings, "released", {})
         await self._close()
 
     async def abort(self) -> None:
         """Send A-ABORT and close; never raises and finishes even when cancelled."""
         if self._closed:
             return
-        _notify(self.settings, "abort-sent", {})
+        notify(self.settings, "abort-sent", {})
         with (
             anyio.CancelScope(shield=True),
             anyio.move_on_after(1.0),
@@ -669,7 +668,8 @@ def _match_contexts(
     return [NegotiatedContext.from_pynetdicom(context) for context in matched]
 
 
-def _notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
+def notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
+    """Tell the observer (the -v log, traces, the UI's log pane), if there is one."""
     if settings.observer is not None:
         settings.observer(event, details)
 
@@ -713,7 +713,7 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
 
 
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:
-    _notify(settings, "error", {"error": str(error)})
+    notify(settings, "error", {"error": str(error)})
     return error
 
 

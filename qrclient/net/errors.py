@@ -133,3 +133,14 @@ def describe_abort(source: int, reason: int) -> tuple[str, str]:
         "association aborted by the peer",
         "the peer gave up on the association; its log says why (a timeout or a limit is common)",
     )
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups, else the group itself.
+
+    Task groups wrap what their tasks raise; a face reports one error as itself.
+    """
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner

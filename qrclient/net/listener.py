@@ -34,6 +34,7 @@ from qrclient.net.association import (
     Peer,
     PeerReleased,
     Settings,
+    notify,
     numbered,
 )
 from qrclient.net.dimse import Command, CommandField, response_to
@@ -111,8 +112,9 @@ class StorageListener:
                 association = await self._negotiate(connection, address)
             if association is not None:
                 await self._serve(association)
-        except DicomNetworkError:
-            # The peer broke the protocol or went silent: tell it (A-ABORT) and close.
+        except (DicomNetworkError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            # The peer broke the protocol, went silent or dropped the connection: tell it
+            # (A-ABORT) and close; one bad peer never ends the listener for the others.
             # The move's own status reports what it means for the retrieve.
             if association is not None:
                 await association.abort()
@@ -151,7 +153,7 @@ class StorageListener:
         called = str(request.called_ae_title).strip()
         settings = numbered(self.settings, "listener")
         proposed = request.presentation_context_definition_list
-        _tell(
+        notify(
             settings,
             "listener-associate-rq",
             {
@@ -163,16 +165,16 @@ class StorageListener:
         )
         if called != self.ae_title:
             await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
-            _tell(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
+            notify(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
             return None
         if not self.handler.allows(calling, address):
             await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
-            _tell(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
+            notify(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
             return None
         results = _accept_contexts(proposed)
         await stream.send(self._accept(request, results))
         contexts = [NegotiatedContext.from_pynetdicom(context) for context in results]
-        _tell(
+        notify(
             settings,
             "listener-associate-ac",
             {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
@@ -211,8 +213,7 @@ class StorageListener:
         self.refusals.append(Refusal(calling, address, why))
         rj = A_ASSOCIATE_RJ()
         rj.result, rj.source, rj.reason_diagnostic = 1, 1, reason
-        with anyio.move_on_after(self.settings.timeouts.network):
-            await stream.send(rj.encode())
+        await _send_quietly(stream, rj.encode(), self.settings)
 
     async def _serve(self, association: Association) -> None:
         """C-ECHO and C-STORE until the peer releases or aborts the association."""
@@ -232,19 +233,18 @@ class StorageListener:
             await association.send(context_id, response_to(command, response_field, status))
 
 
-def _tell(settings: Settings, event: str, details: dict[str, object]) -> None:
-    """Observer events for incoming associations (the -v log, traces)."""
-    if settings.observer is not None:
-        settings.observer(event, details)
-
-
 async def _abort(stream: ByteStream, settings: Settings) -> None:
     """A-ABORT from the service provider for a PDU that makes no sense here."""
+    await _send_quietly(stream, pdu.encode_abort(source=2), settings)
+
+
+async def _send_quietly(stream: ByteStream, data: bytes, settings: Settings) -> None:
+    """A last PDU before closing: a peer that is gone or stuck need not hear it."""
     with (
         anyio.move_on_after(settings.timeouts.network),
         suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
     ):
-        await stream.send(pdu.encode_abort(source=2))
+        await stream.send(data)
 
 
 def _accept_contexts(proposed: Sequence[PresentationContext]) -> list[PresentationContext]:

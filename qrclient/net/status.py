@@ -22,6 +22,9 @@ class Service(Enum):
     STORE = "C-STORE"
 
 
+_SERVICES = {service.value: service for service in Service}
+
+
 class Category(Enum):
     SUCCESS = "success"
     PENDING = "pending"
@@ -79,6 +82,12 @@ class Status:
 
     code: int
     service: Service
+
+    @classmethod
+    def of_command(cls, command_name: str, code: int) -> Status | None:
+        """The status of a response named like ``C-FIND-RSP``; None for other commands."""
+        service = _SERVICES.get(command_name.rsplit("-", 1)[0])
+        return None if service is None else cls(code, service)
 
     @property
     def category(self) -> Category:

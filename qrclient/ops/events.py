@@ -10,9 +10,7 @@ from collections.abc import Mapping
 
 from pydicom.uid import UID
 
-from qrclient.net.status import Service, Status
-
-_SERVICES = {service.value: service for service in Service}
+from qrclient.net.status import Status
 
 # Command attributes worth a log line; UIDs and the rest stay out of the way.
 _SHOWN = {
@@ -74,9 +72,8 @@ def _dimse(event: str, details: Mapping[str, object]) -> str:
     hint = ""
     status = details.get("status")
     if isinstance(status, int):
-        service = _SERVICES.get(command.rsplit("-", 1)[0])
-        if service is not None:
-            decoded = Status(status, service)
+        decoded = Status.of_command(command, status)
+        if decoded is not None:
             parts.append(str(decoded))
             hint = decoded.hint if decoded.is_failure else ""
         else:

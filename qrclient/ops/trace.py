@@ -25,9 +25,8 @@ from typing import IO
 
 from qrclient import __version__
 from qrclient.net.association import Observer
-from qrclient.net.status import Service, Status
+from qrclient.net.status import Status
 
-_SERVICES = {service.value: service for service in Service}
 # PDU-level events go to the trace only, not to a --verbose log sharing the observer.
 _PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})
 
@@ -105,9 +104,8 @@ def _decode_status(record: dict[str, object]) -> None:
     status = record.get("status")
     if isinstance(status, int):
         record["status"] = f"0x{status:04X}"
-        service = _SERVICES.get(str(record.get("command", "")).rsplit("-", 1)[0])
-        if service is not None:
-            decoded = Status(status, service)
+        decoded = Status.of_command(str(record.get("command", "")), status)
+        if decoded is not None:
             record["status_category"] = decoded.category.value
             record["status_meaning"] = decoded.description
     offending = record.get("offending_element")

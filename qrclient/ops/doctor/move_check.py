@@ -20,13 +20,13 @@ from pydicom.dataset import Dataset
 
 from qrclient.net.association import Peer, Settings, open_association
 from qrclient.net.errors import DicomNetworkError, ListenFailed
-from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import STUDY_ROOT_MOVE, ContextRequest
 from qrclient.net.status import Category, Status
 from qrclient.ops.doctor.report import Check, State, Stopwatch
 from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
+from qrclient.ops.retrieve import move_listener
 from qrclient.ops.storing import Incoming
 
 NAME = "C-MOVE to us"
@@ -141,31 +141,34 @@ def _identifier(sample: Sample) -> Dataset:
 
 async def check_move(peer: Peer, settings: Settings, sample: Sample, where: Where) -> Check:
     """Move ``sample`` to our listener and diagnose what happened."""
+    if settings.tls is not None and settings.tls.cert_file is None:
+        return Check(
+            NAME,
+            State.FAILED,
+            "not tried: over TLS our storage listener needs a certificate of its own",
+            "give --tls-cert FILE (and --tls-key FILE) for the listener",
+        )
     with tempfile.TemporaryDirectory(prefix="qrclient-doctor-") as directory:
         sink = _TemporarySink(Path(directory))
         router = _WatchingRouter(where.our_ae, sink)
-        listener = StorageListener(
-            where.our_ae,
-            router,
-            host=where.listen_host,
-            port=where.listen_port,
-            settings=settings,
-        )
         evidence: MoveEvidence | None = None
+        refusals: list[str] = []
         listen_error: ListenFailed | None = None
         try:
-            async with anyio.create_task_group() as group:
-                bound = await group.start(listener.serve)
-                where = replace(where, listen_port=bound)  # port 0: whichever was free
+            async with move_listener(
+                router, where.listen_host, where.listen_port, settings
+            ) as listener:
+                assert listener is not None  # a router was given
+                where = replace(where, listen_port=listener.port)  # port 0: whichever was free
                 evidence = await _move(peer, settings, router, sink, sample, where.wait)
-                group.cancel_scope.cancel()
+                refusals = [refusal.reason for refusal in listener.refusals]
         except* ListenFailed as failures:
             listen_error = failures.exceptions[0]  # type: ignore[assignment]
     if listen_error is not None or evidence is None:
         message = listen_error.message if listen_error else "our listener did not start"
         hint = listen_error.hint if listen_error else ""
         return Check(NAME, State.FAILED, message, hint)
-    evidence.refusals = [refusal.reason for refusal in listener.refusals]
+    evidence.refusals = refusals
     return diagnose(evidence, where, peer.ae_title)
 
 

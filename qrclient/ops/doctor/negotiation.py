@@ -40,7 +40,6 @@ from qrclient.net.presentation import (
     NegotiatedContext,
     QueryOptions,
 )
-from qrclient.net.status import FailureStatus
 from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
 from qrclient.ops.echo import echo
 
@@ -212,7 +211,7 @@ async def _check_echo(association: Association) -> Check:
     watch = Stopwatch()
     try:
         seconds = await echo(association)
-    except FailureStatus as exc:
+    except DicomNetworkError as exc:  # a failure status, a timeout, a dropped association
         return Check("C-ECHO", State.FAILED, exc.message, exc.hint, watch.seconds)
     return Check("C-ECHO", State.OK, "answered Success; the time is the round trip", "", seconds)
 

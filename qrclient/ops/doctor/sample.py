@@ -68,7 +68,6 @@ async def check_find(peer: Peer, settings: Settings, limit: int = READ_AT_MOST) 
                     break
         outcome = matches.outcome
         seconds = watch.seconds
-        sample = await _smallest_instance(peer, settings, sorted(studies))
     except FailureStatus as exc:
         fix = (
             f"{exc.hint}; if the PACS restricts queries by AE title, allow "
@@ -81,6 +80,11 @@ async def check_find(peer: Peer, settings: Settings, limit: int = READ_AT_MOST) 
         return FindResult(failed, _skipped("C-FIND result cap"), None)
     found = f"{outcome.count} studies" if outcome.count != 1 else "1 study"
     works = Check("C-FIND", State.OK, f"STUDY-level query answered: {found}", "", seconds)
+    try:
+        # Its own failure is not C-FIND's: the move check then says it had nothing to move.
+        sample = await _smallest_instance(peer, settings, sorted(studies))
+    except DicomNetworkError:
+        sample = None
     return FindResult(works, _cap_check(outcome.state, outcome.count, limit), sample)
 
 
@@ -115,7 +119,6 @@ async def _smallest_instance(
             [f"StudyInstanceUID={study_uid}", "SeriesInstanceUID", "SOPInstanceUID"],
             default_keys=False,
         )
-        found: list[Sample] = []
         async with (
             open_association(peer, [ContextRequest(Model.STUDY.find_sop_class)], settings) as a,
             find(a, query) as matches,
@@ -124,7 +127,5 @@ async def _smallest_instance(
                 series = str(match.get("SeriesInstanceUID", ""))
                 instance = str(match.get("SOPInstanceUID", ""))
                 if series and instance:
-                    found.append(Sample(study_uid, series, instance))
-        if found:
-            return found[0]
+                    return Sample(study_uid, series, instance)  # leaving cancels the rest
     return None
