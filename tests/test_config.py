@@ -655,3 +655,25 @@ def test_symlinked_file_stays_a_symlink(tmp_path: Path) -> None:
 def test_parse_config_names_the_given_path() -> None:
     with pytest.raises(ConfigError, match=r"^where\.toml line 1: "):
         parse_config("x = [", Path("where.toml"))
+
+
+def test_only_lf_ends_a_line(tmp_path: Path) -> None:
+    """TOML allows U+2028 and U+0085 in comments and strings; they end no line."""
+    text = (
+        'ae_title = "WS"  # a note\u2028more\u0085still the same line\n'
+        "\n"
+        "[nodes.pacs]\n"
+        'ae_title = "P"\n'
+        'host = "h"\n'
+        "port = 70000\n"
+    )
+    with pytest.raises(ConfigError, match=r"line 6: nodes\.pacs\.port = 70000"):
+        load_config(write(tmp_path, text))
+    config = load_config(write(tmp_path, text.replace("70000", "104")))
+    assert (config.ae_title, config.resolve("pacs").peer.port) == ("WS", 104)
+
+
+def test_listen_accepts_what_the_option_accepts(tmp_path: Path) -> None:
+    for listen, expected in (("11200", ("0.0.0.0", 11200)), (":11200", ("0.0.0.0", 11200))):
+        config = load_config(write(tmp_path, f'listen = "{listen}"\n'))
+        assert (config.defaults.listen_host, config.defaults.listen_port) == expected

@@ -99,4 +99,5 @@ def _open_ui(pacs: DemoPacs, out: str | None) -> int:
         return exit_codes.USAGE
     store = Path(out) if out else default_store().parent / "demo-store"
     listen = (OUR_DESTINATION.host, OUR_DESTINATION.port)
-    return int(run_ui(pacs.node, store=store, listen=listen))
+    # Our AE title is the destination the demo knows, whatever the config file says.
+    return int(run_ui(pacs.node, store=store, calling_ae=OUR_DESTINATION.ae_title, listen=listen))

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
-from qrclient.cli.retrieve_command import parse_listen
 from qrclient.ops.doctor import Check, DoctorOptions, Report, State, Verdict, diagnose_peer
+from qrclient.ops.node import parse_listen
 
 _MARKS = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
 _EXIT_CODES = {

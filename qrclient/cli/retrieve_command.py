@@ -13,7 +13,7 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
-from qrclient.ops.node import check_ae_title, check_host, check_port
+from qrclient.ops.node import check_ae_title, parse_listen
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
 from qrclient.ops.retrieve import (
     Method,
@@ -46,15 +46,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("qrclient: interrupted\n")
         _report(retrieve.outcome, out, args.format)
         return _exit_code(retrieve.outcome)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``PORT`` or ``HOST:PORT`` for the storage listener."""
-    host, colon, port = text.rpartition(":")
-    every_interface = "0.0.0.0"  # the PACS connects from elsewhere
-    return (check_host(host) if colon and host else every_interface), check_port(
-        port, "--listen port"
-    )
 
 
 def _request(args: argparse.Namespace) -> RetrieveRequest:

@@ -15,7 +15,7 @@ from pathlib import Path
 from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config, NodeConfig, NodeDefaults
 from qrclient.config.parse import ConfigParser
-from qrclient.config.toml_text import key_lines, split_statements
+from qrclient.config.toml_text import UnsplittableError, key_lines, lines_of, split_statements
 
 ENVIRONMENT_VARIABLE = "QRCLIENT_CONFIG"
 
@@ -77,7 +77,11 @@ def parse_config(text: str, file: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(syntax_error(file, text, exc)) from None
-    return ConfigParser(file, key_lines(split_statements(text))).config(document)
+    try:
+        lines = key_lines(split_statements(text))
+    except UnsplittableError:  # valid TOML our splitter does not follow: no line numbers
+        lines = {}
+    return ConfigParser(file, lines).config(document)
 
 
 _POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
@@ -90,7 +94,7 @@ def syntax_error(file: Path, text: str, error: tomllib.TOMLDecodeError) -> str:
     message = str(error)
     match = _POSITION.search(message)
     reason = message[: match.start()] if match else message
-    lines = text.splitlines()
+    lines = [line.rstrip("\r\n") for line in lines_of(text)]
     if match and match.group(1):
         line, column = int(match.group(1)), int(match.group(2))
     else:

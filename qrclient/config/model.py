@@ -8,13 +8,11 @@ from pathlib import Path
 
 from qrclient.net.association import DEFAULT_MAX_PDU, Observer, Peer, Settings, Timeouts
 from qrclient.net.tls import TlsSettings
-from qrclient.ops.node import NodeError, parse_node
+from qrclient.ops.node import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, parse_node
 from qrclient.ops.query import Model
 from qrclient.ops.retrieve import Method
 
 DEFAULT_AE_TITLE = "QRCLIENT"
-DEFAULT_LISTEN_HOST = "0.0.0.0"  # the PACS connects from elsewhere
-DEFAULT_LISTEN_PORT = 11113
 DEFAULT_PARALLEL = 2
 MAX_PARALLEL = 16
 

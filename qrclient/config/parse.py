@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from qrclient.config.errors import ConfigError
 from qrclient.config.model import (
     DEFAULT_AE_TITLE,
-    DEFAULT_LISTEN_HOST,
     MAX_PARALLEL,
     Config,
     NodeConfig,
@@ -21,7 +20,13 @@ from qrclient.config.model import (
 from qrclient.config.toml_text import KeyPath, line_of
 from qrclient.net.association import DEFAULT_MAX_PDU, Peer
 from qrclient.net.tls import TlsSettings
-from qrclient.ops.node import NodeError, check_ae_title, check_host
+from qrclient.ops.node import (
+    DEFAULT_LISTEN_HOST,
+    NodeError,
+    check_ae_title,
+    check_host,
+    parse_listen,
+)
 from qrclient.ops.query import Model
 from qrclient.ops.retrieve import Method
 
@@ -142,10 +147,7 @@ def listen(value: object) -> tuple[str, int]:
     """``PORT``, ``"PORT"``, ``"HOST:PORT"`` or ``"[IPv6]:PORT"``."""
     if isinstance(value, int) and not isinstance(value, bool):
         return DEFAULT_LISTEN_HOST, port(value)
-    where, colon, number = _string(value).rpartition(":")
-    if not number.isascii() or not number.isdigit():
-        raise ValueError(value)
-    return (check_host(where) if colon else DEFAULT_LISTEN_HOST), port(int(number))
+    return parse_listen(_string(value))
 
 
 def _file(base: Path) -> Callable[[object], str]:

@@ -7,6 +7,7 @@ and the lines to take out when a node is removed, leaving every other byte as it
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from enum import Enum
@@ -35,7 +36,12 @@ class UnsplittableError(ValueError):
 
 
 def lines_of(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+    """Lines as TOML counts them: only LF (or CRLF) ends one, unlike str.splitlines,
+    which also splits on U+2028, U+0085 and others that TOML allows in comments."""
+    return _LINE.findall(text)
+
+
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 
 
 def split_statements(text: str) -> list[Statement]:

@@ -64,6 +64,9 @@ class MoveStoreAssociation:
         except DicomNetworkError:
             stack.close()
             return None
+        except BaseException:
+            stack.close()  # never leave the portal's event-loop thread running
+            raise
         return cls(stack, portal, association, move.originator)
 
     def send_c_store(

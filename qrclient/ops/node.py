@@ -67,3 +67,13 @@ def parse_node(text: str) -> Peer:
     if ":" in host and not host.startswith("["):
         raise NodeError(f"node {text!r}: write an IPv6 address in brackets, e.g. AET@[::1]:104")
     return Peer(check_ae_title(ae_title, "called AE title"), check_host(host), check_port(port))
+
+
+DEFAULT_LISTEN_HOST = "0.0.0.0"  # our storage listener: the PACS connects from elsewhere
+DEFAULT_LISTEN_PORT = 11113
+
+
+def parse_listen(text: str, what: str = "--listen port") -> tuple[str, int]:
+    """``PORT``, ``:PORT`` or ``HOST:PORT`` (``[IPv6]:PORT``) for our storage listener."""
+    host, colon, port = text.rpartition(":")
+    return (check_host(host) if colon and host else DEFAULT_LISTEN_HOST), check_port(port, what)
