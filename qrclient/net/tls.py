@@ -49,8 +49,9 @@ _NO_VERIFY_HINT = "--tls-no-verify skips the check (insecure: only to diagnose)"
 @functools.lru_cache(maxsize=16)
 def client_context(tls: TlsSettings) -> ssl.SSLContext:
     """The context for our associations (cached: loading a CA store takes milliseconds)."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if tls.ca_file is not None:
+    if tls.ca_file is None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # the system's CAs
+    else:
         # Only the CA given is trusted, not the system's store as well.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_ca(context, tls.ca_file)
