@@ -38,6 +38,7 @@ from qrclient.net.errors import (
     AssociationAborted,
     AssociationRejected,
     ConnectFailed,
+    ConnectionDropped,
     DicomNetworkError,
     DicomTimeout,
     NoAcceptedContext,
@@ -253,12 +254,10 @@ class Association:
         notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
         try:
             return await cls._negotiate(stream, peer, contexts, settings)
-        except (AssociationAborted, anyio.BrokenResourceError, OSError) as exc:
+        except (ConnectionDropped, anyio.BrokenResourceError, OSError) as exc:
             await anyio.aclose_forcefully(stream)
-            if isinstance(exc, AssociationAborted) and exc.__cause__ is None:
-                raise  # an A-ABORT PDU: the peer said why
             raise _failed(settings, _dropped_at_start(exc, peer, settings.tls)) from None
-        except BaseException:
+        except BaseException:  # an A-ABORT PDU (the peer said why), a rejection, ...
             await anyio.aclose_forcefully(stream)
             raise
 
@@ -681,7 +680,7 @@ def _dropped_at_start(exc: BaseException, peer: Peer, tls: TlsSettings | None) -
     arrives as an alert (or, if our request crossed it, as a reset) on the first read.
     """
     where = f"{peer.host}:{peer.port}"
-    cause = exc.__cause__ if isinstance(exc, AssociationAborted) else exc
+    cause = exc.__cause__ if isinstance(exc, ConnectionDropped) else exc
     if tls is None:
         return AssociationAborted(
             f"{where} closed the connection before answering our association request",

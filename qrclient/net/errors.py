@@ -135,6 +135,10 @@ def describe_abort(source: int, reason: int) -> tuple[str, str]:
     )
 
 
+class ConnectionDropped(AssociationAborted):
+    """The TCP connection closed without A-RELEASE or A-ABORT (the cause is chained)."""
+
+
 def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception inside nested single-member groups, else the group itself.
 

@@ -16,7 +16,7 @@ from enum import IntEnum
 from anyio import BrokenResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream
 
-from qrclient.net.errors import AssociationAborted, ProtocolError
+from qrclient.net.errors import ConnectionDropped, ProtocolError
 
 HEADER = struct.Struct(">BxL")
 HEADER_LENGTH = HEADER.size
@@ -152,7 +152,7 @@ class PduReader:
         return pdu_type, body
 
     async def receive_more(self) -> None:
-        """Await more bytes from the peer; a closed connection becomes AssociationAborted."""
+        """Await more bytes from the peer; a closed connection becomes ConnectionDropped."""
         if self._offset:
             # Drop consumed bytes before growing, so the buffer stays about one PDU long.
             del self._buffer[: self._offset]
@@ -160,7 +160,7 @@ class PduReader:
         try:
             self._buffer += await self._stream.receive(self._CHUNK)
         except (EndOfStream, BrokenResourceError, OSError) as exc:
-            raise AssociationAborted(
+            raise ConnectionDropped(
                 "the peer closed the connection without A-RELEASE or A-ABORT",
                 "the peer dropped the association; its log says why",
             ) from exc
