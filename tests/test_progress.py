@@ -28,9 +28,9 @@ def test_counters_and_first_instance_time() -> None:
     )
     assert snapshot.first_instance_after is not None
     assert 0 <= snapshot.first_instance_after <= snapshot.elapsed
-    assert not snapshot.done
+    assert not snapshot.finished
     progress.finish()
-    assert progress.snapshot().done
+    assert progress.snapshot().finished
 
 
 def test_parallel_operations_add_up() -> None:
@@ -83,3 +83,23 @@ def test_bar_without_a_total_yet() -> None:
     assert line.startswith("[" + "?" * 24 + "]")
     assert "5 instances" in line
     assert "ETA" not in line
+
+
+def test_snapshot_done_total_and_eta() -> None:
+    # C-GET or C-MOVE to us: what arrived counts even before the peer's counts catch up.
+    here = Snapshot(remaining=60, completed=10, failed=5, received=35, elapsed=4.0)
+    assert (here.succeeded, here.done, here.total) == (35, 40, 100)
+    assert here.eta_seconds == 6.0  # 60 left at 10 per second
+    # C-MOVE to another AE: nothing arrives here, the peer's counts are all there is.
+    elsewhere = Snapshot(remaining=30, completed=8, warning=2, elapsed=5.0)
+    assert (elsewhere.done, elsewhere.total, elsewhere.eta_seconds) == (10, 40, 15.0)
+    unknown = Snapshot(received=3, elapsed=1.0)
+    assert (unknown.done, unknown.total, unknown.eta_seconds) == (3, None, None)
+    assert Snapshot(remaining=0, completed=4, elapsed=1.0).eta_seconds is None
+
+
+def test_bar_moves_for_a_move_to_another_ae() -> None:
+    line = render(Snapshot(remaining=30, completed=10, elapsed=5.0))
+    assert line.startswith("[######..................]")
+    assert "10/40 instances" in line
+    assert "ETA 15 s" in line

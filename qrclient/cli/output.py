@@ -10,11 +10,8 @@ from typing import Protocol, TextIO
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from qrclient.ops.browse import text_of
+from qrclient.ops.browse import HIDDEN_COLUMNS, text_of
 from qrclient.ops.dicomjson import to_json_dict
-
-# Returned by the peer on every match; not worth a column.
-_HIDDEN = {"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"}
 
 
 class MatchWriter(Protocol):
@@ -25,7 +22,7 @@ class MatchWriter(Protocol):
 
 class _Columns:
     def __init__(self, keywords: list[str]) -> None:
-        self.keywords = [k for k in keywords if k not in _HIDDEN]
+        self.keywords = [k for k in keywords if k not in HIDDEN_COLUMNS]
 
     def row(self, dataset: Dataset) -> list[str]:
         return [text_of(_element(dataset, k)) for k in self.keywords]

@@ -27,13 +27,12 @@ class ProgressBar:
 
 def render(snapshot: Snapshot) -> str:
     """``[#####.....] 1200/3500 instances 45.2 MB 120.3 MB/s ETA 3 s``."""
-    done = snapshot.received + snapshot.failed
-    total = done + (snapshot.remaining or 0) if snapshot.remaining is not None else None
+    done, total = snapshot.done, snapshot.total
     if total:
         filled = min(_WIDTH, _WIDTH * done // total)
         bar = "#" * filled + "." * (_WIDTH - filled)
-        rate = snapshot.instances_per_second
-        eta = f" ETA {(total - done) / rate:.0f} s" if rate > 0 and total > done else ""
+        eta_seconds = snapshot.eta_seconds
+        eta = f" ETA {eta_seconds:.0f} s" if eta_seconds is not None else ""
         count = f"{done}/{total}"
     else:
         bar, eta, count = "?" * _WIDTH, "", str(done)

@@ -6,8 +6,7 @@ import argparse
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import fail
-from qrclient.cli.retrieve_command import parse_listen
-from qrclient.ops.node import NodeError, check_ae_title
+from qrclient.ops.node import NodeError, check_ae_title, parse_listen
 from qrclient.ops.query import QueryError
 
 
@@ -19,13 +18,12 @@ def run(args: argparse.Namespace) -> int:
             check_ae_title(args.aet, "calling AE title (--aet)") if args.aet is not None else None
         )
         listen = parse_listen(args.listen) if args.listen is not None else None
+        nodes = NodeBook.load(args.config, calling_ae=calling, listen=listen)
         if args.node:
-            NodeBook.load(args.config).resolve(args.node)
+            nodes.resolve(args.node)
     except (NodeError, QueryError, ValueError) as exc:  # ConfigError is a ValueError
         fail(str(exc))
         return exit_codes.USAGE
     from qrclient import tui
 
-    return tui.run(
-        args.node, config_path=args.config, store=args.out, calling_ae=calling, listen=listen
-    )
+    return tui.run(args.node, store=args.out, nodes=nodes)

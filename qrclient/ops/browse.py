@@ -22,8 +22,8 @@ Row = Mapping[str, str]
 # Runs one C-FIND (level, match/return keys) and yields its matches as rows.
 FindRows = Callable[[Level, list[str]], AsyncIterator[Row]]
 
-# Returned on every match; not worth showing.
-_HIDDEN = frozenset({"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"})
+# Returned on every match; not worth showing (the command line hides them too).
+HIDDEN_COLUMNS = frozenset({"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"})
 
 # SOP classes are shown by name ("CT Image Storage"): nobody reads them as numbers.
 _CLASS_KEYS = frozenset({"SOPClassUID", "SOPClassesInStudy"})
@@ -60,7 +60,7 @@ def match_row(dataset: Dataset) -> dict[str, str]:
     row: dict[str, str] = {}
     for element in dataset:
         name = element.keyword or f"({element.tag.group:04X},{element.tag.element:04X})"
-        if name not in _HIDDEN:
+        if name not in HIDDEN_COLUMNS:
             row[name] = _readable(element.VR, text_of(element))
             if name in _CLASS_KEYS:
                 row[name] = "\\".join(UID(uid).name for uid in row[name].split("\\"))
@@ -107,11 +107,16 @@ def drill_keys(level: Level, model: Model, row: Row) -> tuple[Level, list[str]]:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """One retrieve request built from selected rows, with a label for people."""
+    """One retrieve request built from selected rows at ``level``."""
 
-    label: str
+    level: Level
     request: RetrieveRequest
     count: int
+
+    def label(self, parent: str = "") -> str:
+        """``3 series``, or ``3 series of <parent>`` given a name for their parent."""
+        text = f"{self.count} {level_noun(self.level, self.count)}"
+        return f"{text} of {parent}" if parent else text
 
 
 def retrieve_selections(level: Level, model: Model, rows: Iterable[Row]) -> list[Selection]:
@@ -119,25 +124,23 @@ def retrieve_selections(level: Level, model: Model, rows: Iterable[Row]) -> list
     path = _PATH_KEYS[level]
     if model is Model.PATIENT and level is not Level.PATIENT:
         path = ("PatientID", *path)
-    groups: dict[tuple[str, ...], list[str]] = {}
+    # UIDs per parent, each once, in the order selected (a dict: fast for 10k rows).
+    groups: dict[tuple[str, ...], dict[str, None]] = {}
     for row in rows:
         values = tuple(row.get(name, "") for name in path)
         if not all(values):
             missing = next(n for n, v in zip(path, values, strict=True) if not v)
             raise QueryError(f"a selected row has no {missing}: cannot retrieve it")
-        members = groups.setdefault(values[:-1], [])
-        if values[-1] not in members:
-            members.append(values[-1])
+        groups.setdefault(values[:-1], {})[values[-1]] = None
     selections = []
-    for parents, uids in groups.items():
+    for parents, members in groups.items():
+        uids = list(members)
         for start in range(0, len(uids), _UIDS_PER_REQUEST):
             chunk = uids[start : start + _UIDS_PER_REQUEST]
             keys = [f"{n}={v}" for n, v in zip(path[:-1], parents, strict=True)]
             keys.append(f"{path[-1]}=" + "\\".join(chunk))
-            noun = level_noun(level, len(chunk))
-            label = f"{len(chunk)} {noun}" + (f" of {parents[-1][-12:]}" if parents else "")
             request = RetrieveRequest.parse(level, model, keys)
-            selections.append(Selection(label, request, len(chunk)))
+            selections.append(Selection(level, request, len(chunk)))
     return selections
 
 
@@ -220,7 +223,7 @@ def count_column(level: Level) -> str | None:
 
 def ordered_columns(level: Level, keywords: Sequence[str]) -> list[str]:
     """Columns to show, in the order asked, without the ones every match repeats."""
-    shown = [k for k in keywords if k not in _HIDDEN]
+    shown = [k for k in keywords if k not in HIDDEN_COLUMNS]
     # Long UIDs last: the columns people read come first in a narrow terminal.
     long = [k for k in shown if k.endswith("UID") and k not in _CLASS_KEYS]
     return [k for k in shown if k not in long] + long
@@ -231,14 +234,16 @@ async def remote_totals(find_rows: FindRows, study_uids: Sequence[str]) -> dict[
     totals: dict[str, int] = {}
     if not study_uids:
         return totals
-    uid_list = "\\".join(study_uids)
     for level, uid_key, count_key in (
         (Level.STUDY, "StudyInstanceUID", "NumberOfStudyRelatedInstances"),
         (Level.SERIES, "SeriesInstanceUID", "NumberOfSeriesRelatedInstances"),
     ):
-        keys = [f"StudyInstanceUID={uid_list}", uid_key, count_key]
-        async for row in find_rows(level, keys):
-            uid, count = row.get(uid_key, ""), row.get(count_key, "")
-            if uid and count.isdigit():
-                totals[uid] = int(count)
+        # Bounded UID lists: a PACS may refuse a long identifier.
+        for start in range(0, len(study_uids), _UIDS_PER_REQUEST):
+            uid_list = "\\".join(study_uids[start : start + _UIDS_PER_REQUEST])
+            keys = [f"StudyInstanceUID={uid_list}", uid_key, count_key]
+            async for row in find_rows(level, keys):
+                uid, count = row.get(uid_key, ""), row.get(count_key, "")
+                if uid and count.isdigit():
+                    totals[uid] = int(count)
     return totals

@@ -27,7 +27,30 @@ class Snapshot:
     skipped: int = 0  # already in the store, not fetched again
     elapsed: float = 0.0
     first_instance_after: float | None = None
-    done: bool = False
+    finished: bool = False  # the retrieve has ended
+
+    @property
+    def succeeded(self) -> int:
+        """Sub-operations that worked: at least what arrived here (parallel operations
+        report their own counts late), or what the peer says (C-MOVE to another AE)."""
+        return max(self.completed + self.warning, self.received)
+
+    @property
+    def done(self) -> int:
+        """Sub-operations over, either way."""
+        return self.succeeded + self.failed
+
+    @property
+    def total(self) -> int | None:
+        """All sub-operations; None while the peer has not said how many remain."""
+        return None if self.remaining is None else self.done + self.remaining
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time left at the rate so far; None when unknown or nothing is left."""
+        if not self.remaining or not self.done or self.elapsed <= 0:
+            return None
+        return self.remaining / (self.done / self.elapsed)
 
     @property
     def instances_per_second(self) -> float:
@@ -66,7 +89,7 @@ class Progress:
         self._received_bytes = 0
         self._skipped = 0
         self._first_instance_after: float | None = None
-        self._done = False
+        self._finished = False
         self._changed: anyio.Event | None = None
 
     def snapshot(self) -> Snapshot:
@@ -79,7 +102,7 @@ class Progress:
             received_bytes=self._received_bytes,
             skipped=self._skipped,
             first_instance_after=self._first_instance_after,
-            done=self._done,
+            finished=self._finished,
             elapsed=time.perf_counter() - self.started,
         )
 
@@ -128,7 +151,7 @@ class Progress:
         self._notify()
 
     def finish(self) -> None:
-        self._done = True
+        self._finished = True
         self._notify()
 
     def _notify(self) -> None:
@@ -141,7 +164,7 @@ class Progress:
         while True:
             snapshot = self.snapshot()
             yield snapshot
-            if snapshot.done:
+            if snapshot.finished:
                 return
             self._changed = self._changed or anyio.Event()
             await self._changed.wait()

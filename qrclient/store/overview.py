@@ -1,6 +1,6 @@
 """What the store holds, per study and series: how many instances, how big, and where.
 
-Read through a separate read-only connection to the index, without the store's lock:
+Read through a read-only connection of its own to the index, without the store's lock:
 the UI browses a store while a retrieve (its own or another qrclient's) writes into it,
 and sees what the writer has committed (group commits: at most ~0.5 s behind).
 """
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from qrclient.store.store import META_DIR, Store
@@ -71,20 +73,55 @@ _CHUNK = 500  # UIDs per IN (...) list, well under SQLite's variable limit
 
 
 class StoreView:
-    """Read-only questions to the index of the store at ``root``; no lock taken."""
+    """Read-only questions to the index of the store at ``root``; no lock taken.
+
+    One connection, opened on the first question once the index exists, kept until
+    :meth:`close`. Usable from several threads (a UI reads in a worker thread), one
+    question at a time.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._database = self.root / META_DIR / "index.sqlite"
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> StoreView:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The connection; None while nothing was retrieved into the store yet."""
+        if self._connection is None and self._database.exists():
+            self._connection = sqlite3.connect(
+                f"{self._database.as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        return self._connection
 
     def _rows(self, sql: str, parameters: Sequence[str] = ()) -> list[tuple[Any, ...]]:
-        if not self._database.exists():
-            return []  # nothing retrieved into it yet
-        connection = sqlite3.connect(f"{self._database.as_uri()}?mode=ro", uri=True)
-        try:
-            return connection.execute(sql, parameters).fetchall()
-        finally:
-            connection.close()
+        with self._lock:
+            connection = self._open()
+            if connection is None:
+                return []
+            try:
+                return connection.execute(sql, parameters).fetchall()
+            except sqlite3.Error:
+                connection.close()  # the next question starts afresh
+                self._connection = None
+                raise
 
     def _counts(self, sql: str, uids: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -126,7 +163,8 @@ class StoreView:
 def holdings(store: Store) -> list[StudyHolding]:
     """Every study in an open store, including what it has not committed yet."""
     store.flush()
-    return StoreView(store.root).holdings()
+    with StoreView(store.root) as view:
+        return view.holdings()
 
 
 def _holdings(root: Path, rows: list[tuple[Any, ...]]) -> list[StudyHolding]:

@@ -7,6 +7,10 @@ the command line never pays for Textual.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qrclient.tui.nodes import NodeBook
 
 
 def run(
@@ -16,11 +20,13 @@ def run(
     store: str | Path | None = None,
     calling_ae: str | None = None,
     listen: tuple[str, int] | None = None,
+    nodes: NodeBook | None = None,
 ) -> int:
     """Open the app (optionally on ``node``); returns an exit code when it closes.
 
     Unset arguments come from the configuration (``config_path``, else the default
-    file): our AE title, the store, the listener for C-MOVE.
+    file): our AE title, the store, the listener for C-MOVE. ``nodes``: the
+    configuration already loaded (with ``calling_ae`` and ``listen`` applied).
     """
     import sys
     from collections.abc import Callable, Mapping
@@ -31,14 +37,14 @@ def run(
     from qrclient.tui.backend import RealBackend
     from qrclient.tui.nodes import NodeBook
 
-    try:
-        nodes = NodeBook.load(config_path, calling_ae=calling_ae)
-    except ValueError as exc:  # ConfigError: one line naming the file and the problem
-        sys.stderr.write(f"qrclient: error: {exc}\n")
-        return 2
+    if nodes is None:
+        try:
+            nodes = NodeBook.load(config_path, calling_ae=calling_ae, listen=listen)
+        except ValueError as exc:  # ConfigError: one line naming the file and the problem
+            sys.stderr.write(f"qrclient: error: {exc}\n")
+            return 2
     root = Path(store) if store else nodes.store or default_store()
-    defaults = nodes.config.defaults
-    address = listen or (defaults.listen_host, defaults.listen_port)
+    address = nodes.default_listen
     settings = Settings(nodes.calling_ae, nodes.config.max_pdu)
 
     def backend(observer: Callable[[str, Mapping[str, object]], None]) -> RealBackend:

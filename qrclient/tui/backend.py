@@ -19,6 +19,8 @@ import anyio
 
 from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.association import Observer
+from qrclient.net.errors import DicomNetworkError, sole_error
+from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.browse import Row, match_row, remote_totals
@@ -33,7 +35,7 @@ from qrclient.ops.retrieve import (
     RetrieveRequest,
     move_listener,
 )
-from qrclient.store import Store
+from qrclient.store import Store, StoreError
 from qrclient.store.overview import StoreView, StudyHolding
 
 ProgressCallback = Callable[[Snapshot], None]
@@ -48,6 +50,7 @@ class Node:
     name: str = ""  # the configured name, "" for an ad hoc node
     settings: Settings | None = None  # the node's own timeouts, TLS...; None: the app's
     destination: str | None = None  # C-MOVE destination; None: us (our listener)
+    listen: tuple[str, int] | None = None  # where our listener waits; None: the app's
 
     def __str__(self) -> str:
         return f"{self.name} ({self.peer})" if self.name else str(self.peer)
@@ -80,7 +83,10 @@ class Backend(Protocol):
 
     async def retrieve(
         self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
-    ) -> RetrieveOutcome: ...
+    ) -> RetrieveOutcome:
+        """Retrieve into the store. A backend may queue the request: the first call of
+        ``on_progress`` says it has started. Errors come as themselves, not in groups."""
+        ...
 
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]: ...
 
@@ -103,12 +109,62 @@ class _RowStream:
             yield match_row(dataset)
 
 
+class _SharedListener:
+    """Our storage listener on one address, serving every retrieve that moves to us."""
+
+    def __init__(self, router: MoveRouter) -> None:
+        self.router = router
+        self.listener: StorageListener | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def refusals(self) -> int:
+        return len(self.listener.refusals) if self.listener is not None else 0
+
+    def refused_since(self, count: int) -> list[str]:
+        refusals = self.listener.refusals[count:] if self.listener is not None else []
+        return [f"our listener refused an association: {r.reason}" for r in refusals]
+
+    async def start(self, host: str, port: int, settings: Settings) -> None:
+        """Listen on ``host:port``; raises the listener's error (e.g. ListenFailed)."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def serve() -> None:
+            try:
+                async with move_listener(self.router, host, port, settings) as listener:
+                    self.listener = listener
+                    ready.set_result(None)
+                    await asyncio.Event().wait()  # until the last retrieve ends
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                raise
+
+        self.task = asyncio.create_task(serve())
+        try:
+            await ready
+        except BaseException as exc:
+            await self.stop()  # collect the failed task's error: it is reported here
+            raise (sole_error(exc) if isinstance(exc, BaseExceptionGroup) else exc) from None
+
+    @property
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with suppress(asyncio.CancelledError, Exception):  # stopping: nothing to report
+                await self.task
+
+
 class RealBackend:
     """The async core against a real PACS, into one local store.
 
     The store is opened (and locked) only while retrieves run; browsing reads its index
-    without the lock. C-MOVEs to us share one storage listener (one port per process),
-    started by the first retrieve that needs it and stopped with the last one.
+    through one read-only view without the lock. C-MOVEs to us share one storage
+    listener per address, started by the first retrieve that needs it and stopped with
+    the last one. At most ``max_jobs`` retrieves run at once; the others wait their turn.
     """
 
     def __init__(
@@ -118,13 +174,18 @@ class RealBackend:
         *,
         observer: Observer | None = None,
         listen: tuple[str, int] = ("0.0.0.0", 11113),
+        max_jobs: int = 2,
     ) -> None:
         self._store_root = Path(store_root)
         self.settings = replace(settings, observer=observer) if observer else settings
         self._listen = listen
+        self._view = StoreView(self._store_root)
         self._store: Store | None = None
-        self._router: MoveRouter | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._listeners: dict[tuple[str, int], _SharedListener] = {}
+        # Opening the store and listeners, and closing them, one at a time: retrieves
+        # start in the same tick, and one may start while the last one's are closing.
+        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(max_jobs)  # a big selection must not flood the PACS
         self._retrieving = 0
         self._idle = asyncio.Event()  # no retrieve running: the store may be closed
         self._idle.set()
@@ -142,11 +203,6 @@ class RealBackend:
             calling_ae=self.settings.calling_ae,
             observer=self.settings.observer,
         )
-
-    def _open_store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self._store_root)
-        return self._store
 
     async def echo(self, node: Node) -> EchoResult:
         started = time.perf_counter()
@@ -178,45 +234,69 @@ class RealBackend:
     async def retrieve(
         self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
     ) -> RetrieveOutcome:
-        self._retrieving += 1
-        self._idle.clear()
-        try:
-            return await self._retrieve(node, request, on_progress)
-        finally:
-            self._retrieving -= 1
-            if not self._retrieving:
-                # Shielded: a cancelled job must still give the store back.
-                with anyio.CancelScope(shield=True):
-                    await self._release()
-                self._idle.set()
+        async with self._slots:
+            self._retrieving += 1
+            self._idle.clear()
+            try:
+                return await self._retrieve(node, request, on_progress)
+            except BaseExceptionGroup as group:
+                # Task groups wrap the one error that ended the job: report it as itself.
+                raise sole_error(group) from None
+            finally:
+                self._retrieving -= 1
+                if not self._retrieving:
+                    # Shielded: a cancelled job must still give the store back.
+                    with anyio.CancelScope(shield=True):
+                        await self._release()
 
-    async def _release(self) -> None:
+    async def _release(self, *, force: bool = False) -> None:
         """Between retrieves hold nothing: the store's lock (so a command-line retrieve
-        can use the same store while the UI stays open) and our listener's port."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with suppress(asyncio.CancelledError, Exception):  # stopping: nothing to report
-                await self._listener
-            self._listener = None
-            self._router = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        can use the same store while the UI stays open) and our listeners' ports."""
+        async with self._lock:
+            if self._retrieving and not force:
+                return  # one started while we waited: it uses what is open
+            listeners, self._listeners = list(self._listeners.values()), {}
+            for listener in listeners:
+                await listener.stop()
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self._idle.set()
+
+    async def _prepare(
+        self, node: Node, settings: Settings
+    ) -> tuple[Store, Method, _SharedListener | None, str]:
+        """The open store, the method to use, the listener for moves to us, and a note
+        when the listener cannot start and C-GET is used instead."""
+        async with self._lock:
+            if self._store is None:
+                self._store = Store.open(self._store_root)
+            store = self._store
+            to_us = node.destination in (None, settings.calling_ae)
+            if node.method is Method.GET or not to_us:
+                return store, node.method, None, ""
+            address = node.listen or self._listen
+            shared = self._listeners.get(address)
+            if shared is not None and shared.alive:
+                return store, node.method, shared, ""
+            shared = _SharedListener(MoveRouter(self.settings.calling_ae, store))
+            try:
+                await shared.start(*address, self.settings)
+            except Exception as exc:
+                if node.method is Method.MOVE:
+                    raise
+                # No listener: C-GET is the only way left; say why.
+                why = exc.message if isinstance(exc, DicomNetworkError) else str(exc)
+                return store, Method.GET, None, f"no C-MOVE to us ({why}): using C-GET"
+            self._listeners[address] = shared
+            return store, node.method, shared, ""
 
     async def _retrieve(
         self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
     ) -> RetrieveOutcome:
-        store = self._open_store()
         settings = self._settings(node)
-        method, router = node.method, None
-        to_us = node.destination in (None, settings.calling_ae)
-        if method is not Method.GET and to_us:
-            try:
-                router = await self._shared_router(store)
-            except Exception:
-                if method is Method.MOVE:
-                    raise
-                method = Method.GET  # no listener: C-GET is the only way left
+        store, method, shared, note = await self._prepare(node, settings)
+        refused_before = shared.refusals if shared is not None else 0
         job = RetrieveJob.into_store(
             node.peer,
             request,
@@ -224,7 +304,7 @@ class RealBackend:
             settings,
             method=method,
             destination=node.destination,
-            router=router,
+            router=shared.router if shared is not None else None,
         )
         async with anyio.create_task_group() as group:
 
@@ -239,45 +319,29 @@ class RealBackend:
                 group.cancel_scope.cancel()
                 store.flush()  # the index names what arrived, even if the app is killed
         on_progress(job.progress.snapshot())
+        if note:
+            outcome.notes.insert(0, note)
+        if shared is not None:
+            # Refused while this job ran: perhaps its peer, under another AE title.
+            outcome.errors.extend(shared.refused_since(refused_before))
         return outcome
 
-    async def _shared_router(self, store: Store) -> MoveRouter:
-        """The router of our one storage listener, started on first use."""
-        if self._router is not None and self._listener is not None and not self._listener.done():
-            return self._router
-        router = MoveRouter(self.settings.calling_ae, store)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        host, port = self._listen
-
-        async def serve() -> None:
-            try:
-                async with move_listener(router, host, port, self.settings):
-                    ready.set_result(None)
-                    await asyncio.Event().wait()  # until the session ends
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                raise
-
-        self._listener = asyncio.create_task(serve())
-        await ready
-        self._router = router
-        return router
-
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
-        view = StoreView(self._store_root)
         if level is Level.STUDY:
-            return view.study_counts(uids)
+            return self._view.study_counts(uids)
         if level is Level.SERIES:
-            return view.series_counts(uids)
+            return self._view.series_counts(uids)
         if level is Level.IMAGE:
-            return view.present(uids)
+            return self._view.present(uids)
         return {}
 
     def holdings(self) -> list[StudyHolding]:
-        if self._store is not None:
-            self._store.flush()  # show what a running retrieve received so far
-        return StoreView(self._store_root).holdings()
+        """What the store holds; reads the index (call it off the UI thread)."""
+        store = self._store
+        if store is not None:
+            with suppress(StoreError):  # closed meanwhile: what is committed is enough
+                store.flush()  # show what a running retrieve received so far
+        return self._view.holdings()
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         async def find_rows(level: Level, keys: list[str]) -> AsyncIterator[Mapping[str, str]]:
@@ -293,4 +357,5 @@ class RealBackend:
         # store they write into is closed.
         with anyio.move_on_after(10):
             await self._idle.wait()
-        await self._release()
+        await self._release(force=True)
+        self._view.close()

@@ -13,12 +13,17 @@ from qrclient.tui.backend import Node
 
 
 class JobState(Enum):
+    QUEUED = "queued"  # waiting for a free slot: the backend runs a few at a time
     RUNNING = "running"
     COMPLETE = "complete"
     PARTIAL = "partial"
     FAILED = "failed"
     NOT_FOUND = "not found"
     CANCELLED = "cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
 
     @property
     def retryable(self) -> bool:
@@ -31,7 +36,7 @@ class Job:
     label: str
     node: Node
     request: RetrieveRequest
-    state: JobState = JobState.RUNNING
+    state: JobState = JobState.QUEUED
     snapshot: Snapshot = field(default_factory=Snapshot)
     outcome: RetrieveOutcome | None = None
     error: str = ""
@@ -57,17 +62,16 @@ class Job:
 
 def progress_line(snapshot: Snapshot) -> str:
     """Sub-operations done / failed / remaining, rate and time left."""
-    done = _done(snapshot)
     parts = [f"{snapshot.received} received"]
     if snapshot.skipped:
         parts.append(f"{snapshot.skipped} already here")
-    parts.append(f"{done} done")
+    parts.append(f"{snapshot.succeeded} done")
     parts.append(f"{snapshot.failed} failed")
     if snapshot.remaining is not None:
         parts.append(f"{snapshot.remaining} remaining")
     parts.append(f"{snapshot.megabytes_per_second:.1f} MB/s")
-    eta = eta_seconds(snapshot)
-    if eta is not None and not snapshot.done:
+    eta = snapshot.eta_seconds
+    if eta is not None and not snapshot.finished:
         parts.append(f"ETA {_duration(eta)}")
     return " · ".join(parts)
 
@@ -83,21 +87,7 @@ def _duration(seconds: float) -> str:
     )
 
 
-def _done(snapshot: Snapshot) -> int:
-    """Sub-operations done; at least what arrived (parallel associations each count)."""
-    return max(snapshot.completed + snapshot.warning, snapshot.received)
-
-
-def eta_seconds(snapshot: Snapshot) -> float | None:
-    finished = _done(snapshot) + snapshot.failed
-    if not snapshot.remaining or not finished or snapshot.elapsed <= 0:
-        return None
-    return snapshot.remaining / (finished / snapshot.elapsed)
-
-
 def fraction(snapshot: Snapshot) -> tuple[float, float | None]:
     """(progress, total) for a progress bar; total None while unknown."""
-    finished = _done(snapshot) + snapshot.failed
-    if snapshot.remaining is None:
-        return float(finished), None
-    return float(finished), float(finished + snapshot.remaining)
+    total = snapshot.total
+    return float(snapshot.done), None if total is None else float(total)

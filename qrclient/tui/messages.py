@@ -8,6 +8,7 @@ from qrclient.ops.browse import Row
 from qrclient.ops.find import FindOutcome
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.retrieve import RetrieveOutcome
+from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import EchoResult
 
 
@@ -74,3 +75,12 @@ class TotalsArrived(Message):
     def __init__(self, totals: dict[str, int]) -> None:
         super().__init__()
         self.totals = totals
+
+
+class StoreRead(Message):
+    """What the store holds, read off the UI thread; or why it could not be read."""
+
+    def __init__(self, holdings: list[StudyHolding], error: str = "") -> None:
+        super().__init__()
+        self.holdings = holdings
+        self.error = error

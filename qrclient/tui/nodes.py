@@ -12,16 +12,33 @@ from qrclient.tui.backend import Node
 class NodeBook:
     """The configuration's named nodes and defaults (built-in ones when there is no file)."""
 
-    def __init__(self, config: Config | None = None, *, calling_ae: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        calling_ae: str | None = None,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
         self.config = config or Config()
         self.calling_ae = calling_ae or self.config.ae_title
+        self.listen = listen  # --listen: where our listener waits, whatever the node says
 
     @classmethod
     def load(
-        cls, config_path: str | Path | None = None, *, calling_ae: str | None = None
+        cls,
+        config_path: str | Path | None = None,
+        *,
+        calling_ae: str | None = None,
+        listen: tuple[str, int] | None = None,
     ) -> NodeBook:
         """The user's configuration; ConfigError (a ValueError, one line) if unusable."""
-        return cls(load_config(config_path), calling_ae=calling_ae)
+        return cls(load_config(config_path), calling_ae=calling_ae, listen=listen)
+
+    @property
+    def default_listen(self) -> tuple[str, int]:
+        """Where our listener waits for nodes without an address of their own."""
+        defaults = self.config.defaults
+        return self.listen or (defaults.listen_host, defaults.listen_port)
 
     @property
     def names(self) -> list[str]:
@@ -38,10 +55,14 @@ class NodeBook:
         return self.node(self.config.resolve(text))
 
     def node(self, config: NodeConfig) -> Node:
+        defaults = self.config.defaults
+        own = (config.listen_host, config.listen_port)
+        has_own = own != (defaults.listen_host, defaults.listen_port)
         return Node(
             config.peer,
             config.method,
             config.name if config.configured else "",
             settings=config.settings(self.calling_ae, self.config.max_pdu),
             destination=config.destination,
+            listen=own if has_own and self.listen is None else None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -96,6 +97,7 @@ class FakeBackend:
         self.queries: list[Query] = []
         self.retrieved: list[RetrieveRequest] = []
         self.here: dict[str, int] = {_study_uid(0): 5, _study_uid(1): 4}
+        self.store_failures = 0  # local_counts raises this many times first
 
     @property
     def store_root(self) -> Path:
@@ -194,12 +196,15 @@ class FakeBackend:
                 received=5,
                 received_bytes=2_621_440,
                 elapsed=1.0,
-                done=True,
+                finished=True,
             )
         )
         return RetrieveOutcome(planned=5, received=5, received_bytes=2_621_440, seconds=1.0)
 
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
+        if self.store_failures:
+            self.store_failures -= 1
+            raise sqlite3.OperationalError("database is locked")
         return {uid: self.here.get(uid, 0) for uid in uids}
 
     def holdings(self) -> list[StudyHolding]:

@@ -19,7 +19,6 @@ from qrclient.net import Settings
 from qrclient.net.association import Observer
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend, RealBackend
-from qrclient.tui.jobs import JobState
 from tests.conftest import OUR_AE, start_orthanc
 from tests.tui.helpers import main_screen, status_text, wait_until
 
@@ -42,7 +41,7 @@ async def _shoot(node: str, store: Path, listen_port: int) -> None:
             )
 
         def jobs_done() -> bool:
-            return all(job.state is not JobState.RUNNING for job in screen.jobs.values())
+            return all(job.state.ended for job in screen.jobs.values())
 
         await pilot.press("enter")
         await settled(1)

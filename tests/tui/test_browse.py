@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from pydicom.dataset import Dataset
 
 from qrclient.ops.browse import (
     QueryForm,
+    Row,
     drill_keys,
     form_keys,
     match_row,
     ordered_columns,
+    remote_totals,
     retrieve_selections,
 )
 from qrclient.ops.events import describe_event
@@ -165,3 +169,34 @@ def test_events_show_negotiation() -> None:
     )
     assert lines[0] == "A-ASSOCIATE-AC peer ORTHANC (1.2.3), max PDU 16384"
     assert lines[1] == "  [1] Verification SOP Class: accepted Explicit VR Little Endian"
+
+
+def test_selection_labels_name_the_parent_when_given() -> None:
+    rows = [{"StudyInstanceUID": "1.1", "SeriesInstanceUID": f"1.1.{n}"} for n in (1, 2)]
+    [selection] = retrieve_selections(Level.SERIES, Model.STUDY, rows)
+    assert selection.label() == "2 series"
+    assert selection.label("2024-01-31 CT CHEST") == "2 series of 2024-01-31 CT CHEST"
+    [one] = retrieve_selections(Level.STUDY, Model.STUDY, [{"StudyInstanceUID": "1.2"}])
+    assert one.label() == "1 study"
+
+
+@pytest.mark.anyio
+async def test_remote_totals_ask_in_bounded_uid_lists() -> None:
+    asked: list[tuple[Level, int]] = []
+
+    async def find_rows(level: Level, keys: list[str]) -> AsyncIterator[Row]:
+        uids = keys[0].removeprefix("StudyInstanceUID=").split("\\")
+        asked.append((level, len(uids)))
+        for uid in uids:
+            if level is Level.STUDY:
+                yield {"StudyInstanceUID": uid, "NumberOfStudyRelatedInstances": "3"}
+            else:
+                yield {"SeriesInstanceUID": f"{uid}.1", "NumberOfSeriesRelatedInstances": "3"}
+
+    studies = [f"1.{n}" for n in range(250)]
+    totals = await remote_totals(find_rows, studies)
+    assert asked == [(Level.STUDY, n) for n in (100, 100, 50)] + [
+        (Level.SERIES, n) for n in (100, 100, 50)
+    ]
+    assert len(totals) == 500
+    assert totals["1.249.1"] == 3

@@ -22,7 +22,9 @@ from qrclient.tui.backend import Backend, RealBackend
 from qrclient.tui.jobs import Job, JobState
 from qrclient.tui.nodes import NodeBook
 from qrclient.tui.widgets.log_pane import LogPane
-from tests.tui.helpers import main_screen, status_text, wait_until
+from tests.tui.conftest import fake_app
+from tests.tui.fake_backend import FakeBackend
+from tests.tui.helpers import main_screen, run_query, status_text, wait_until
 
 Hook = Callable[[str, Mapping[str, object]], None]
 
@@ -104,7 +106,7 @@ async def test_query_drill_down_select_retrieve_and_see_the_store(
 
         await pilot.press("a", "r")
         job = screen.jobs[1]
-        await wait_until(pilot, lambda: job.state is not JobState.RUNNING)
+        await wait_until(pilot, lambda: job.state.ended)
         assert job.state is JobState.COMPLETE, job.error
         assert job.outcome is not None
         assert job.outcome.received == len(series.instances)
@@ -170,11 +172,11 @@ async def test_a_job_can_be_cancelled_and_retried(
             job = screen.jobs[1]
             await wait_until(pilot, lambda: not armed[0])
             await pilot.press("f3", "c")  # the job's view has focus: cancel it
-            await wait_until(pilot, lambda: job.state is not JobState.RUNNING)
+            await wait_until(pilot, lambda: job.state.ended)
             assert job.state is JobState.CANCELLED
             orthanc.resume()
             await pilot.press("r")  # retry: fetches what is missing
-            await wait_until(pilot, lambda: job.state is not JobState.RUNNING, seconds=60)
+            await wait_until(pilot, lambda: job.state.ended, seconds=60)
             assert _state(job) is JobState.COMPLETE, job.error
             assert job.attempts == 2
             assert job.outcome is not None
@@ -209,9 +211,7 @@ async def test_two_move_jobs_share_one_listener(
         assert screen.table.row_count == len(patient.studies)
         await pilot.press("r", "down", "r")  # two jobs at once, one row each
         assert len(screen.jobs) == 2
-        await wait_until(
-            pilot, lambda: all(j.state is not JobState.RUNNING for j in screen.jobs.values())
-        )
+        await wait_until(pilot, lambda: all(j.state.ended for j in screen.jobs.values()))
         assert [j.state for j in screen.jobs.values()] == [JobState.COMPLETE] * 2
         assert {j.node.method for j in screen.jobs.values()} == {Method.MOVE}
         assert str(screen.jobs[1].node) == f"orthanc ({peer})"
@@ -310,3 +310,49 @@ async def test_bad_input_is_reported_in_the_app(
         )
         assert screen.generation == 0  # nothing was sent
         assert app.is_running
+
+
+async def test_browsing_stays_on_the_node_the_query_went_to(
+    peer: Peer, archive: Archive, tmp_path: Path, listen_ports: tuple[int, int]
+) -> None:
+    """Editing the node field after a query changes nothing for the rows already shown:
+    drill-down, Backspace and retrieve keep asking the node the UIDs came from."""
+    patient = find_patient(archive, "PAT001")
+    study = patient.studies[0]
+    app = real_app(peer, tmp_path / "store", listen_ports[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = main_screen(pilot)
+        screen.query_one("#patient_id", Input).value = "PAT001"
+        screen.query_one("#patient_id", Input).focus()
+        await pilot.press("enter")
+        await _settled(pilot, 1)
+        screen.query_one("#node", Input).value = f"WRONG@{peer.host}:{peer.port}"
+        screen.table.focus()
+        await _open_row(pilot, "StudyInstanceUID", study.study_instance_uid, 2)
+        assert "success" in status_text(pilot)
+        assert {row["SeriesInstanceUID"] for row in screen.table.all_rows()} == {
+            s.series_instance_uid for s in study.series
+        }
+        screen.query_one("#node", Input).value = "not a node at all"
+        await pilot.press("backspace")
+        assert len(screen.places) == 1
+        assert str(peer) in str(screen.query_one("#breadcrumb").render())
+        await pilot.press("r")
+        job = screen.jobs[1]
+        assert job.node.peer == peer
+        await wait_until(pilot, lambda: job.state.ended)
+        assert job.state is JobState.COMPLETE, job.error
+        assert "not a node" not in _log_text(pilot)  # nothing re-read the field
+
+
+async def test_a_store_error_hides_here_only_until_the_next_query() -> None:
+    backend = FakeBackend()
+    backend.store_failures = 1
+    async with fake_app(backend).run_test(size=(100, 30)) as pilot:
+        screen = main_screen(pilot)
+        await run_query(pilot)
+        assert not any(row.get("Here") for row in screen.table.all_rows())
+        await wait_until(pilot, lambda: "database is locked" in _log_text(pilot))
+        screen.query_one("#patient_name", Input).focus()
+        await run_query(pilot)
+        assert [row.get("Here") for row in screen.table.all_rows()][:2] == ["5/5", "4/9"]

@@ -32,6 +32,7 @@ from qrclient.ops.find import FindState
 from qrclient.ops.node import NodeError
 from qrclient.ops.query import Level, Model, Query, QueryError, build_query
 from qrclient.store import StoreError
+from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import Node
 from qrclient.tui.jobs import Job, JobState
 from qrclient.tui.messages import (
@@ -40,6 +41,7 @@ from qrclient.tui.messages import (
     JobEnded,
     JobProgressed,
     MatchesArrived,
+    StoreRead,
     TotalsArrived,
 )
 from qrclient.tui.widgets.breadcrumb import Breadcrumb
@@ -71,12 +73,18 @@ def _columns(query: Query) -> list[str]:
 
 @dataclass(slots=True)
 class Place:
-    """One level of the browse path: the query that filled the table, and its rows."""
+    """One level of the browse path: the query that filled the table, and its rows.
 
+    The node is the one the first query went to: the UIDs below it are that node's,
+    whatever the node field says later.
+    """
+
+    node: Node
     level: Level
     model: Model
     keys: list[str]
     label: str
+    columns: list[str]
     rows: list[Row] = field(default_factory=list)
     cursor: int = 0
     complete: bool = False
@@ -128,6 +136,7 @@ class MainScreen(Screen[None]):
         self.find_started = 0.0
         self.jobs: dict[int, Job] = {}
         self._store_broken = False
+        self._totals_wanted = False  # t pressed before the store list was read
 
     @property
     def qr_app(self) -> QrclientApp:
@@ -240,18 +249,20 @@ class MainScreen(Screen[None]):
         label = f"{event.level.value.lower()} query"
         if keys:
             label += " " + " ".join(keys)
-        self.places = [Place(event.level, event.model, keys, label)]
-        self._start_find(node, query)
+        self.places = [Place(node, event.level, event.model, keys, label, _columns(query))]
+        self._store_broken = False  # a new query: try the store again
+        self._start_find(query)
         self.table.focus()
 
-    def _start_find(self, node: Node, query: Query) -> None:
+    def _start_find(self, query: Query) -> None:
         self._cancel_find()
         self.generation += 1
         place = self.places[-1]
+        node = place.node
         table = self.table
-        table.set_columns(_columns(query))
+        table.set_columns(place.columns)
         self.query_one("#filter", Input).value = ""
-        self._show_path(node)
+        self._show_path()
         for warning in query.warnings:
             self.log_pane.note(f"warning: {warning}")
         self._status(f"querying {node} at {place.level.value.lower()} level…", "running")
@@ -371,8 +382,8 @@ class MainScreen(Screen[None]):
 
     # -- browsing ----------------------------------------------------------------------
 
-    def _show_path(self, node: Node) -> None:
-        parts = [str(node), *(p.label for p in self.places)]
+    def _show_path(self) -> None:
+        parts = [str(self.places[0].node), *(p.label for p in self.places)]
         self.query_one(Breadcrumb).show(parts)
 
     @on(ResultsTable.Activated)
@@ -383,9 +394,6 @@ class MainScreen(Screen[None]):
         if child_level(place.level) is None:
             self.notify("images are the lowest level: r retrieves them", title="Browse")
             return
-        node = self._node()
-        if node is None:
-            return
         try:
             level, keys = drill_keys(place.level, place.model, event.row)
             query = build_query(level, place.model, keys)
@@ -394,8 +402,9 @@ class MainScreen(Screen[None]):
             return
         place.rows = self.table.all_rows()
         place.cursor = self.table.cursor
-        self.places.append(Place(level, place.model, keys, path_label(place.level, event.row)))
-        self._start_find(node, query)
+        label = path_label(place.level, event.row)
+        self.places.append(Place(place.node, level, place.model, keys, label, _columns(query)))
+        self._start_find(query)
 
     def action_up(self) -> None:
         if len(self.places) < 2:
@@ -404,15 +413,12 @@ class MainScreen(Screen[None]):
         self.generation += 1  # late rows of the abandoned query are dropped
         self.places.pop()
         place = self.places[-1]
-        query = build_query(place.level, place.model, place.keys)
         table = self.table
-        table.set_columns(_columns(query))
+        table.set_columns(place.columns)
         table.add_rows(place.rows)
         table.action_jump(place.cursor)
         self._refresh_here()  # what was retrieved down there shows up here
-        node = self._node()
-        if node is not None:
-            self._show_path(node)
+        self._show_path()
         if place.complete:
             self._status(place.status)
         else:
@@ -454,9 +460,6 @@ class MainScreen(Screen[None]):
         if not self.places:
             self.notify("query first, then select rows to retrieve", title="Retrieve")
             return
-        node = self._node()
-        if node is None:
-            return
         place = self.places[-1]
         rows = self.table.selected_rows()
         if not rows:
@@ -467,11 +470,9 @@ class MainScreen(Screen[None]):
         except QueryError as exc:
             self.report(str(exc), title="Retrieve")
             return
+        parent = place.label if len(self.places) > 1 else ""
         for selection in selections:
-            label = selection.label.split(" of ")[0]
-            if len(self.places) > 1:
-                label += f" of {place.label}"
-            job = Job(len(self.jobs) + 1, label, node, selection.request)
+            job = Job(len(self.jobs) + 1, selection.label(parent), place.node, selection.request)
             self.jobs[job.id] = job
             self.query_one(JobsPanel).add_job(job)
             self._run_job(job)
@@ -483,7 +484,7 @@ class MainScreen(Screen[None]):
         )
 
     def _run_job(self, job: Job) -> None:
-        job.state = JobState.RUNNING
+        job.state = JobState.QUEUED  # until the backend starts it and reports progress
         job.error = ""
         job.worker = self.run_worker(
             self._retrieve(job), group=f"job-{job.id}", exit_on_error=False
@@ -507,7 +508,8 @@ class MainScreen(Screen[None]):
 
     def on_job_progressed(self, event: JobProgressed) -> None:
         job = self.jobs.get(event.job_id)
-        if job is not None and job.state is JobState.RUNNING:
+        if job is not None and not job.state.ended:
+            job.state = JobState.RUNNING
             job.snapshot = event.snapshot
             self.query_one(JobsPanel).refresh_job(job)
 
@@ -541,7 +543,7 @@ class MainScreen(Screen[None]):
         rows = self.table.all_rows()
         if rows and len(rows) <= 20_000:
             self._fill_local_counts(rows)
-            self.table.update_rows(rows)
+            self.table.update_rows(rows, HERE)
 
     def on_job_view_cancel(self, event: JobView.Cancel) -> None:
         job = self.jobs.get(event.job_id)
@@ -576,16 +578,36 @@ class MainScreen(Screen[None]):
             self.action_store_update()
 
     def action_store_update(self) -> None:
+        self.run_worker(
+            self._read_store, thread=True, group="store", exclusive=True, exit_on_error=False
+        )
+
+    def _read_store(self) -> None:
+        """In a thread: a big index takes a while to sum up, keys must not wait."""
         backend = self.qr_app.backend
+        held: list[StudyHolding] = []
         try:
             held = backend.holdings()
         except (StoreError, sqlite3.Error, OSError) as exc:
-            self.report(f"cannot read the store {backend.store_root}: {exc}", title="Store")
+            error = f"cannot read the store {backend.store_root}: {exc}"
+            self.post_message(StoreRead(held, error))
+        else:
+            self.post_message(StoreRead(held))
+
+    def on_store_read(self, event: StoreRead) -> None:
+        if event.error:
+            self.report(event.error, title="Store")
             return
-        self.query_one(StorePanel).show(str(backend.store_root), held)
+        self.query_one(StorePanel).show(str(self.qr_app.backend.store_root), event.holdings)
+        if self._totals_wanted:
+            self._totals_wanted = False
+            self.action_store_totals()
 
     def action_store_totals(self) -> None:
         if self.query_one(TabbedContent).active != "store":
+            return
+        if any(w.group == "store" and w.is_running for w in self.workers):
+            self._totals_wanted = True  # once the list is read
             return
         node = self._node()
         uids = self.query_one(StorePanel).study_uids

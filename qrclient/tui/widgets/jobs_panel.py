@@ -7,6 +7,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Label, ProgressBar, Static
 
@@ -84,7 +85,11 @@ class JobView(Vertical, can_focus=True):
     def refresh_job(self) -> None:
         job = self.job
         snapshot = job.snapshot
-        self.query_one(".job-state", Label).update(job.state.value)
+        try:
+            state_label = self.query_one(".job-state", Label)
+        except NoMatches:
+            return  # not composed yet: its on_mount shows the job as it is then
+        state_label.update(job.state.value)
         progress, total = fraction(snapshot)
         bar = self.query_one(ProgressBar)
         if job.state is JobState.COMPLETE and total is None:
@@ -121,6 +126,8 @@ class JobsPanel(VerticalScroll):
         self.mount(view, before=0)
 
     def refresh_job(self, job: Job) -> None:
-        for view in self.query(JobView):
-            if view.job is job:
-                view.refresh_job()
+        try:
+            view = self.query_one(f"#job-{job.id}", JobView)
+        except NoMatches:
+            return  # not mounted yet: it shows the job when it is
+        view.refresh_job()

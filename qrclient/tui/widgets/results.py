@@ -183,18 +183,15 @@ class ResultsTable(ScrollView, can_focus=True):
             self._apply_sort()
         self._resize()
 
-    def update_rows(self, rows: Iterable[Row]) -> None:
-        """Rows changed in place (e.g. a local count filled in): redraw and re-measure."""
-        for row in rows:
-            for column in self.columns:
-                width = min(MAX_WIDTH, cell_len(row.get(column.key, "")))
-                column.width = max(column.width, width)
+    def update_rows(self, rows: Iterable[Row], key: str) -> None:
+        """Rows whose ``key`` changed in place (e.g. a local count filled in): redraw,
+        widening that column only if needed."""
+        for column in self.columns:
+            if column.key == key:
+                for row in rows:
+                    width = min(MAX_WIDTH, cell_len(row.get(key, "")))
+                    column.width = max(column.width, width)
         self._resize()
-
-    def add_column(self, key: str, label: str) -> None:
-        if all(c.key != key for c in self.columns):
-            self.columns.append(Column(key, label, cell_len(label)))
-            self._resize()
 
     def _widen(self, indices: range) -> None:
         for column in self.columns:
