@@ -16,14 +16,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from qrclient.demo.matching import Value, matches
+from qrclient.ops.query import LEVEL_ORDER, UNIQUE_KEY
 
-LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-UNIQUE_KEYS = {
-    "PATIENT": "PatientID",
-    "STUDY": "StudyInstanceUID",
-    "SERIES": "SeriesInstanceUID",
-    "IMAGE": "SOPInstanceUID",
-}
+LEVELS: tuple[str, ...] = LEVEL_ORDER  # Level is a StrEnum: "PATIENT", ... as in requests
+UNIQUE_KEYS = {str(level): key for level, key in UNIQUE_KEY.items()}
 # The stored attributes of each level (taken from the level's first instance).
 _STORED = {
     "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"),

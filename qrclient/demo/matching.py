@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-# Value representations whose values may hold wildcards (PS3.4 C.2.2.2.4).
-_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+from qrclient.ops.query import WILDCARD_VRS
+
 _RANGE_VRS = frozenset({"DA", "TM", "DT"})
 
 Value = str | int | Sequence[str]
@@ -43,7 +43,7 @@ def _one(query: str, vr: str, candidates: list[str]) -> bool:
     if vr in _RANGE_VRS:
         return any(_digits(c) == _digits(query) for c in candidates if c)
     folded = vr == "PN"
-    if vr in _WILDCARD_VRS and ("*" in query or "?" in query):
+    if vr in WILDCARD_VRS and ("*" in query or "?" in query):
         pattern = _wildcard(query.upper() if folded else query)
         return any(pattern.fullmatch(c.upper() if folded else c) for c in candidates)
     if folded:

@@ -58,8 +58,8 @@ class Model(StrEnum):
         return PATIENT_ROOT_GET if self is Model.PATIENT else STUDY_ROOT_GET
 
 
-_LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
-_UNIQUE_KEY = {
+LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
+UNIQUE_KEY = {  # the attribute that identifies a match at each level
     Level.PATIENT: "PatientID",
     Level.STUDY: "StudyInstanceUID",
     Level.SERIES: "SeriesInstanceUID",
@@ -109,7 +109,8 @@ _RESERVED = {
     "SpecificCharacterSet": "qrclient sets it automatically from the values given",
 }
 
-_STRING_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
+# Value representations whose values may hold wildcards (PS3.4 C.2.2.2.4).
+WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _TEXT_VRS = {"LT", "ST", "UT"}  # the only ones where CR, LF, FF and TAB are allowed
 _INTEGER_VRS = {
     "US": (0, 0xFFFF),
@@ -205,7 +206,7 @@ def _validate_value(key: Key) -> None:
     allowed = "\r\n\f\t" if vr in _TEXT_VRS else ""
     if any((ord(c) < 0x20 or ord(c) == 0x7F) and c not in allowed for c in value):
         raise QueryError(f"{key.name}={value!r}: control characters are not allowed in {vr} values")
-    if any(c in value for c in "*?") and vr not in _STRING_VRS:
+    if any(c in value for c in "*?") and vr not in WILDCARD_VRS:
         raise QueryError(
             f"{key.name}={value!r}: wildcards (* ?) only match text attributes; "
             f"{key.name} ({vr}) needs an exact value, a range or a \\-separated list"
@@ -380,8 +381,8 @@ def _hierarchy_warnings(level: Level, model: Model, keys: Sequence[Key]) -> list
     """Warn where a strict hierarchical PACS would want the unique keys above ``level``."""
     matched = {k.keyword for k in keys if k.value}
     top = Level.PATIENT if model is Model.PATIENT else Level.STUDY
-    needed = _LEVEL_ORDER[_LEVEL_ORDER.index(top) : _LEVEL_ORDER.index(level)]
-    missing = [_UNIQUE_KEY[lv] for lv in needed if _UNIQUE_KEY[lv] not in matched]
+    needed = LEVEL_ORDER[LEVEL_ORDER.index(top) : LEVEL_ORDER.index(level)]
+    missing = [UNIQUE_KEY[lv] for lv in needed if UNIQUE_KEY[lv] not in matched]
     if not missing:
         return []
     return [
