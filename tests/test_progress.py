@@ -103,3 +103,13 @@ def test_bar_moves_for_a_move_to_another_ae() -> None:
     assert line.startswith("[######..................]")
     assert "10/40 instances" in line
     assert "ETA 15 s" in line
+
+
+def test_with_a_plan_the_total_is_the_plan() -> None:
+    """Instances can arrive before the peer's counts say so; done and remaining agree."""
+    progress = Progress()
+    progress.expect(10)
+    progress.add(received=3, received_bytes=300)
+    progress.update(1, remaining=9, completed=1)
+    snapshot = progress.snapshot()
+    assert (snapshot.done, snapshot.remaining, snapshot.total) == (3, 7, 10)

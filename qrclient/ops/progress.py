@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
@@ -82,9 +82,6 @@ class Progress:
         self.started = time.perf_counter()
         self._expected: int | None = None
         self._operations: dict[int, _Counts] = {}
-        self._completed = 0
-        self._failed = 0
-        self._warning = 0
         self._received = 0
         self._received_bytes = 0
         self._skipped = 0
@@ -93,11 +90,11 @@ class Progress:
         self._changed: anyio.Event | None = None
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(
-            remaining=self._remaining(),
-            completed=self._completed,
-            failed=self._failed,
-            warning=self._warning,
+        operations = self._operations.values()
+        counts = Snapshot(
+            completed=sum(c.completed for c in operations),
+            failed=sum(c.failed for c in operations),
+            warning=sum(c.warning for c in operations),
             received=self._received,
             received_bytes=self._received_bytes,
             skipped=self._skipped,
@@ -105,6 +102,7 @@ class Progress:
             finished=self._finished,
             elapsed=time.perf_counter() - self.started,
         )
+        return replace(counts, remaining=self._remaining(counts.done))
 
     def expect(self, sub_operations: int) -> None:
         """The plan: how many sub-operations the job's operations will ask for in all."""
@@ -123,22 +121,17 @@ class Progress:
         """One operation's sub-operation counts as the peer reported them (None: not
         reported this time); ``operation`` tells the job's operations apart."""
         counts = self._operations.setdefault(operation, _Counts())
-        if remaining is not None:
-            counts.remaining = remaining
-        if completed is not None:
-            self._completed += completed - counts.completed
-            counts.completed = completed
-        if failed is not None:
-            self._failed += failed - counts.failed
-            counts.failed = failed
-        if warning is not None:
-            self._warning += warning - counts.warning
-            counts.warning = warning
+        counts.remaining = counts.remaining if remaining is None else remaining
+        counts.completed = counts.completed if completed is None else completed
+        counts.failed = counts.failed if failed is None else failed
+        counts.warning = counts.warning if warning is None else warning
         self._notify()
 
-    def _remaining(self) -> int | None:
+    def _remaining(self, done: int) -> int | None:
+        """The plan minus what is done (counted as Snapshot.done counts it), else what
+        the operations report."""
         if self._expected is not None:
-            return max(0, self._expected - self._completed - self._failed - self._warning)
+            return max(0, self._expected - done)
         reported = [c.remaining for c in self._operations.values() if c.remaining is not None]
         return sum(reported) if reported else None
 
