@@ -38,7 +38,7 @@ from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.ops.get import c_get
 from qrclient.ops.progress import Progress
-from qrclient.ops.storing import receive_instance
+from qrclient.ops.storing import Arrival, receive_instance
 from qrclient.store import Store
 from tests.fakepeer import (
     HEADER,
@@ -505,7 +505,7 @@ class Recorder:
     def allows(self, calling_ae: str, address: str) -> bool:
         return calling_ae == HOSTILE_AE
 
-    async def store(self, association: Association, context_id: int, command: Command) -> int:
+    async def store(self, association: Association, context_id: int, command: Command) -> Arrival:
         return await receive_instance(
             association, context_id, command, self.sink, Progress(), self.errors
         )

@@ -339,8 +339,15 @@ class AllowAll:
     def allows(self, calling_ae: str, address: str) -> bool:
         return True
 
-    async def store(self, association: Association, context_id: int, command: object) -> int:
-        return 0
+    async def store(self, association: Association, context_id: int, command: object) -> Answer:
+        return Answer()
+
+
+class Answer:
+    status = 0
+
+    def settle(self) -> None:
+        pass
 
 
 async def listener_negotiates(request: bytes) -> tuple[Association | None, list[bytes]]:

@@ -51,12 +51,27 @@ _CALLING_AE_NOT_RECOGNISED = 3
 _CALLED_AE_NOT_RECOGNISED = 7
 
 
+class StoreAnswer(Protocol):
+    """A handler's verdict on one C-STORE: the status to answer, then ``settle``.
+
+    ``settle`` runs once the response is sent (or sending failed), so work the answer
+    does not depend on overlaps the peer preparing its next instance. It never raises.
+    """
+
+    @property
+    def status(self) -> int: ...
+
+    def settle(self) -> None: ...
+
+
 class StoreHandler(Protocol):
     """Decides who may store to us and takes each instance (see ops.move)."""
 
     def allows(self, calling_ae: str, address: str) -> bool: ...
 
-    async def store(self, association: Association, context_id: int, command: Command) -> int: ...
+    async def store(
+        self, association: Association, context_id: int, command: Command
+    ) -> StoreAnswer: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,14 +238,19 @@ class StorageListener:
             except PeerReleased:
                 return
             if command.command_field == CommandField.C_STORE_RQ:
-                status = await self.handler.store(association, context_id, command)
-                response_field = CommandField.C_STORE_RSP
+                answer = await self.handler.store(association, context_id, command)
+                response = response_to(command, CommandField.C_STORE_RSP, answer.status)
+                try:
+                    await association.send(context_id, response)
+                finally:
+                    answer.settle()
             elif command.command_field == CommandField.C_ECHO_RQ:
-                status, response_field = 0x0000, CommandField.C_ECHO_RSP
+                await association.send(
+                    context_id, response_to(command, CommandField.C_ECHO_RSP, 0x0000)
+                )
             else:
                 await association.abort()
                 return
-            await association.send(context_id, response_to(command, response_field, status))
 
 
 async def _abort(stream: ByteStream, settings: Settings) -> None:

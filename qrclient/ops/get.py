@@ -123,7 +123,7 @@ class _Retrieval:
 
     async def _store(self, context_id: int, command: Command) -> None:
         """Receive one C-STORE sub-operation into the sink and answer it."""
-        status = await receive_instance(
+        arrival = await receive_instance(
             self.association,
             context_id,
             command,
@@ -131,8 +131,11 @@ class _Retrieval:
             self.progress,
             self.result.store_errors,
         )
-        response = response_to(command, CommandField.C_STORE_RSP, status)
-        await self.association.send(context_id, response)
+        response = response_to(command, CommandField.C_STORE_RSP, arrival.status)
+        try:
+            await self.association.send(context_id, response)
+        finally:
+            arrival.settle()  # while the peer prepares its next instance
 
     async def _cancel(self, context_id: int) -> None:
         """C-CANCEL, keep answering until the final response or the grace period, else abort."""

@@ -23,7 +23,7 @@ from qrclient.net.status import Service
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.get import CANCEL_GRACE, SubOperations
 from qrclient.ops.progress import Progress
-from qrclient.ops.storing import InstanceSink, receive_instance
+from qrclient.ops.storing import Arrival, InstanceSink, receive_instance
 
 
 @dataclass(slots=True)
@@ -71,7 +71,7 @@ class MoveRouter:
                 return move
         return None
 
-    async def store(self, association: Association, context_id: int, command: Command) -> int:
+    async def store(self, association: Association, context_id: int, command: Command) -> Arrival:
         move = self.route(association.peer.ae_title, command)
         if move is None:
             self.unexpected.append(command.affected_sop_instance_uid or "")

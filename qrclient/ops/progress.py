@@ -25,6 +25,7 @@ class Snapshot:
     received: int = 0  # instances stored here (C-GET, or C-MOVE to our listener)
     received_bytes: int = 0
     skipped: int = 0  # already in the store, not fetched again
+    lost: int = 0  # acknowledged to the peer, then not stored (the disk failed meanwhile)
     elapsed: float = 0.0
     first_instance_after: float | None = None
     finished: bool = False  # the retrieve has ended
@@ -85,6 +86,7 @@ class Progress:
         self._received = 0
         self._received_bytes = 0
         self._skipped = 0
+        self._lost = 0
         self._first_instance_after: float | None = None
         self._finished = False
         self._changed: anyio.Event | None = None
@@ -98,6 +100,7 @@ class Progress:
             received=self._received,
             received_bytes=self._received_bytes,
             skipped=self._skipped,
+            lost=self._lost,
             first_instance_after=self._first_instance_after,
             finished=self._finished,
             elapsed=time.perf_counter() - self.started,
@@ -135,12 +138,15 @@ class Progress:
         reported = [c.remaining for c in self._operations.values() if c.remaining is not None]
         return sum(reported) if reported else None
 
-    def add(self, *, received: int = 0, received_bytes: int = 0, skipped: int = 0) -> None:
+    def add(
+        self, *, received: int = 0, received_bytes: int = 0, skipped: int = 0, lost: int = 0
+    ) -> None:
         if received and self._first_instance_after is None:
             self._first_instance_after = time.perf_counter() - self.started
         self._received += received
         self._received_bytes += received_bytes
         self._skipped += skipped
+        self._lost += lost
         self._notify()
 
     def finish(self) -> None:

@@ -474,6 +474,7 @@ class RetrieveJob:
         snapshot = self.progress.snapshot()
         self.outcome.received = snapshot.received
         self.outcome.received_bytes = snapshot.received_bytes
+        self.outcome.failed += snapshot.lost  # the peer counted those as completed
         self.outcome.seconds = snapshot.elapsed
         self.progress.finish()
 

@@ -4,10 +4,18 @@ Fragments go straight from the receive buffer into the sink (a file in the local
 store) and are never decoded. A store failure refuses that instance (status 0xA700)
 but its fragments are still read off the association, so the association stays usable.
 An instance cut off mid-way is discarded, never committed.
+
+Storing is split around the C-STORE response, because the peer sends nothing more
+until it has our answer. Before it, the data set is received and checked (``seal``);
+after it, while the peer prepares its next instance, the file is written, renamed into
+place and indexed (``Arrival.settle``). A failure in that second half (the disk or the
+store vanished) cannot change the answer already sent: it counts as a store error of
+the retrieve, which then ends partial.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from qrclient.net.association import Association
@@ -19,11 +27,16 @@ STORE_OUT_OF_RESOURCES = 0xA700
 
 
 class Incoming(Protocol):
-    """One instance being received (implemented by the local store)."""
+    """One instance being received (implemented by the local store).
 
-    def write(self, fragment: bytes) -> None: ...
+    ``write`` may keep the fragment it is given: callers pass immutable buffers.
+    """
 
-    def commit(self) -> object: ...
+    def write(self, fragment: bytes | memoryview) -> None: ...
+
+    def seal(self) -> None: ...
+
+    def place(self) -> object: ...
 
     def discard(self) -> None: ...
 
@@ -36,6 +49,31 @@ class InstanceSink(Protocol):
     ) -> Incoming: ...
 
 
+@dataclass(slots=True)
+class Arrival:
+    """A received C-STORE: the status to answer, then ``settle`` once the answer is sent."""
+
+    status: int
+    sealed: Incoming | None
+    size: int
+    progress: Progress
+    errors: list[str]
+    sop_instance_uid: str
+
+    def settle(self) -> None:
+        """Place the sealed instance; a failure is recorded, never raised."""
+        if self.sealed is None:
+            return
+        incoming, self.sealed = self.sealed, None
+        try:
+            incoming.place()
+        except Exception as exc:
+            self.errors.append(f"{self.sop_instance_uid}: {exc}")
+            self.progress.add(lost=1)
+        else:
+            self.progress.add(received=1, received_bytes=self.size)
+
+
 class _Writer:
     """Passes fragments to the incoming file until a write fails, then drops the rest."""
 
@@ -43,7 +81,7 @@ class _Writer:
         self.target: Incoming | None = None
         self.error: Exception | None = None
 
-    def write(self, fragment: bytes) -> None:
+    def write(self, fragment: bytes | memoryview) -> None:
         if self.target is None or self.error is not None:
             return
         try:
@@ -59,10 +97,12 @@ async def receive_instance(
     sink: InstanceSink | None,
     progress: Progress,
     errors: list[str],
-) -> int:
-    """Store the data set following ``command``; returns the C-STORE status to answer.
+) -> Arrival:
+    """Receive and check the data set following ``command``; returns what to answer.
 
     ``sink`` None drains and refuses the instance. Failures are appended to ``errors``.
+    The caller sends the response, then calls ``settle`` on the result (also if sending
+    failed: the instance arrived whole).
     """
     sop_instance = command.affected_sop_instance_uid or ""
     writer = _Writer()
@@ -83,15 +123,16 @@ async def receive_instance(
         if incoming is not None:
             incoming.discard()
         raise
+    arrival = Arrival(STORE_OUT_OF_RESOURCES, None, size, progress, errors, sop_instance)
     if incoming is not None and writer.error is None:
         try:
-            incoming.commit()
+            incoming.seal()
         except Exception as exc:
             writer.error = exc
         else:
-            progress.add(received=1, received_bytes=size)
-            return STORE_SUCCESS
+            arrival.status, arrival.sealed = STORE_SUCCESS, incoming
+            return arrival
     elif incoming is not None:
         incoming.discard()
     errors.append(f"{sop_instance}: {writer.error or 'not expected by any retrieve'}")
-    return STORE_OUT_OF_RESOURCES
+    return arrival

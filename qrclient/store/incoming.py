@@ -1,10 +1,12 @@
 """One instance being received: a temporary file that becomes a stored file or nothing.
 
-Fragments are appended through a buffer, never decoded: ``write`` is the hot path of
-a retrieve. The data set is checked (element headers only) and read for the few
-attributes the store needs once, at ``commit``: from memory for an instance that fit in
-the buffer (most C-FIND-sized and small images: no temp file until commit, written in
-one go), from the page cache for larger ones.
+Fragments are kept as received, never decoded: ``write`` is the hot path of a retrieve.
+An instance up to ``MEMORY_LIMIT`` stays in memory until it is complete; ``seal`` then
+checks its data set (element headers only) and reads the few attributes the store
+needs, and ``place`` writes it in one go, renames it into place and indexes it. The
+split lets the C-STORE response go out between the two, so the disk work overlaps the
+peer preparing its next instance. A larger instance streams to its temporary file from
+the start of its overflow and is checked from the page cache.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import itertools
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NoReturn, Protocol
 
@@ -21,6 +24,7 @@ from qrclient.store.index import StoredInstance
 from qrclient.store.part10 import dataset_values, read_dataset_values
 
 BUFFER_SIZE = 256 * 1024  # a few 16 KB fragments per write(2); a 1 MB one goes straight
+MEMORY_LIMIT = 8 * 1024 * 1024  # held in memory up to this; a bigger instance streams to disk
 TEMP_SUFFIX = ".part"
 _NUMBERS = itertools.count()
 
@@ -34,29 +38,44 @@ def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
     return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the store will put a sealed instance, decided before it is acknowledged."""
+
+    text: dict[str, str]  # the attributes the store keeps, decoded
+    relative: str  # path under the store's root
+    target: str  # absolute path
+    previous: str | None  # where the index has the instance now, if anywhere
+
+
 class Owner(Protocol):
     """The store, as an incoming instance sees it."""
 
     wanted_tags: frozenset[int]
 
+    def check(self, incoming: Incoming, values: dict[int, bytes]) -> Placement: ...
+
     def place(
-        self, incoming: Incoming, values: dict[int, bytes], status: os.stat_result
+        self, incoming: Incoming, placement: Placement, status: os.stat_result
     ) -> StoredInstance: ...
 
     def forget(self, incoming: Incoming) -> None: ...
 
 
 class Incoming:
-    """Receive with ``write``, then ``commit`` (or ``discard``); then it is finished."""
+    """Receive with ``write``, then ``seal`` and ``place`` (or ``discard``); then it is finished."""
 
     __slots__ = (
         "_data_offset",
         "_directory",
         "_file",
         "_finished",
-        "_memory",
+        "_fragments",
         "_owner",
+        "_sealed",
+        "_size",
         "path",
+        "placement",
         "sop_class_uid",
         "sop_instance_uid",
         "source",
@@ -78,23 +97,28 @@ class Incoming:
         self._directory = directory
         self.path: Path | None = None  # the temporary file, once there is one
         self._file: BinaryIO | None = None
-        self._memory: bytearray | None = bytearray(header)
+        # Header and data fragments while in memory; None once streaming to the file.
+        self._fragments: list[bytes | memoryview] | None = [header]
+        self._size = len(header)
         self._data_offset = len(header)
+        self._sealed: bytes | None = None  # the whole file, once sealed in memory
+        self.placement: Placement | None = None  # set by seal
         self._finished = False
         self.sop_class_uid = sop_class_uid
         self.sop_instance_uid = sop_instance_uid
         self.transfer_syntax = transfer_syntax
         self.source = source
 
-    def write(self, fragment: bytes) -> None:
-        """Append the next bytes of the data set, exactly as received."""
-        if self._finished:
-            raise StoreError(f"{self.sop_instance_uid}: written after it was finished")
-        memory = self._memory
-        if memory is not None:
-            memory += fragment
-            if len(memory) >= BUFFER_SIZE:
-                self._spill()
+    def write(self, fragment: bytes | memoryview) -> None:
+        """Append the next bytes of the data set, exactly as received (kept, not copied)."""
+        if self._finished or self.placement is not None:
+            raise StoreError(f"{self.sop_instance_uid}: written after it was sealed or finished")
+        fragments = self._fragments
+        if fragments is not None:
+            fragments.append(fragment)
+            self._size += len(fragment)
+            if self._size > MEMORY_LIMIT:
+                self._spill(fragments)
             return
         assert self._file is not None
         try:
@@ -102,46 +126,36 @@ class Incoming:
         except OSError as exc:
             self._fail(exc)
 
-    def _spill(self) -> BinaryIO:
-        """Move what is in memory to a new temporary file and continue there."""
+    def _spill(self, fragments: list[bytes | memoryview]) -> None:
+        """Too big to hold: write what is in memory to a temporary file, continue there."""
+        self._fragments = None
         try:
             self.path, self._file = open_temp(self._directory)
-            assert self._memory is not None
-            self._file.write(self._memory)
+            self._file.writelines(fragments)
         except OSError as exc:
             self._fail(exc)
-        self._memory = None
-        return self._file
 
-    def commit(self) -> StoredInstance:
-        """Check the data set is complete, move the file into place and index it.
+    def seal(self) -> None:
+        """Check the data set is complete and parses, and read the store's attributes.
 
-        No fsync per file: the file is closed before it is renamed, so a file in its
-        final place is complete whenever the process is killed, and its index row is
-        written after the rename. Only a power failure could lose recent files, which
-        ``Store.verify`` then reports; guarding against that would cost an fsync each.
+        After it the instance can be acknowledged; StoreError (and nothing kept) if not.
         """
-        if self._finished:
-            raise StoreError(f"{self.sop_instance_uid}: already committed or discarded")
+        if self._finished or self.placement is not None:
+            raise StoreError(f"{self.sop_instance_uid}: already sealed or finished")
         wanted = self._owner.wanted_tags
         try:
-            if self._memory is not None:
-                # Check before writing anything: a bad data set never touches the disk.
-                # (bytes: the walker compares slices by hash; this copy is < 256 KB.)
-                whole = bytes(self._memory)
+            if self._fragments is not None:
+                whole = b"".join(self._fragments)
+                self._fragments = None
                 values = dataset_values(whole, self._data_offset, self.transfer_syntax, wanted)
-                file = self._spill()
-                file.flush()
-                status = os.fstat(file.fileno())
-                file.close()
+                self._sealed = whole
             else:
                 assert self._file is not None
                 assert self.path is not None
-                self._file.close()
+                self._file.flush()
                 values = read_dataset_values(
                     self.path, self._data_offset, self.transfer_syntax, wanted
                 )
-                status = os.stat(self.path)
         except OSError as exc:
             self._fail(exc)
         except ValueError as exc:
@@ -151,7 +165,35 @@ class Incoming:
                 f"does not parse ({exc})"
             ) from None
         try:
-            stored = self._owner.place(self, values, status)
+            self.placement = self._owner.check(self, values)
+        except BaseException:
+            self.discard()
+            raise
+
+    def place(self) -> StoredInstance:
+        """Write the sealed instance out, move the file into place and index it.
+
+        No fsync per file: the file is closed before it is renamed, so a file in its
+        final place is complete whenever the process is killed, and its index row is
+        written after the rename. Only a power failure could lose recent files, which
+        ``Store.verify`` then reports; guarding against that would cost an fsync each.
+        """
+        placement = self.placement
+        if self._finished or placement is None:
+            raise StoreError(f"{self.sop_instance_uid}: placed before it was sealed")
+        try:
+            if self._sealed is not None:
+                self.path, self._file = open_temp(self._directory)
+                self._file.write(self._sealed)
+                self._sealed = None
+            assert self._file is not None
+            self._file.flush()
+            status = os.fstat(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc)
+        try:
+            stored = self._owner.place(self, placement, status)
         except BaseException:
             self.discard()
             raise
@@ -159,13 +201,19 @@ class Incoming:
         self._owner.forget(self)
         return stored
 
+    def commit(self) -> StoredInstance:
+        """``seal`` and ``place`` in one step, for callers with no response in between."""
+        self.seal()
+        return self.place()
+
     def discard(self) -> None:
         """Drop the instance and its temporary file; harmless once finished."""
         if self._finished:
             return
         self._finished = True
         self._owner.forget(self)
-        self._memory = None
+        self._fragments = None
+        self._sealed = None
         if self._file is not None:
             with contextlib.suppress(OSError):  # a failed flush: the file goes anyway
                 self._file.close()

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from qrclient.store.attributes import Wanted
 from qrclient.store.errors import StoreError, describe_os_error
-from qrclient.store.incoming import Incoming
+from qrclient.store.incoming import Incoming, Placement
 from qrclient.store.index import Index, Record, StoredInstance, StoreSummary
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
 from qrclient.store.part10 import clean_ae_title, clean_uid, file_meta, read_header
@@ -50,6 +50,7 @@ class Store:
         self._meta = os.path.join(self._root, META_DIR)
         self._incoming = root / META_DIR / "incoming"
         self._pending: set[Incoming] = set()
+        self._reserved: dict[str, Incoming] = {}  # relative path -> sealed, not yet placed
         self._directories: set[str] = set()  # known to exist: no mkdir per instance
         self._placing = threading.Lock()
         self._closed = False
@@ -126,12 +127,11 @@ class Store:
         self._pending.add(incoming)
         return incoming
 
-    def place(
-        self, incoming: Incoming, values: dict[int, bytes], status: os.stat_result
-    ) -> StoredInstance:
-        """Move a checked temporary file into place and index it.
+    def check(self, incoming: Incoming, values: dict[int, bytes]) -> Placement:
+        """Where a sealed instance will go; StoreError if it cannot be stored.
 
-        For ``Incoming.commit``, which has checked the data set and read ``values``.
+        For ``Incoming.seal``, which has checked the data set and read ``values``:
+        everything that decides the C-STORE answer is checked here, before it is sent.
         """
         self._check_open()
         uid = incoming.sop_instance_uid
@@ -144,22 +144,38 @@ class Store:
         text["SOPInstanceUID"], text["SOPClassUID"] = uid, incoming.sop_class_uid
         relative = self.layout.render(text)
         target = self._target(relative)
+        previous, owner = self._index.claims(uid, relative)
+        reserved = self._reserved.get(relative)
+        if reserved is not None and reserved is not incoming:
+            owner = owner or reserved.sop_instance_uid
+        if owner not in (None, uid):
+            raise StoreError(
+                f"{uid} was not stored: the layout gives it the path of {owner} "
+                f"({relative}); use a layout that keeps {{SOPInstanceUID}} apart"
+            )
+        # Held until placed or discarded: another association's instance cannot take
+        # the path in between (the index only learns of it at placing).
+        self._reserved[relative] = incoming
+        return Placement(text, relative, target, previous)
+
+    def place(
+        self, incoming: Incoming, placement: Placement, status: os.stat_result
+    ) -> StoredInstance:
+        """Move a checked, closed temporary file into place and index it."""
+        self._check_open()
+        uid = incoming.sop_instance_uid
+        relative, target = placement.relative, placement.target
         record = _record(
-            text,
+            placement.text,
             incoming.transfer_syntax,
             incoming.source,
             relative,
             status.st_size,
             status.st_mtime_ns,
         )
+        previous = placement.previous
         with self._placing:
-            previous, owner = self._index.claims(uid, relative)
-            if owner not in (None, uid):
-                raise StoreError(
-                    f"{uid} was not stored: the layout gives it the path of {owner} "
-                    f"({relative}); use a layout that keeps {{SOPInstanceUID}} apart"
-                )
-            assert incoming.path is not None  # commit wrote the temporary file
+            assert incoming.path is not None  # place wrote the temporary file
             self._move(incoming.path, target, uid)
             try:
                 self._index.put(record)
@@ -174,6 +190,9 @@ class Store:
     def forget(self, incoming: Incoming) -> None:
         """For ``Incoming``: it is finished, ``close`` need not discard it."""
         self._pending.discard(incoming)
+        placement = incoming.placement
+        if placement is not None and self._reserved.get(placement.relative) is incoming:
+            del self._reserved[placement.relative]
 
     def _target(self, relative: str) -> str:
         """The absolute path; refuses anything outside the root (defence in depth)."""

@@ -80,11 +80,13 @@ class _TemporaryFile:
         self._file = path.open("wb")
         self._sink = sink
 
-    def write(self, fragment: bytes) -> None:
+    def write(self, fragment: bytes | memoryview) -> None:
         self._file.write(fragment)
 
-    def commit(self) -> object:
+    def seal(self) -> None:
         self._file.close()
+
+    def place(self) -> object:
         self._sink.arrived += 1
         self._sink.event.set()
         return None
