@@ -45,7 +45,6 @@ class Placement:
     text: dict[str, str]  # the attributes the store keeps, decoded
     relative: str  # path under the store's root
     target: str  # absolute path
-    previous: str | None  # where the index has the instance now, if anywhere
 
 
 class Owner(Protocol):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from qrclient.store.attributes import Wanted
 from qrclient.store.errors import StoreError, describe_os_error
@@ -144,19 +144,15 @@ class Store:
         text["SOPInstanceUID"], text["SOPClassUID"] = uid, incoming.sop_class_uid
         relative = self.layout.render(text)
         target = self._target(relative)
-        previous, owner = self._index.claims(uid, relative)
         reserved = self._reserved.get(relative)
         if reserved is not None and reserved is not incoming:
-            owner = owner or reserved.sop_instance_uid
-        if owner not in (None, uid):
-            raise StoreError(
-                f"{uid} was not stored: the layout gives it the path of {owner} "
-                f"({relative}); use a layout that keeps {{SOPInstanceUID}} apart"
-            )
+            _path_taken(uid, reserved.sop_instance_uid, relative)
         # Held until placed or discarded: another association's instance cannot take
-        # the path in between (the index only learns of it at placing).
+        # the path in between. (The index is asked when placing: every layout holds
+        # {SOPInstanceUID}, so a path held by another instance is a defect, not a
+        # case worth a query before every answer.)
         self._reserved[relative] = incoming
-        return Placement(text, relative, target, previous)
+        return Placement(text, relative, target)
 
     def place(
         self, incoming: Incoming, placement: Placement, status: os.stat_result
@@ -173,8 +169,10 @@ class Store:
             status.st_size,
             status.st_mtime_ns,
         )
-        previous = placement.previous
         with self._placing:
+            previous, owner = self._index.claims(uid, relative)
+            if owner not in (None, uid):
+                _path_taken(uid, owner, relative)
             assert incoming.path is not None  # place wrote the temporary file
             self._move(incoming.path, target, uid)
             try:
@@ -321,6 +319,13 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store {self.root} is closed")
+
+
+def _path_taken(uid: str, owner: str, relative: str) -> NoReturn:
+    raise StoreError(
+        f"{uid} was not stored: the layout gives it the path of {owner} "
+        f"({relative}); use a layout that keeps {{SOPInstanceUID}} apart"
+    )
 
 
 def _record(
