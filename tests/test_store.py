@@ -27,7 +27,7 @@ from pydicom.sequence import Sequence
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.datasets import encode_dataset
 from qrclient.store import DEFAULT_LAYOUT, PLACEHOLDER, Layout, Store, StoredInstance, StoreError
-from qrclient.store.incoming import open_temp
+from qrclient.store.incoming import Incoming, open_temp
 from qrclient.store.index import GROUP_ROWS
 from qrclient.store.overview import StoreView
 
@@ -543,6 +543,31 @@ def test_a_layout_that_merges_paths_refuses_the_second_instance(tmp_path: Path) 
             store_dataset(store, make_dataset(PatientID="A12", SOPInstanceUID="3.4"))
         assert [i.path for i in store.instances()] == [first.path] == ["A123.4"]
         assert incoming_files(store) == []
+
+
+def test_a_sealed_instance_holds_its_path_until_placed_or_discarded(tmp_path: Path) -> None:
+    # Sealed means acknowledged to the peer: another instance must not take its path
+    # before it is placed, or the answer already sent would be a lie.
+    def sealed(store: Store, patient_id: str, uid: str) -> Incoming:
+        ds = make_dataset(PatientID=patient_id, SOPInstanceUID=uid)
+        incoming = store.begin(CT, uid, EXPLICIT, "PACS")
+        incoming.write(encode_dataset(ds, EXPLICIT))
+        incoming.seal()
+        return incoming
+
+    with Store.open(tmp_path, "{PatientID}{SOPInstanceUID}") as store:
+        first = sealed(store, "A1", "23.4")
+        assert stored_files(store) == []  # sealed: checked, not yet written out
+        with pytest.raises(StoreError, match="gives it the path of 23.4"):
+            sealed(store, "A12", "3.4")
+        first.place()
+        assert [i.path for i in store.instances()] == ["A123.4"]
+        assert incoming_files(store) == []
+        # A discarded one gives its path back.
+        discarded = sealed(store, "B1", "23.5")
+        discarded.discard()
+        sealed(store, "B12", "3.5").place()
+        assert sorted(i.path for i in store.instances()) == ["A123.4", "B123.5"]
 
 
 def test_present_with_thousands_of_uids(store: Store) -> None:

@@ -27,14 +27,15 @@ BUFFER_SIZE = 256 * 1024  # a few 16 KB fragments per write(2); a 1 MB one goes 
 MEMORY_LIMIT = 8 * 1024 * 1024  # held in memory up to this; a bigger instance streams to disk
 TEMP_SUFFIX = ".part"
 _NUMBERS = itertools.count()
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+# One random token per process, not per file: O_EXCL already makes every name ours.
+_PREFIX = f"{os.getpid()}-{secrets.token_hex(4)}-"
 
 
 def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
     """A new file in ``directory`` that is ours alone (O_EXCL), opened for writing."""
-    name = f"{os.getpid()}-{next(_NUMBERS)}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    path = directory / name
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(path, flags, 0o666)
+    path = directory / f"{_PREFIX}{next(_NUMBERS)}{TEMP_SUFFIX}"
+    descriptor = os.open(path, _FLAGS, 0o666)
     return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
 
 
