@@ -92,7 +92,7 @@ class _Retrieval:
         await self.association.send(context.context_id, request, data)
         try:
             while not await self._step():
-                await anyio.lowlevel.checkpoint_if_cancelled()
+                pass
         except anyio.get_cancelled_exc_class():
             await self._cancel(context.context_id)
             raise
@@ -109,7 +109,11 @@ class _Retrieval:
             message_data = bytearray()
             await self.association.receive_dataset_into(context_id, message_data.extend)
             self._note_failed_uids(bytes(message_data), context_id)
-        return self.result.note(command, Service.GET, self.progress)
+        final = self.result.note(command, Service.GET, self.progress)
+        # Messages may come from a buffer without any await: check for cancellation
+        # after each one, whole (a C-STORE's check is in sending its response).
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return final
 
     def _note_failed_uids(self, data: bytes, context_id: int) -> None:
         syntax = str(self.association.context(context_id).transfer_syntax)
