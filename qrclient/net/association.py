@@ -16,23 +16,19 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
-from pydicom.uid import UID
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-    SCP_SCU_RoleSelectionNegotiation,
-    SOPClassExtendedNegotiation,
-)
-from pynetdicom.presentation import PresentationContext, negotiate_as_requestor
 
-from qrclient.net import pdu
+from qrclient.net import acse, pdu
+from qrclient.net.acse import (
+    AssociateAccept,
+    AssociateRequest,
+    ExtendedNegotiation,
+    ProposedContext,
+    RoleSelection,
+    UserInformation,
+)
 from qrclient.net.dimse import HAS_DATASET, NO_DATASET, Command, decode_command, encode_command
 from qrclient.net.errors import (
     AssociationAborted,
@@ -57,7 +53,7 @@ from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+APPLICATION_CONTEXT = acse.APPLICATION_CONTEXT
 DEFAULT_MAX_PDU = 1 << 20
 _MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
@@ -144,45 +140,33 @@ def _classify_connect_error(peer: Peer, exc: OSError) -> ConnectFailed:
     return ConnectFailed(f"cannot connect to {where} ({exc})", "check host and port")
 
 
-def _user_information(settings: Settings, contexts: Sequence[ContextRequest]) -> list[Any]:
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = settings.max_pdu
-    class_uid = ImplementationClassUIDNotification()
-    class_uid.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    items: list[Any] = [max_length, class_uid, version]
+def _user_information(settings: Settings, contexts: Sequence[ContextRequest]) -> UserInformation:
+    roles: list[RoleSelection] = []
+    extended: list[ExtendedNegotiation] = []
     seen: set[str] = set()
     for request in contexts:
         if request.abstract_syntax in seen:
-            continue
+            continue  # one sub-item per SOP class: the first request for it decides
         seen.add(request.abstract_syntax)
         if request.scp_role:
-            role = SCP_SCU_RoleSelectionNegotiation()
-            role.sop_class_uid = UID(request.abstract_syntax)
-            role.scu_role = False
-            role.scp_role = True
-            items.append(role)
+            roles.append(RoleSelection(request.abstract_syntax, scu=False, scp=True))
         if request.query_options and request.query_options.wanted:
-            extended = SOPClassExtendedNegotiation()
-            extended.sop_class_uid = UID(request.abstract_syntax)
-            extended.service_class_application_information = request.query_options.encode()
-            items.append(extended)
-    return items
+            options = request.query_options.encode()
+            extended.append(ExtendedNegotiation(request.abstract_syntax, options))
+    return UserInformation(
+        max_pdu=settings.max_pdu,
+        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+        roles=tuple(roles),
+        extended=tuple(extended),
+    )
 
 
-def _proposed_contexts(contexts: Sequence[ContextRequest]) -> list[PresentationContext]:
-    proposed = []
-    for index, request in enumerate(contexts):
-        context = PresentationContext()
-        context.context_id = 2 * index + 1
-        context.abstract_syntax = UID(request.abstract_syntax)
-        context.transfer_syntax = [UID(ts) for ts in request.transfer_syntaxes]
-        if request.scp_role:
-            context.scu_role = False
-            context.scp_role = True
-        proposed.append(context)
-    return proposed
+def _proposed_contexts(contexts: Sequence[ContextRequest]) -> tuple[ProposedContext, ...]:
+    return tuple(
+        ProposedContext(2 * index + 1, request.abstract_syntax, tuple(request.transfer_syntaxes))
+        for index, request in enumerate(contexts)
+    )
 
 
 class Association:
@@ -194,7 +178,7 @@ class Association:
         peer: Peer,
         settings: Settings,
         contexts: list[NegotiatedContext],
-        accept: A_ASSOCIATE,
+        peer_user: UserInformation,
     ) -> None:
         self._stream = stream
         self._reader = pdu.PduReader(stream, settings.max_pdu)
@@ -206,20 +190,13 @@ class Association:
         # Messages may only use accepted contexts; looked up per PDV and per C-STORE.
         self._accepted = {c.context_id: c for c in contexts if c.accepted}
         self._pdu_observer = settings.observer if _pdu_level(settings) else None
-        self.peer_max_pdu = 0
-        self.peer_implementation_class_uid = ""
-        self.peer_implementation_version_name = ""
-        self.query_options: dict[str, QueryOptions] = {}
-        for item in accept.user_information:
-            if isinstance(item, MaximumLengthNotification):
-                self.peer_max_pdu = item.maximum_length_received
-            elif isinstance(item, ImplementationClassUIDNotification):
-                self.peer_implementation_class_uid = str(item.implementation_class_uid or "")
-            elif isinstance(item, ImplementationVersionNameNotification):
-                self.peer_implementation_version_name = str(item.implementation_version_name or "")
-            elif isinstance(item, SOPClassExtendedNegotiation) and item.sop_class_uid:
-                info = item.service_class_application_information or b""
-                self.query_options[str(item.sop_class_uid)] = QueryOptions.decode(info)
+        # From the peer's A-ASSOCIATE-AC (or, on our listener, its A-ASSOCIATE-RQ).
+        self.peer_max_pdu = peer_user.max_pdu or 0  # 0: no limit, also when not given
+        self.peer_implementation_class_uid = peer_user.implementation_class_uid
+        self.peer_implementation_version_name = peer_user.implementation_version_name
+        self.query_options: dict[str, QueryOptions] = {
+            item.sop_class: QueryOptions.decode(item.info) for item in peer_user.extended
+        }
 
     # -- negotiation -------------------------------------------------------------------
 
@@ -265,34 +242,33 @@ class Association:
     async def _negotiate(
         cls, stream: ByteStream, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
     ) -> Association:
-        request = A_ASSOCIATE()
-        request.application_context_name = UID(APPLICATION_CONTEXT)
-        request.calling_ae_title = settings.calling_ae
-        request.called_ae_title = peer.ae_title
-        proposed = _proposed_contexts(contexts)
-        request.presentation_context_definition_list = proposed
-        request.user_information = _user_information(settings, contexts)
-        rq_pdu = A_ASSOCIATE_RQ()
-        rq_pdu.from_primitive(request)
-        encoded = rq_pdu.encode()
-        notify(
-            settings,
-            "associate-rq",
-            {
-                "calling_ae": settings.calling_ae,
-                "called_ae": peer.ae_title,
-                "max_pdu": settings.max_pdu,
-                "bytes": len(encoded),
-                "contexts": [
-                    {
-                        "id": c.context_id,
-                        "abstract_syntax": sop_class_name(str(c.abstract_syntax)),
-                        "transfer_syntaxes": [str(ts) for ts in c.transfer_syntax],
-                    }
-                    for c in proposed
-                ],
-            },
+        request = AssociateRequest(
+            called_ae=peer.ae_title,
+            calling_ae=settings.calling_ae,
+            application_context=APPLICATION_CONTEXT,
+            contexts=_proposed_contexts(contexts),
+            user=_user_information(settings, contexts),
         )
+        encoded = request.encode()
+        if settings.observer is not None:  # naming the SOP classes imports pydicom
+            notify(
+                settings,
+                "associate-rq",
+                {
+                    "calling_ae": settings.calling_ae,
+                    "called_ae": peer.ae_title,
+                    "max_pdu": settings.max_pdu,
+                    "bytes": len(encoded),
+                    "contexts": [
+                        {
+                            "id": c.context_id,
+                            "abstract_syntax": sop_class_name(c.abstract_syntax),
+                            "transfer_syntaxes": list(c.transfer_syntaxes),
+                        }
+                        for c in request.contexts
+                    ],
+                },
+            )
         await stream.send(encoded)
         reader = pdu.PduReader(stream, settings.max_pdu)
         timeout = settings.timeouts.association
@@ -304,11 +280,8 @@ class Association:
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
             ) from None
         if pdu_type == PduType.ASSOCIATE_RJ:
-            rj = A_ASSOCIATE_RJ()
-            rj.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
-            rejection = AssociationRejected(
-                rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0
-            )
+            rj = acse.decode_associate_rj(body)
+            rejection = AssociationRejected(rj.result, rj.source, rj.reason)
             notify(
                 settings,
                 "associate-rj",
@@ -327,39 +300,32 @@ class Association:
                 f"the peer answered A-ASSOCIATE-RQ with PDU type 0x{pdu_type:02X}",
                 "it does not speak the DICOM upper layer protocol on this port",
             )
-        try:
-            ac = A_ASSOCIATE_AC()
-            ac.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
-            accept = ac.to_primitive()
-            if ac.application_context_name is None:
-                raise ValueError("no application context item")
-        except Exception as exc:
-            raise ProtocolError(
-                f"the peer's A-ASSOCIATE-AC does not decode ({exc})",
-                "the peer's DICOM stack is broken",
-            ) from exc
-        negotiated = _match_contexts(proposed, accept)
-        association = cls(stream, peer, settings, negotiated, accept)
+        accept = acse.decode_associate_ac(body)
+        negotiated = _match_contexts(request, accept)
+        association = cls(stream, peer, settings, negotiated, accept.user)
         association.adopt_reader(reader)
-        notify(
-            settings,
-            "associate-ac",
-            {
-                "bytes": pdu.HEADER_LENGTH + len(body),
-                "peer_implementation_class_uid": association.peer_implementation_class_uid,
-                "peer_implementation_version_name": association.peer_implementation_version_name,
-                "peer_max_pdu": association.peer_max_pdu,
-                "contexts": [
-                    {
-                        "id": c.context_id,
-                        "abstract_syntax": c.name,
-                        "result": c.reason,
-                        "transfer_syntax": str(c.transfer_syntax or ""),
-                    }
-                    for c in negotiated
-                ],
-            },
-        )
+        if settings.observer is not None:
+            notify(
+                settings,
+                "associate-ac",
+                {
+                    "bytes": pdu.HEADER_LENGTH + len(body),
+                    "peer_implementation_class_uid": association.peer_implementation_class_uid,
+                    "peer_implementation_version_name": (
+                        association.peer_implementation_version_name
+                    ),
+                    "peer_max_pdu": association.peer_max_pdu,
+                    "contexts": [
+                        {
+                            "id": c.context_id,
+                            "abstract_syntax": c.name,
+                            "result": c.reason,
+                            "transfer_syntax": c.transfer_syntax or "",
+                        }
+                        for c in negotiated
+                    ],
+                },
+            )
         if not any(c.accepted for c in negotiated):
             rejected = "; ".join(f"{c.name}: {c.reason}" for c in negotiated)
             await association.abort()
@@ -634,37 +600,54 @@ class Association:
             await anyio.aclose_forcefully(self._stream)
 
 
-def _match_contexts(
-    proposed: list[PresentationContext], accept: A_ASSOCIATE
-) -> list[NegotiatedContext]:
-    answered = accept.presentation_context_definition_results_list
-    by_id = {c.context_id: c for c in proposed}
-    for context in answered:
-        ours = by_id.get(context.context_id)
+def _match_contexts(request: AssociateRequest, accept: AssociateAccept) -> list[NegotiatedContext]:
+    """Our proposals with the peer's answers, checked against what we proposed."""
+    by_id = {c.context_id: c for c in request.contexts}
+    answers: dict[int, acse.ContextResult] = {}
+    for answer in accept.results:
+        ours = by_id.get(answer.context_id)
         if ours is None:
             raise ProtocolError(
-                f"the peer answered presentation context {context.context_id}, never proposed",
+                f"the peer answered presentation context {answer.context_id}, never proposed",
                 "the peer's DICOM stack is broken",
             )
-        syntax = context.transfer_syntax[0] if context.transfer_syntax else None
-        if context.result == 0 and syntax not in ours.transfer_syntax:
+        syntax = answer.transfer_syntax
+        if answer.result == acse.ACCEPTANCE and syntax not in ours.transfer_syntaxes:
             raise ProtocolError(
-                f"the peer accepted presentation context {context.context_id} with transfer "
+                f"the peer accepted presentation context {answer.context_id} with transfer "
                 f"syntax {syntax}, never proposed for it",
                 "the peer's DICOM stack is broken",
             )
-    missing = sorted(int(i or 0) for i in by_id.keys() - {c.context_id for c in answered})
+        answers[answer.context_id] = answer
+    missing = sorted(by_id.keys() - answers.keys())
     if missing:
         raise ProtocolError(
             f"the peer's A-ASSOCIATE-AC does not answer presentation context {missing[0]}",
             "the peer's DICOM stack is broken",
         )
-    roles: dict[UID, tuple[bool | None, bool | None]] = {}
-    for item in accept.user_information:
-        if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
-            roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
-    matched = negotiate_as_requestor(proposed, answered, roles)
-    return [NegotiatedContext.from_pynetdicom(context) for context in matched]
+    return [
+        NegotiatedContext(
+            context_id=ours.context_id,
+            abstract_syntax=ours.abstract_syntax,
+            result=answers[ours.context_id].result,
+            transfer_syntax=answers[ours.context_id].transfer_syntax,
+            as_scp=(
+                answers[ours.context_id].result == acse.ACCEPTANCE
+                and _scp_role_granted(request.user, accept.user, ours.abstract_syntax)
+            ),
+        )
+        for ours in sorted(request.contexts, key=lambda c: c.context_id)
+    ]
+
+
+def _scp_role_granted(ours: UserInformation, theirs: UserInformation, sop_class: str) -> bool:
+    """Whether we may act as SCP for this SOP class (PS3.7 D.3.3.4).
+
+    Only if we proposed the SCP role and the acceptor answered it with SCP role 1: an
+    acceptor that does not answer leaves the default roles, we being SCU only.
+    """
+    proposed, answered = ours.role(sop_class), theirs.role(sop_class)
+    return bool(proposed and proposed.scp and answered and answered.scp)
 
 
 def notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:

@@ -16,17 +16,16 @@ from typing import Protocol
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskStatus
-from pydicom.uid import UID
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
-from qrclient.net import pdu
+from qrclient.net import acse, pdu
+from qrclient.net.acse import (
+    AssociateAccept,
+    AssociateReject,
+    AssociateRequest,
+    ContextResult,
+    ProposedContext,
+    UserInformation,
+)
 from qrclient.net.association import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -38,7 +37,7 @@ from qrclient.net.association import (
     numbered,
 )
 from qrclient.net.dimse import Command, CommandField, response_to
-from qrclient.net.errors import DicomNetworkError, ListenFailed, TlsFailed
+from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
@@ -158,16 +157,12 @@ class StorageListener:
             await _abort(stream, self.settings)
             return None
         try:
-            rq = A_ASSOCIATE_RQ()
-            rq.decode(pdu.HEADER.pack(pdu_type, len(body)) + body)
-            request = rq.to_primitive()
-        except Exception:  # pynetdicom raises anything on garbage; it is the peer's fault
+            request = acse.decode_associate_rq(body)
+        except ProtocolError:
             await _abort(stream, self.settings)
             return None
-        calling = str(request.calling_ae_title).strip()
-        called = str(request.called_ae_title).strip()
+        calling, called = request.calling_ae, request.called_ae
         settings = numbered(self.settings, "listener")
-        proposed = request.presentation_context_definition_list
         notify(
             settings,
             "listener-associate-rq",
@@ -175,7 +170,7 @@ class StorageListener:
                 "calling_ae": calling,
                 "called_ae": called,
                 "address": address,
-                "contexts": len(proposed),
+                "contexts": len(request.contexts),
             },
         )
         if called != self.ae_title:
@@ -186,36 +181,34 @@ class StorageListener:
             await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
             notify(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
             return None
-        results = _accept_contexts(proposed)
-        await stream.send(self._accept(request, results))
-        contexts = [NegotiatedContext.from_pynetdicom(context) for context in results]
+        contexts = _accept_contexts(request.contexts)
+        await stream.send(self._accept(request, contexts))
         notify(
             settings,
             "listener-associate-ac",
             {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
         )
         peer = Peer(calling, address, 0)
-        association = Association(stream, peer, settings, contexts, request)
+        association = Association(stream, peer, settings, contexts, request.user)
         association.adopt_reader(reader)
         return association
 
-    def _accept(self, request: A_ASSOCIATE, results: Sequence[PresentationContext]) -> bytes:
-        answer = A_ASSOCIATE()
-        answer.application_context_name = request.application_context_name
-        answer.calling_ae_title = request.calling_ae_title
-        answer.called_ae_title = request.called_ae_title
-        answer.result = 0
-        answer.presentation_context_definition_results_list = list(results)
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.settings.max_pdu
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-        answer.user_information = [max_length, class_uid, version]
-        ac = A_ASSOCIATE_AC()
-        ac.from_primitive(answer)
-        return bytes(ac.encode())
+    def _accept(self, request: AssociateRequest, contexts: Sequence[NegotiatedContext]) -> bytes:
+        # No role selection answered: the default roles (we are SCP) are what storage needs.
+        answer = AssociateAccept(
+            called_ae=request.called_ae,
+            calling_ae=request.calling_ae,
+            application_context=request.application_context,
+            results=tuple(
+                ContextResult(c.context_id, c.result, c.transfer_syntax) for c in contexts
+            ),
+            user=UserInformation(
+                max_pdu=self.settings.max_pdu,
+                implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            ),
+        )
+        return answer.encode()
 
     async def _reject(
         self, stream: ByteStream, reason: int, calling: str, address: str, called: str
@@ -226,9 +219,8 @@ class StorageListener:
             else f"calling AE title {calling!r} from {address} is not a peer we are moving from"
         )
         self.refusals.append(Refusal(calling, address, why))
-        rj = A_ASSOCIATE_RJ()
-        rj.result, rj.source, rj.reason_diagnostic = 1, 1, reason
-        await _send_quietly(stream, rj.encode(), self.settings)
+        rejection = AssociateReject(result=1, source=1, reason=reason)  # permanent, by us
+        await _send_quietly(stream, rejection.encode(), self.settings)
 
     async def _serve(self, association: Association) -> None:
         """C-ECHO and C-STORE until the peer releases or aborts the association."""
@@ -267,15 +259,24 @@ async def _send_quietly(stream: ByteStream, data: bytes, settings: Settings) -> 
         await stream.send(data)
 
 
-def _accept_contexts(proposed: Sequence[PresentationContext]) -> list[PresentationContext]:
-    """Accept Verification and every storage SOP class, in a syntax we store as is."""
-    supported = []
-    for context in proposed:
-        abstract = str(context.abstract_syntax)
+def _accept_contexts(proposed: Sequence[ProposedContext]) -> list[NegotiatedContext]:
+    """Accept Verification and every storage SOP class, in a syntax we store as is.
+
+    Of the proposed syntaxes, the one first in ACCEPTED_SYNTAXES wins (uncompressed
+    before compressed). A rejected context echoes its first proposed syntax.
+    """
+    contexts = []
+    for context in sorted(proposed, key=lambda c: c.context_id):
+        abstract = context.abstract_syntax
+        result, syntax = acse.ABSTRACT_SYNTAX_NOT_SUPPORTED, context.transfer_syntaxes[0]
         if abstract == VERIFICATION or abstract.startswith(STORAGE_ROOT):
-            ours = PresentationContext()
-            ours.abstract_syntax = UID(abstract)
-            ours.transfer_syntax = [UID(ts) for ts in ACCEPTED_SYNTAXES]
-            supported.append(ours)
-    results, _ = negotiate_as_acceptor(list(proposed), supported)
-    return list(results)
+            ours = [ts for ts in ACCEPTED_SYNTAXES if ts in context.transfer_syntaxes]
+            if ours:
+                result, syntax = acse.ACCEPTANCE, ours[0]
+            else:
+                result = acse.TRANSFER_SYNTAXES_NOT_SUPPORTED
+        accepted = result == acse.ACCEPTANCE
+        contexts.append(
+            NegotiatedContext(context.context_id, abstract, result, syntax, as_scp=accepted)
+        )
+    return contexts

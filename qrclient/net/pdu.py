@@ -1,9 +1,9 @@
 """Upper-layer PDU framing (PS3.8 section 9) and P-DATA-TF value items.
 
-Association PDUs (A-ASSOCIATE-RQ/AC/RJ) are rare and are encoded and decoded with
-pynetdicom's PDU classes in :mod:`qrclient.net.association`. P-DATA-TF is the hot path:
-it is split into PDVs here directly from the received bytes, without building one
-object per PDU, which is what lets bulk receive keep up with DCMTK.
+Association PDUs (A-ASSOCIATE-RQ/AC/RJ) are rare; :mod:`qrclient.net.acse` encodes and
+decodes them. P-DATA-TF is the hot path: it is split into PDVs here directly from the
+received bytes, without building one object per PDU, which is what lets bulk receive
+keep up with DCMTK.
 """
 
 from __future__ import annotations

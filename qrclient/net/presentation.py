@@ -1,8 +1,9 @@
 """Presentation contexts: what we propose and what the peer accepted (PS3.8 9.3.2.2).
 
-Proposing and matching use pynetdicom's :class:`PresentationContext` and
-``negotiate_as_requestor``; this module adds the query/retrieve SOP classes we use,
-extended negotiation for query options, and readable reasons for rejected contexts.
+The contexts travel in the A-ASSOCIATE PDUs of :mod:`qrclient.net.acse`; this module
+holds the query/retrieve SOP classes we use, extended negotiation for query options, and
+readable reasons for rejected contexts. UIDs are plain strings: pydicom is imported
+only to name a SOP class.
 """
 
 from __future__ import annotations
@@ -10,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.presentation import PresentationContext
-
-VERIFICATION = UID("1.2.840.10008.1.1")
-PATIENT_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.1.1")
-PATIENT_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.1.2")
-PATIENT_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.1.3")
-STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
-STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
-STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
+VERIFICATION = "1.2.840.10008.1.1"
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
-DEFAULT_TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+)
 
 _RESULTS = {
     0: "accepted",
@@ -69,24 +70,17 @@ class ContextRequest:
 
 @dataclass(frozen=True, slots=True)
 class NegotiatedContext:
-    """The peer's answer for one proposed context."""
+    """The outcome of negotiating one context, as requestor or as acceptor.
+
+    ``transfer_syntax`` is the accepted one (for a rejected context, whatever the answer
+    carried). ``as_scp``: we act as SCP on it, i.e. we receive C-STORE requests.
+    """
 
     context_id: int
-    abstract_syntax: UID
+    abstract_syntax: str
     result: int
-    transfer_syntax: UID | None
+    transfer_syntax: str | None
     as_scp: bool = False
-
-    @classmethod
-    def from_pynetdicom(cls, context: PresentationContext) -> NegotiatedContext:
-        """From a context pynetdicom's negotiation returned (as requestor or acceptor)."""
-        return cls(
-            context_id=int(context.context_id or 0),
-            abstract_syntax=UID(str(context.abstract_syntax)),
-            result=int(context.result if context.result is not None else 2),
-            transfer_syntax=UID(context.transfer_syntax[0]) if context.transfer_syntax else None,
-            as_scp=bool(context.as_scp),
-        )
 
     @property
     def accepted(self) -> bool:
@@ -103,5 +97,7 @@ class NegotiatedContext:
 
 def sop_class_name(uid: str) -> str:
     """The SOP class's name when pydicom knows it, else the UID itself."""
+    from pydicom.uid import UID  # not at the top: only naming needs pydicom, a slow import
+
     name = UID(uid).name
     return name if name and name != uid else uid

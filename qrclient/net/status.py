@@ -1,15 +1,14 @@
 """DIMSE status codes decoded (PS3.4 and PS3.7 annex C) with the likely fix.
 
-The category and PS3.4 wording come from pynetdicom's status tables; the hints are ours:
-they say what a PACS administrator would check first.
+The categories and meanings are tabled below from PS3.7 annex C (the statuses of every
+DIMSE service) and PS3.4 (each service class's own); the hints say what a PACS
+administrator would check first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-
-from pynetdicom import status as pnd_status
 
 from qrclient.net.errors import DicomNetworkError
 
@@ -34,21 +33,98 @@ class Category(Enum):
     UNKNOWN = "unknown"
 
 
-_TABLES = {
-    Service.ECHO: pnd_status.VERIFICATION_SERVICE_CLASS_STATUS,
-    Service.FIND: pnd_status.QR_FIND_SERVICE_CLASS_STATUS,
-    Service.MOVE: pnd_status.QR_MOVE_SERVICE_CLASS_STATUS,
-    Service.GET: pnd_status.QR_GET_SERVICE_CLASS_STATUS,
-    Service.STORE: pnd_status.STORAGE_SERVICE_CLASS_STATUS,
+# PS3.7 annex C: statuses any DIMSE service may answer with (most come from DIMSE-N).
+_GENERAL: dict[int, tuple[Category, str]] = {
+    0x0000: (Category.SUCCESS, "Success"),
+    0x0105: (Category.FAILURE, "No Such Attribute"),
+    0x0106: (Category.FAILURE, "Invalid Attribute Value"),
+    0x0107: (Category.WARNING, "Attribute List Error"),
+    0x0110: (Category.FAILURE, "Processing Failure"),
+    0x0111: (Category.FAILURE, "Duplication SOP Instance"),
+    0x0112: (Category.FAILURE, "No Such SOP Instance"),
+    0x0113: (Category.FAILURE, "No Such Event Type"),
+    0x0114: (Category.FAILURE, "No Such Argument"),
+    0x0115: (Category.FAILURE, "Invalid Argument Value"),
+    0x0116: (Category.WARNING, "Attribute Value Out of Range"),
+    0x0117: (Category.FAILURE, "Invalid Object Instance"),
+    0x0118: (Category.FAILURE, "No Such SOP Class"),
+    0x0119: (Category.FAILURE, "Class-Instance Conflict"),
+    0x0120: (Category.FAILURE, "Missing Attribute"),
+    0x0121: (Category.FAILURE, "Missing Attribute Value"),
+    0x0122: (Category.FAILURE, "Refused: SOP Class Not Supported"),
+    0x0123: (Category.FAILURE, "No Such Action"),
+    0x0124: (Category.FAILURE, "Refused: Not Authorised"),
+    0x0210: (Category.FAILURE, "Duplicate Invocation"),
+    0x0211: (Category.FAILURE, "Unrecognised Operation"),
+    0x0212: (Category.FAILURE, "Mistyped Argument"),
+    0x0213: (Category.FAILURE, "Resource Limitation"),
 }
 
-_CATEGORIES = {
-    pnd_status.STATUS_SUCCESS: Category.SUCCESS,
-    pnd_status.STATUS_PENDING: Category.PENDING,
-    pnd_status.STATUS_WARNING: Category.WARNING,
-    pnd_status.STATUS_CANCEL: Category.CANCEL,
-    pnd_status.STATUS_FAILURE: Category.FAILURE,
+# PS3.4: each service's own statuses as (first code, last code, meaning); their category
+# follows from the code (_category). C-ECHO (annex A) has none beyond the general ones.
+_RETRIEVE = (
+    (0xA701, 0xA701, "Refused: Out of resources, unable to calculate number of matches"),
+    (0xA702, 0xA702, "Refused: Out of resources, unable to perform sub-operations"),
+    (0xA900, 0xA900, "Identifier does not match SOP class"),
+    # Frame-level retrieve (composite instance root retrieve, PS3.4 annex Y).
+    (0xAA00, 0xAA00, "None of the frames requested were found in the SOP instance"),
+    (0xAA01, 0xAA01, "Unable to create new object for this SOP class"),
+    (0xAA02, 0xAA02, "Unable to extract frames"),
+    (0xAA03, 0xAA03, "Time-based request received for a non-time-based original SOP Instance"),
+    (0xAA04, 0xAA04, "Invalid request"),
+    (0xC000, 0xCFFF, "Unable to Process"),
+    (0xFF00, 0xFF00, "Sub-operations are continuing"),
+)
+_MEANINGS: dict[Service, tuple[tuple[int, int, str], ...]] = {
+    Service.ECHO: (),
+    Service.FIND: (  # PS3.4 C.4.1
+        (0xA700, 0xA700, "Refused: Out of Resources"),
+        (0xA710, 0xA710, "Invalid Prior Record Key"),
+        (0xA900, 0xA900, "Identifier Does Not Match SOP Class"),
+        (
+            0xB001,
+            0xB001,
+            "Matching reached response limit, subsequent request may return additional matches",
+        ),
+        (0xC000, 0xCFFF, "Unable to Process"),
+        (0xFF00, 0xFF00, "Matches are continuing, current match supplied"),
+        (0xFF01, 0xFF01, "Matches are continuing, warning"),
+    ),
+    Service.MOVE: (  # PS3.4 C.4.2
+        *_RETRIEVE,
+        (0xA801, 0xA801, "Move destination unknown"),
+        (0xB000, 0xB000, "Sub-operations completed, one or more failures"),
+    ),
+    Service.GET: (  # PS3.4 C.4.3
+        *_RETRIEVE,
+        (0xB000, 0xB000, "Sub-operations complete, one or more failures or warnings"),
+    ),
+    Service.STORE: (  # PS3.4 B.2.3
+        (0xA700, 0xA7FF, "Refused: Out of Resources"),
+        (0xA900, 0xA9FF, "Data Set Does Not Match SOP Class"),
+        (0xB000, 0xB000, "Coercion of Data Elements"),
+        (0xB006, 0xB006, "Element Discarded"),
+        (0xB007, 0xB007, "Data Set Does Not Match SOP Class"),
+        (0xC000, 0xCFFF, "Cannot Understand"),
+    ),
 }
+
+
+def _category(code: int) -> Category:
+    """The class a code belongs to (PS3.7 C.1 to C.5)."""
+    general = _GENERAL.get(code)
+    if general is not None:
+        return general[0]
+    if code == 0x0001 or 0xB000 <= code <= 0xBFFF:
+        return Category.WARNING
+    if 0xA000 <= code <= 0xAFFF or 0xC000 <= code <= 0xCFFF:
+        return Category.FAILURE
+    if code == 0xFE00:
+        return Category.CANCEL
+    if code in (0xFF00, 0xFF01):
+        return Category.PENDING
+    return Category.UNKNOWN
+
 
 # (service or None for any, code) -> hint
 _HINTS: dict[tuple[Service | None, int], str] = {
@@ -91,16 +167,15 @@ class Status:
 
     @property
     def category(self) -> Category:
-        entry = _TABLES[self.service].get(self.code)
-        name = entry[0] if entry else pnd_status.code_to_category(self.code)
-        return _CATEGORIES.get(name, Category.UNKNOWN)
+        return _category(self.code)
 
     @property
     def description(self) -> str:
-        entry = _TABLES[self.service].get(self.code)
-        if entry and entry[1]:
-            return entry[1]
-        return self.category.value.capitalize()
+        for first, last, meaning in _MEANINGS[self.service]:
+            if first <= self.code <= last:
+                return meaning
+        general = _GENERAL.get(self.code)
+        return general[1] if general else self.category.value.capitalize()
 
     @property
     def hint(self) -> str:
