@@ -191,6 +191,35 @@ def test_pdu_reader_round_trips_in_any_chunking(
     assert read == pdus
 
 
+@given(
+    pdus=st.lists(st.tuples(st.sampled_from(list(PduType)), st.binary(max_size=300)), max_size=6),
+    cuts=st.lists(st.integers(0, 2000), max_size=10),
+    greed=st.lists(st.integers(1, 3), min_size=1, max_size=10),
+)
+def test_pdu_reader_keeps_every_byte_when_receiving_before_asking(
+    pdus: list[tuple[int, bytes]], cuts: list[int], greed: list[int]
+) -> None:
+    # Receiving several chunks before taking PDUs out: a PDU may then end several
+    # chunks back, and what follows it must stay buffered in order.
+    data = b"".join(HEADER.pack(t, len(b)) + b for t, b in pdus)
+    stream = MemoryStream(chunked(data, cuts))
+    reader = PduReader(stream, MAX_PDU)
+
+    async def read_greedily() -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for step in itertools.cycle(greed):
+            while (item := reader.next_buffered()) is not None:
+                out.append((item[0], bytes(item[1])))
+            if len(out) == len(pdus):
+                return out
+            assert stream.chunks, f"{len(out)} of {len(pdus)} PDUs when the bytes ran out"
+            for _ in range(min(step, len(stream.chunks))):
+                await reader.receive_more()
+        raise AssertionError("unreachable")
+
+    assert anyio.run(read_greedily) == pdus
+
+
 @given(pdu_type=st.sampled_from(list(PduType)), length=st.integers(1 << 21, (1 << 32) - 1))
 def test_pdu_reader_refuses_lengths_beyond_the_maximum_before_reading_them(
     pdu_type: int, length: int

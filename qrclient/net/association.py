@@ -436,18 +436,22 @@ class Association:
                 )
             parts.append(pdv.data)
         try:
-            command = decode_command(b"".join(parts) if len(parts) > 1 else first.data)
+            command = decode_command(b"".join(parts))  # small: one copy, decoded as bytes
         except ProtocolError as exc:
             raise self._fail(exc) from None
         if self.settings.observer:
             notify(self.settings, "dimse-received", command.summary())
         return first.context_id, command
 
-    async def receive_dataset_into(self, context_id: int, write: Callable[[bytes], object]) -> int:
+    async def receive_dataset_into(
+        self, context_id: int, write: Callable[[bytes | memoryview], object]
+    ) -> int:
         """Pass each fragment of the data set that follows a command to ``write``.
 
         The bulk-receive path: fragments go straight from the receive buffer to the
-        writer (a file, for C-STORE), never joined in memory. Returns the byte count.
+        writer (a file, for C-STORE), never joined in memory. They are views of the
+        received bytes, which never change: the writer may keep them instead of copying.
+        Returns the byte count.
         """
         size = 0
         while True:
@@ -465,13 +469,11 @@ class Association:
         if not command.has_dataset:
             return Message(context_id, command, None)
         pdv = await self._next_data_pdv(context_id)
-        dataset = pdv.data
-        if not pdv.is_last:
-            parts = [pdv.data]
-            while not pdv.is_last:
-                pdv = await self._next_data_pdv(context_id)
-                parts.append(pdv.data)
-            dataset = b"".join(parts)
+        parts = [pdv.data]
+        while not pdv.is_last:
+            pdv = await self._next_data_pdv(context_id)
+            parts.append(pdv.data)
+        dataset = b"".join(parts)
         if self._pdu_observer is not None:
             self._pdu_observer("dataset-received", {"bytes": len(dataset)})
         return Message(context_id, command, dataset)
@@ -510,7 +512,7 @@ class Association:
             await self._handle_pdu(*item)
         return self._pdvs.popleft()
 
-    async def _handle_pdu(self, pdu_type: int, body: bytes) -> None:
+    async def _handle_pdu(self, pdu_type: int, body: bytes | memoryview) -> None:
         if pdu_type == PduType.P_DATA_TF:
             try:
                 pdvs = pdu.parse_pdvs(body)
@@ -703,7 +705,7 @@ def _pdu_level(settings: Settings) -> bool:
     return bool(getattr(settings.observer, "pdu_level", False))
 
 
-def _pdu_record(pdu_type: int, body: bytes) -> dict[str, object]:
+def _pdu_record(pdu_type: int, body: bytes | memoryview) -> dict[str, object]:
     # The reader lets only known PDU types through.
     return {"pdu_type": PduType(pdu_type).name, "bytes": pdu.HEADER_LENGTH + len(body)}
 

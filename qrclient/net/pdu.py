@@ -48,7 +48,7 @@ def encode_abort(source: int = 0, reason: int = 0) -> bytes:
     return HEADER.pack(PduType.ABORT, 4) + bytes((0, 0, source, reason))
 
 
-def decode_abort(body: bytes) -> tuple[int, int]:
+def decode_abort(body: bytes | memoryview) -> tuple[int, int]:
     """Return (source, reason) of an A-ABORT body; lenient on short bodies."""
     if len(body) < 4:
         return 0, 0
@@ -62,11 +62,14 @@ class Pdv:
     context_id: int
     is_command: bool
     is_last: bool
-    data: bytes
+    data: bytes | memoryview  # a view of the received bytes, which are never changed
 
 
-def parse_pdvs(body: bytes) -> list[Pdv]:
-    """Split a P-DATA-TF body into PDVs, refusing lengths that do not add up."""
+def parse_pdvs(body: bytes | memoryview) -> list[Pdv]:
+    """Split a P-DATA-TF body into PDVs, refusing lengths that do not add up.
+
+    The PDVs' data are slices of ``body``: views, not copies, when it is a memoryview.
+    """
     pdvs: list[Pdv] = []
     offset = 0
     end = len(body)
@@ -121,10 +124,13 @@ def encode_p_data(
 class PduReader:
     """Reads whole PDUs from a byte stream; safe to cancel at any await.
 
-    Bytes are received in large chunks into one buffer and every complete PDU in it is
-    handed out without another await (a C-FIND response is two small PDUs that usually
-    arrive together). Nothing is consumed until a whole PDU is there, so a cancelled
-    read loses nothing and the next read resumes where it stopped.
+    Bytes are received in large chunks and every complete PDU in them is handed out
+    without another await (a C-FIND response is two small PDUs that usually arrive
+    together). A PDU that lies within one chunk is handed out as a view of it, never
+    copied: received chunks are immutable, so views stay valid however long they are
+    kept. Only a PDU that spans chunks is joined, once. Nothing is consumed until a
+    whole PDU is there, so a cancelled read loses nothing and the next read resumes
+    where it stopped.
     """
 
     _CHUNK = 1 << 18
@@ -132,44 +138,90 @@ class PduReader:
     def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
         self._stream = stream
         self._max_pdu = max_pdu
-        self._buffer = bytearray()
-        self._offset = 0  # start of the first unconsumed byte in _buffer
+        self._chunk = memoryview(b"")  # the latest chunk received
+        self._offset = 0  # its first byte not handed out
+        # The start of a PDU that continues beyond the chunk it began in, and its size.
+        self._parts: list[memoryview] = []
+        self._parts_size = 0
 
-    def next_buffered(self) -> tuple[int, bytes] | None:
+    def next_buffered(self) -> tuple[int, memoryview] | None:
         """The next PDU if it is complete in the buffer, else None (never awaits)."""
-        start = self._offset
-        available = len(self._buffer) - start
-        if available < HEADER_LENGTH:
+        if self._parts:
+            return self._next_spanning()
+        chunk, start = self._chunk, self._offset
+        available = len(chunk) - start
+        if available >= HEADER_LENGTH:
+            pdu_type, length = HEADER.unpack_from(chunk, start)
+            _check_header(pdu_type, length, self._max_pdu)
+            end = start + HEADER_LENGTH + length
+            if end <= len(chunk):
+                self._offset = end
+                return pdu_type, chunk[start + HEADER_LENGTH : end]
+        if available:  # the PDU continues in chunks still to come
+            self._parts, self._parts_size = [chunk[start:]], available
+            self._offset = len(chunk)
+        return None
+
+    def _next_spanning(self) -> tuple[int, memoryview] | None:
+        parts, size = self._parts, self._parts_size
+        if size < HEADER_LENGTH:
             return None
-        pdu_type, length = HEADER.unpack_from(self._buffer, start)
+        header = b""
+        for part in parts:  # the header itself may span chunks
+            header += part[: HEADER_LENGTH - len(header)]
+            if len(header) == HEADER_LENGTH:
+                break
+        pdu_type, length = HEADER.unpack(header)
         _check_header(pdu_type, length, self._max_pdu)
-        end = start + HEADER_LENGTH + length
-        if len(self._buffer) < end:
+        total = HEADER_LENGTH + length
+        if size < total:
             return None
-        with memoryview(self._buffer) as view:
-            body = bytes(view[start + HEADER_LENGTH : end])
-        self._offset = end
-        return pdu_type, body
+        pieces: list[memoryview] = []
+        for index, part in enumerate(parts):
+            if len(part) < total:
+                pieces.append(part)
+                total -= len(part)
+                continue
+            pieces.append(part[:total])
+            # What follows the PDU stays buffered, as the current chunk or, if it holds
+            # more chunks (a caller that received twice in a row), as a PDU's start.
+            rest = [part[total:], *parts[index + 1 :]]
+            break
+        whole = memoryview(b"".join(pieces))
+        self._parts, self._parts_size = [], 0
+        self._chunk, self._offset = memoryview(b""), 0
+        if len(rest) == 1:
+            self._chunk = rest[0]
+        else:
+            self._parts, self._parts_size = rest, sum(map(len, rest))
+        return pdu_type, whole[HEADER_LENGTH:]
 
     async def receive_more(self) -> None:
         """Await more bytes from the peer; a closed connection becomes ConnectionDropped."""
-        if self._offset:
-            # Drop consumed bytes before growing, so the buffer stays about one PDU long.
-            del self._buffer[: self._offset]
-            self._offset = 0
         try:
-            self._buffer += await self._stream.receive(self._CHUNK)
+            data = memoryview(await self._stream.receive(self._CHUNK))
         except (EndOfStream, BrokenResourceError, OSError) as exc:
             raise ConnectionDropped(
                 "the peer closed the connection without A-RELEASE or A-ABORT",
                 "the peer dropped the association; its log says why",
             ) from exc
+        if self._parts:
+            self._parts.append(data)
+            self._parts_size += len(data)
+        elif self._offset < len(self._chunk):
+            # Called without asking next_buffered first: keep the rest as a PDU's start.
+            self._parts = [self._chunk[self._offset :], data]
+            self._parts_size = len(self._parts[0]) + len(data)
+            self._chunk, self._offset = data, len(data)
+        else:
+            self._chunk, self._offset = data, 0
 
     async def read(self) -> tuple[int, bytes]:
-        """Return the next (PDU type, body)."""
+        """Return the next (PDU type, body), the body copied (for the rare PDUs)."""
         while (item := self.next_buffered()) is None:
             await self.receive_more()
-        return item
+        pdu_type, body = item
+        return pdu_type, bytes(body)
 
 
 _PDU_TYPES = frozenset(PduType)
