@@ -527,6 +527,27 @@ def test_an_index_failure_stores_nothing(store: Store, monkeypatch: pytest.Monke
     assert_nothing_stored(store)
 
 
+def test_a_parent_row_failing_takes_its_instance_row_out_again(store: Store) -> None:
+    # No savepoint per instance: the instance row goes in first and is removed again
+    # when its new series row cannot be written; earlier instances stay.
+    first = store_dataset(store, make_dataset(1))
+    db = store._index._db
+    db.execute(
+        "CREATE TEMP TRIGGER no_new_series BEFORE INSERT ON series "
+        "BEGIN SELECT RAISE(ABORT, 'series refused'); END"
+    )
+    other_series = make_dataset(2, SeriesInstanceUID=f"{ROOT_UID}.2.2")
+    with pytest.raises(StoreError, match="series refused"):
+        store_dataset(store, other_series)
+    db.execute("DROP TRIGGER no_new_series")
+    assert [i.sop_instance_uid for i in store.instances()] == [first.sop_instance_uid]
+    assert store.verify() == []
+    # The same series once it can be written: stored, with its series row.
+    stored = store_dataset(store, other_series)
+    assert store.series_counts(f"{ROOT_UID}.2.2") == 1
+    assert stored.path in {i.path for i in store.instances()}
+
+
 def test_a_damaged_index_is_reported(tmp_path: Path) -> None:
     Store.open(tmp_path).close()
     (tmp_path / ".qrclient" / "index.sqlite").write_bytes(b"not a database" * 100)
