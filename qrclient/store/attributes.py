@@ -6,6 +6,7 @@ the data set's Specific Character Set, and never through a full pydicom Dataset.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -93,11 +94,15 @@ class Wanted:
 
     def decode(self, raw: Mapping[int, bytes]) -> dict[str, str]:
         """Keyword to text (``""`` when absent) for every wanted keyword."""
-        charset = [
-            term.strip(b" \x00").decode("ascii", "replace")
-            for term in raw.get(SPECIFIC_CHARACTER_SET, b"").split(b"\\")
-        ]
-        return {kw: decode_text(raw.get(tag, b""), charset) for kw, tag in self.keywords.items()}
+        charset = raw.get(SPECIFIC_CHARACTER_SET, b"")
+        return {kw: _decoded(raw.get(tag, b""), charset) for kw, tag in self.keywords.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(value: bytes, charset: bytes) -> str:
+    """``decode_text``, remembered: a study's instances repeat most of their values."""
+    terms = [term.strip(b" \x00").decode("ascii", "replace") for term in charset.split(b"\\")]
+    return decode_text(value, terms)
 
 
 def decode_text(value: bytes, charset: list[str]) -> str:

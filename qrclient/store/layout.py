@@ -38,6 +38,9 @@ _FIELD = re.compile(r"(\{[^{}]*\})")
 _DRIVE = re.compile(r"[A-Za-z]:")
 
 
+_NAMES_KEPT = 4096  # rendered names remembered (a few KB); then forgotten at once
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     keyword: str
@@ -51,11 +54,14 @@ _ErrorFactory = Callable[[str], StoreError]
 class Layout:
     """A parsed, validated layout template."""
 
-    __slots__ = ("_components", "keywords", "template")
+    __slots__ = ("_components", "_names", "keywords", "template")
 
     def __init__(self, template: str, components: tuple[tuple[_Part, ...], ...]) -> None:
         self.template = template
         self._components = components
+        # Rendered names by component and values: a retrieve stores a series after
+        # series, so the directories' names repeat for instance after instance.
+        self._names: dict[tuple[int, tuple[str, ...]], str] = {}
         self.keywords = frozenset(
             p.keyword for parts in components for p in parts if isinstance(p, _Field)
         )
@@ -85,12 +91,18 @@ class Layout:
     def render(self, values: Mapping[str, str]) -> str:
         """The relative path (``/``-separated) for an instance with these values."""
         names = []
-        for parts in self._components:
-            text = "".join(
-                p if isinstance(p, str) else _field_text(values.get(p.keyword, ""), p.budget)
-                for p in parts
-            )
-            names.append(_finish_name(text))
+        for index, parts in enumerate(self._components):
+            given = tuple(values.get(p.keyword, "") for p in parts if isinstance(p, _Field))
+            name = self._names.get((index, given))
+            if name is None:
+                if len(self._names) >= _NAMES_KEPT:
+                    self._names.clear()
+                fields = iter(given)
+                text = "".join(
+                    p if isinstance(p, str) else _field_text(next(fields), p.budget) for p in parts
+                )
+                name = self._names[index, given] = _finish_name(text)
+            names.append(name)
         return "/".join(names)
 
 

@@ -48,6 +48,8 @@ class Store:
         self._lock_file = lock
         self._root = str(root)
         self._meta = os.path.join(self._root, META_DIR)
+        self._root_prefix = os.path.join(self._root, "")  # with its trailing separator
+        self._meta_prefix = os.path.join(self._meta, "")
         self._incoming = root / META_DIR / "incoming"
         self._pending: set[Incoming] = set()
         self._reserved: dict[str, Incoming] = {}  # relative path -> sealed, not yet placed
@@ -195,8 +197,9 @@ class Store:
     def _target(self, relative: str) -> str:
         """The absolute path; refuses anything outside the root (defence in depth)."""
         target = os.path.normpath(os.path.join(self._root, relative))
-        inside = os.path.commonpath((self._root, target)) == self._root and target != self._root
-        if not inside or os.path.commonpath((self._meta, target)) == self._meta:
+        # Both sides are normalised absolute paths: a prefix test is a containment test.
+        inside = target.startswith(self._root_prefix)
+        if not inside or target == self._meta or target.startswith(self._meta_prefix):
             raise StoreError(f"refused to store at {relative!r}: outside the store {self.root}")
         return target
 
