@@ -198,7 +198,7 @@ class Store:
         """The absolute path; refuses anything outside the root (defence in depth)."""
         target = os.path.normpath(os.path.join(self._root, relative))
         # Both sides are normalised absolute paths: a prefix test is a containment test.
-        inside = target.startswith(self._root_prefix)
+        inside = target.startswith(self._root_prefix) and target != self._root
         if not inside or target == self._meta or target.startswith(self._meta_prefix):
             raise StoreError(f"refused to store at {relative!r}: outside the store {self.root}")
         return target
