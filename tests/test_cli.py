@@ -633,12 +633,14 @@ def test_verbose_logs_negotiation_and_dimse(
     result = run_cli(*command, "--verbose", node)
     assert_ok(result)
     lines = result.stderr.splitlines()
-    for tag in ("[associate-rq]", "[associate-ac]", "[dimse-sent]"):
-        assert any(line.startswith(tag) for line in lines), details(result)
-    dimse = [line for line in lines if line.startswith("[dimse-sent]")]
-    assert any(sent in line for line in dimse), details(result)
-    order = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
-    assert order.index("[associate-rq]") < order.index("[associate-ac]")
-    assert order.index("[associate-ac]") < order.index("[dimse-sent]")
+    # Readable lines, as in the UI's log pane: no raw dicts.
+    assert not any("{" in line for line in lines), details(result)
+    request = next(i for i, line in enumerate(lines) if line.startswith("A-ASSOCIATE-RQ"))
+    accept = next(i for i, line in enumerate(lines) if line.startswith("A-ASSOCIATE-AC"))
+    sent_at = next(i for i, line in enumerate(lines) if line.startswith(f"-> {sent}"))
+    assert request < accept < sent_at, details(result)
+    assert any(line.startswith("  proposed [1] ") for line in lines[request:accept])
+    assert any(": accepted " in line for line in lines[accept:sent_at]), details(result)
+    assert any(line.startswith("<- ") and "Success" in line for line in lines[sent_at:])
     if command[0] == "find":  # the logging goes to stderr only: stdout stays clean data
         assert len(datasets(result.stdout)) == len(study_uids(archive))

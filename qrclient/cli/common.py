@@ -16,6 +16,7 @@ from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
 from qrclient.net.association import Observer
 from qrclient.net.errors import sole_error
+from qrclient.ops.events import describe_event
 from qrclient.ops.node import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
 from qrclient.ops.retrieve import Method
@@ -89,15 +90,9 @@ def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:
 
 
 def log_event(event: str, details: Mapping[str, object]) -> None:
-    """--verbose: one line per association or DIMSE event on stderr."""
-    if event in ("associate-rq", "associate-ac"):
-        contexts = details.get("contexts", [])
-        rest = {k: v for k, v in details.items() if k != "contexts"}
-        sys.stderr.write(f"[{event}] {rest}\n")
-        for context in contexts if isinstance(contexts, list) else []:
-            sys.stderr.write(f"    {context}\n")
-    else:
-        sys.stderr.write(f"[{event}] {dict(details)}\n")
+    """--verbose: each association or DIMSE event on stderr, as the UI's log pane says it
+    (a headline, then indented details such as the proposed and accepted contexts)."""
+    sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
 
 
 def fail(message: str) -> None:

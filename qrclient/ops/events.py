@@ -61,7 +61,7 @@ def describe_event(event: str, details: Mapping[str, object]) -> list[str]:
         "released": "released",
         "abort-sent": "A-ABORT sent",
     }
-    extra = f" {dict(details)}" if details else ""
+    extra = "".join(f" {name}={value}" for name, value in details.items())
     return [f"{names.get(event, event)}{extra}"]
 
 

@@ -150,6 +150,12 @@ def test_events_decode_statuses_with_their_fix() -> None:
     assert "hint" not in pending
 
 
+def test_other_events_show_their_details_as_names_and_values() -> None:
+    [line] = describe_event("associate-rj", {"result": 1, "source": 1, "reason": 3})
+    assert line == "associate-rj result=1 source=1 reason=3"
+    assert describe_event("release-rq", {}) == ["A-RELEASE-RQ"]
+
+
 def test_events_show_negotiation() -> None:
     lines = describe_event(
         "associate-ac",
