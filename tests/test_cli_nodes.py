@@ -409,16 +409,16 @@ def test_our_ae_title_and_timeouts_from_the_file(
     )
     logged = qrclient(home, "--config", str(config), "echo", "pacs", "-v")
     ok(logged)
-    assert "'calling_ae': 'FROMFILE'" in logged.stderr
-    assert "'max_pdu': 32768" in logged.stderr
+    assert "A-ASSOCIATE-RQ FROMFILE -> " in logged.stderr
+    assert ", max PDU 32768\n" in logged.stderr
     overridden = qrclient(home, "--config", str(config), "echo", "pacs", "-v", "--aet", "OPTION")
     ok(overridden)
-    assert "'calling_ae': 'OPTION'" in overridden.stderr
+    assert "A-ASSOCIATE-RQ OPTION -> " in overridden.stderr
     # AET@host:port also takes our AE title from the file.
     address = f"{orthanc.aet}@{orthanc.host}:{orthanc.dicom_port}"
     direct = qrclient(home, "--config", str(config), "echo", address, "-v")
     ok(direct)
-    assert "'calling_ae': 'FROMFILE'" in direct.stderr
+    assert "A-ASSOCIATE-RQ FROMFILE -> " in direct.stderr
 
 
 def test_find_by_name(
@@ -484,8 +484,8 @@ def test_retrieve_by_name_uses_the_nodes_method_and_listener(
     )
     summary = json.loads(ok(result))
     assert summary["received"] == len(instances(study))
-    assert "'command': 'C-MOVE-RQ'" in result.stderr
-    assert "'command': 'C-GET-RQ'" not in result.stderr
+    assert "\n-> C-MOVE-RQ " in result.stderr
+    assert "C-GET-RQ" not in result.stderr
     assert stored(tmp_path / "configured-store") == instances(study)
 
 

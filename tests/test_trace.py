@@ -138,7 +138,7 @@ def test_find_trace_decodes_statuses_and_holds_no_data_sets(
         assert patient.patient_id not in text
         assert patient.patient_name.split("^")[0] not in text
     # -v still logs to stderr, without the PDU-level events only the trace wants.
-    assert "[dimse-received]" in result.stderr
+    assert "\n<- C-FIND-RSP " in result.stderr
     assert "pdu-received" not in result.stderr
 
 
