@@ -265,7 +265,7 @@ async def fake_peer(script: Script) -> AsyncIterator[tuple[int, list[PeerConnect
             await stream.aclose()
             connection.closed.set()
 
-    async with anyio.create_task_group() as tg:
+    async with listener, anyio.create_task_group() as tg:  # the listener closes after
         tg.start_soon(listener.serve, handle)
         try:
             yield port, connections

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 
 import anyio
@@ -185,10 +186,11 @@ async def test_cancel_mid_transfer_leaves_no_partial_file(
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as group:
             group.start_soon(job.run)
-            async for snapshot in job.progress.watch(interval=0):
-                if snapshot.received >= 20:
-                    scope.cancel()
-                    break
+            async with aclosing(job.progress.watch(interval=0)) as snapshots:
+                async for snapshot in snapshots:
+                    if snapshot.received >= 20:
+                        scope.cancel()
+                        break
     assert job.outcome.cancelled
     received = job.outcome.received
     assert 20 <= received < 300

@@ -8,7 +8,7 @@ backlog, so a slow progress bar can never hold up the transfer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
 import anyio
@@ -158,7 +158,7 @@ class Progress:
             self._changed.set()
             self._changed = None
 
-    async def watch(self, interval: float = 0.1) -> AsyncIterator[Snapshot]:
+    async def watch(self, interval: float = 0.1) -> AsyncGenerator[Snapshot, None]:
         """Yield a snapshot at most every ``interval`` seconds while it changes."""
         while True:
             snapshot = self.snapshot()
