@@ -118,10 +118,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
 # Round trips
 
 
+@pytest.fixture(params=["in memory", "streamed"])
+def memory_limit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways an instance is received: held in memory until sealed, or (bigger than
+    MEMORY_LIMIT, here made 64 KB) streamed to its temporary file as it arrives."""
+    if request.param == "streamed":
+        monkeypatch.setattr("qrclient.store.incoming.MEMORY_LIMIT", 64 * 1024)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT])
 @pytest.mark.parametrize("size", [1, 7, 1000, 16384, 1 << 20])
 def test_fragments_become_a_part10_file_with_the_same_values(
-    store: Store, syntax: str, size: int
+    store: Store, syntax: str, size: int, memory_limit: str
 ) -> None:
     ds = make_dataset(pixels=1024 if size == 1 else 300_000)
     data = encode_dataset(ds, syntax)
@@ -275,8 +284,10 @@ def test_discard_leaves_nothing(store: Store) -> None:
     ],
 )
 @pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT])
-def test_truncated_or_malformed_data_is_refused(store: Store, damage: Any, syntax: str) -> None:
-    ds = make_dataset()
+def test_truncated_or_malformed_data_is_refused(
+    store: Store, damage: Any, syntax: str, memory_limit: str
+) -> None:
+    ds = make_dataset(pixels=300_000)  # past the streaming limit when it is 64 KB
     data = damage(encode_dataset(ds, syntax))
     with pytest.raises(StoreError, match="truncated or does not parse"):
         receive(store, data, syntax, ds.SOPInstanceUID)
@@ -564,6 +575,28 @@ def test_a_layout_that_merges_paths_refuses_the_second_instance(tmp_path: Path) 
             store_dataset(store, make_dataset(PatientID="A12", SOPInstanceUID="3.4"))
         assert [i.path for i in store.instances()] == [first.path] == ["A123.4"]
         assert incoming_files(store) == []
+
+
+def test_a_big_instance_streams_to_its_temporary_file_before_it_is_sealed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = make_dataset(pixels=300_000)
+    data = encode_dataset(ds, EXPLICIT)
+    small = store.begin(CT, f"{ROOT_UID}.3.7", EXPLICIT, "PACS")
+    small.write(data[:100_000])
+    assert incoming_files(store) == []  # under the limit: in memory only
+    small.discard()
+    monkeypatch.setattr("qrclient.store.incoming.MEMORY_LIMIT", 64 * 1024)
+    big = store.begin(CT, ds.SOPInstanceUID, EXPLICIT, "PACS")
+    big.write(data[:100_000])
+    assert len(incoming_files(store)) == 1  # over it: on disk as it arrives
+    big.write(data[100_000:])
+    big.seal()
+    big.place()
+    assert incoming_files(store) == []
+    assert pydicom.dcmread(store.root / store.instances()[0].path).SOPInstanceUID == (
+        ds.SOPInstanceUID
+    )
 
 
 def test_a_sealed_instance_holds_its_path_until_placed_or_discarded(tmp_path: Path) -> None:
