@@ -468,15 +468,9 @@ class Association:
         context_id, command = await self.receive_command(waiting_for)
         if not command.has_dataset:
             return Message(context_id, command, None)
-        pdv = await self._next_data_pdv(context_id)
-        parts = [pdv.data]
-        while not pdv.is_last:
-            pdv = await self._next_data_pdv(context_id)
-            parts.append(pdv.data)
-        dataset = b"".join(parts)
-        if self._pdu_observer is not None:
-            self._pdu_observer("dataset-received", {"bytes": len(dataset)})
-        return Message(context_id, command, dataset)
+        parts: list[bytes | memoryview] = []
+        await self.receive_dataset_into(context_id, parts.append)
+        return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
         pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
