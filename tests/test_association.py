@@ -9,7 +9,7 @@ import pytest
 from anyio.abc import SocketAttribute
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
-from fixtures.orthanc import OrthancServer
+from fixtures.orthanc import OrthancServer, free_ports
 from qrclient.net import (
     AssociationRejected,
     ConnectFailed,
@@ -64,9 +64,7 @@ async def test_wrong_called_ae_title_is_rejected_and_explained(orthanc: OrthancS
 
 
 async def test_closed_port_is_reported_as_refused() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)
     with pytest.raises(ConnectFailed, match="connection refused by 127.0.0.1"):
         async with open_association(Peer("X", "127.0.0.1", port), [ContextRequest(VERIFICATION)]):
             pass

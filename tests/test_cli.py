@@ -15,7 +15,6 @@ import os
 import re
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from fixtures.dataset import (
     all_studies,
     find_patient,
 )
-from fixtures.orthanc import OrthancServer
+from fixtures.orthanc import OrthancServer, free_ports
 from qrclient.cli import exit_codes
 from qrclient.ops.query import DEFAULT_RETURN_KEYS, Level
 from tests.conftest import start_orthanc
@@ -175,9 +174,7 @@ def big_study(archive: Archive) -> StudySpec:
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    (port,) = free_ports(1)
     return port
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fixtures.orthanc import free_ports
 from qrclient import __version__
 
 TIMEOUT = 60.0
@@ -53,9 +54,7 @@ def with_node(args: tuple[str, ...], node: str) -> list[str]:
 @pytest.fixture
 def closed_port() -> int:
     """A local port nothing listens on: a case wrongly accepted fails fast with exit 3."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    (port,) = free_ports(1)
     return port
 
 

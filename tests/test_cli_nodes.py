@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pydicom
 import pytest
 
 from fixtures.dataset import Archive, StudySpec, all_studies, find_patient
-from fixtures.orthanc import OrthancServer
+from fixtures.orthanc import OrthancServer, free_ports
 from fixtures.tls import make_pki
 from qrclient.cli import exit_codes
 from tests.conftest import OUR_AE
@@ -495,9 +494,7 @@ def test_listen_option_overrides_the_node(
     """--listen on a port Orthanc does not send to: nothing arrives, so the option (not
     the node's listen) was used."""
     study = find_patient(archive, "PAT008").studies[0]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        unused = sock.getsockname()[1]
+    (unused,) = free_ports(1)
     result = qrclient(
         home,
         "--config",
