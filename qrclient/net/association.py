@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream
 
 from qrclient.net import acse, pdu
 from qrclient.net.acse import (
@@ -50,6 +50,7 @@ from qrclient.net.presentation import (
     sop_class_name,
 )
 from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
+from qrclient.net.transport import connect_tcp
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
@@ -211,7 +212,7 @@ class Association:
         started = time.perf_counter()
         try:
             with anyio.fail_after(timeouts.connect):
-                stream: ByteStream = await anyio.connect_tcp(peer.host, peer.port)
+                stream: ByteStream = await connect_tcp(peer.host, peer.port)
         except TimeoutError:
             raise _failed(
                 settings,
@@ -222,10 +223,6 @@ class Association:
             ) from None
         except OSError as exc:
             raise _failed(settings, _classify_connect_error(peer, exc)) from exc
-        # Without it every DIMSE round trip waits for a delayed ACK (about 40 ms).
-        stream.extra(SocketAttribute.raw_socket).setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-        )
         if settings.tls is not None:
             stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
         notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})

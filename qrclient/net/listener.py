@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 
 from qrclient.net import acse, pdu
 from qrclient.net.acse import (
@@ -42,6 +42,7 @@ from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
 from qrclient.net.tls import wrap_server
+from qrclient.net.transport import SocketStream, listening_socket, serve_connections
 
 STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
@@ -102,22 +103,24 @@ class StorageListener:
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen; reports the bound port through ``task_status`` (for ``tg.start``)."""
         try:
-            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+            listener = listening_socket(self.host, self.port)
+        except socket.gaierror as exc:
+            raise ListenFailed(
+                f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc})",
+                "give --listen an address of this machine, e.g. 0.0.0.0:PORT",
+            ) from None
         except OSError as exc:
             raise ListenFailed(
                 f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc})",
                 "another program (or qrclient) uses that port: choose another with --listen "
                 "and register it for our AE title on the PACS",
             ) from None
-        async with listener:
-            self.port = listener.extra(SocketAttribute.local_port)
+        with listener:
+            self.port = listener.getsockname()[1]
             task_status.started(self.port)
-            await listener.serve(self._handle)
+            await serve_connections(listener, self._handle)
 
     async def _handle(self, stream: SocketStream) -> None:
-        stream.extra(SocketAttribute.raw_socket).setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-        )
         address = str(stream.extra(SocketAttribute.remote_address, ("?",))[0])
         association: Association | None = None
         try:
@@ -132,8 +135,6 @@ class StorageListener:
             # The move's own status reports what it means for the retrieve.
             if association is not None:
                 await association.abort()
-        finally:
-            await anyio.aclose_forcefully(stream)
 
     async def _secure(self, stream: SocketStream, address: str) -> ByteStream | None:
         """The connection as is, or over TLS; None (and a refusal noted) if TLS fails."""
