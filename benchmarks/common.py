@@ -74,10 +74,17 @@ def qrclient_executable() -> str:
 
 
 def require_executable(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise BenchmarkError(f"{name} not found on PATH (apt-get install dcmtk)")
-    return found
+    """The DCMTK tool ``name`` on PATH.
+
+    Only DCMTK's: pynetdicom installs console scripts with the same names (getscu,
+    movescu, findscu, ...), first on PATH in an activated virtual environment, and
+    timing those instead would compare qrclient with the wrong tool.
+    """
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which(name, path=directory or os.curdir)
+        if found is not None and "dcmtk" in command_version([found, "--version"]).lower():
+            return found
+    raise BenchmarkError(f"DCMTK's {name} not found on PATH (apt-get install dcmtk)")
 
 
 # -- Orthanc -----------------------------------------------------------------------------
@@ -408,7 +415,7 @@ def machine_info(server: OrthancServer | None = None) -> list[tuple[str, str]]:
         ("pynetdicom", _dist_version("pynetdicom")),
         ("anyio", _dist_version("anyio")),
         ("Orthanc", orthanc_version(server) if server is not None else "?"),
-        ("DCMTK", command_version(["findscu", "--version"])),
+        ("DCMTK", command_version([require_executable("findscu"), "--version"])),
         ("OS", f"{platform.system()} {platform.release()} {platform.machine()}"),
         ("CPU", f"{_cpu_model()}, {os.cpu_count()} logical CPUs"),
     ]
