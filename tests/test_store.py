@@ -517,8 +517,8 @@ class FullDisk:
 def test_a_full_disk_stores_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch, at_close: bool
 ) -> None:
-    def open_on_full_disk(directory: Path) -> tuple[Path, Any]:
-        path, file = open_temp(directory)
+    def open_on_full_disk(directory: str, *, buffered: bool = True) -> tuple[str, Any]:
+        path, file = open_temp(directory, buffered=buffered)
         return path, FullDisk(file, 50_000, at_close=at_close)
 
     monkeypatch.setattr("qrclient.store.incoming.open_temp", open_on_full_disk)

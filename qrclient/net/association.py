@@ -487,8 +487,7 @@ class Association:
             try:
                 item = self._reader.next_buffered()
                 if item is None:
-                    with anyio.fail_after(seconds):
-                        await self._reader.receive_more()
+                    await self._reader.receive_more(seconds)
                     continue
                 if self._pdu_observer is not None:
                     self._pdu_observer("pdu-received", _pdu_record(*item))

@@ -8,15 +8,18 @@ keep up with DCMTK.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
+import anyio
 from anyio import BrokenResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream
 
 from qrclient.net.errors import ConnectionDropped, ProtocolError
+from qrclient.net.transport import SocketStream
 
 HEADER = struct.Struct(">BxL")
 HEADER_LENGTH = HEADER.size
@@ -196,10 +199,21 @@ class PduReader:
             self._parts, self._parts_size = rest, sum(map(len, rest))
         return pdu_type, whole[HEADER_LENGTH:]
 
-    async def receive_more(self) -> None:
-        """Await more bytes from the peer; a closed connection becomes ConnectionDropped."""
+    async def receive_more(self, seconds: float = math.inf) -> None:
+        """Await more bytes from the peer, at most ``seconds`` (else TimeoutError).
+
+        A closed connection becomes ConnectionDropped.
+        """
         try:
-            data = memoryview(await self._stream.receive(self._CHUNK))
+            stream = self._stream
+            if isinstance(stream, SocketStream):  # times only an actual wait
+                received = await stream.receive_within(seconds, self._CHUNK)
+            else:
+                with anyio.fail_after(seconds):
+                    received = await stream.receive(self._CHUNK)
+            data = memoryview(received)
+        except TimeoutError:  # an OSError, but the peer is silent, not gone
+            raise
         except (EndOfStream, BrokenResourceError, OSError) as exc:
             raise ConnectionDropped(
                 "the peer closed the connection without A-RELEASE or A-ABORT",

@@ -9,13 +9,15 @@ rare while a peer streams instances. It works on any anyio backend, and TLS wrap
 it like any other byte stream.
 
 Not waiting means not yielding: so that other tasks (progress, other associations)
-still run and cancellation is seen, every call checks for cancellation and every few
-calls that did not wait yield to the event loop.
+still run and cancellation is seen, every few calls that did not wait yield to the
+event loop (a checkpoint). Callers that must see cancellation at once check for it
+themselves (the DIMSE operations do, once per message).
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,12 +45,20 @@ class SocketStream(ByteStream):
         self._ready_calls = 0
 
     async def receive(self, max_bytes: int = RECEIVE_SIZE) -> bytes:
+        return await self.receive_within(math.inf, max_bytes)
+
+    async def receive_within(self, seconds: float, max_bytes: int = RECEIVE_SIZE) -> bytes:
+        """``receive``, raising TimeoutError if nothing came within ``seconds``.
+
+        Only a wait is timed: data already there costs no cancel scope.
+        """
         await self._checkpoint()
         while True:
             try:
                 data = self._sock.recv(max_bytes)
             except BlockingIOError:
-                await self._wait(anyio.wait_readable)
+                with anyio.fail_after(seconds):
+                    await self._wait(anyio.wait_readable)
                 continue
             except OSError as exc:
                 raise self._broken(exc) from exc
@@ -103,8 +113,6 @@ class SocketStream(ByteStream):
         if self._ready_calls >= YIELD_EVERY:
             self._ready_calls = 0
             await anyio.lowlevel.checkpoint()
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _wait(self, wait: Callable[[socket.socket], Any]) -> None:
         self._ready_calls = 0  # waiting yields

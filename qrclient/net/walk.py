@@ -57,8 +57,11 @@ class _Walker:
         order = "<" if little else ">"
         self.data = data
         self.tag = struct.Struct(f"{order}HH")
-        self.u16 = struct.Struct(f"{order}H")
         self.u32 = struct.Struct(f"{order}L")
+        # A whole element header in one unpack: the short explicit form (its VR and
+        # 2-byte length; a long VR's 4-byte length follows) or the implicit one.
+        self.explicit_header = struct.Struct(f"{order}HH2sH")
+        self.implicit_header = struct.Struct(f"{order}HHL")
 
     def elements(
         self,
@@ -72,27 +75,27 @@ class _Walker:
         every: list[Element] | None = None,
     ) -> int:
         """Walk elements to ``end`` (or to the item delimiter); return the offset after."""
-        data, u16, u32 = self.data, self.u16, self.u32
+        data, u32 = self.data, self.u32
+        header = (self.explicit_header if explicit else self.implicit_header).unpack_from
+        vr = b""
         while offset < end:
             if offset + 8 > end:
                 raise ValueError(f"element header cut short at byte {offset}")
-            group, element = self.tag.unpack_from(data, offset)
+            if explicit:
+                group, element, vr, length = header(data, offset)
+            else:
+                group, element, length = header(data, offset)
             tag = group << 16 | element
             if group == 0xFFFE:
                 if closed_by_item_end and tag == _ITEM_END:
                     return offset + 8
                 raise ValueError(f"unexpected ({group:04X},{element:04X}) at byte {offset}")
-            vr = data[offset + 4 : offset + 6] if explicit else b""
             if vr in _LONG_VRS:
                 if offset + 12 > end:
                     raise ValueError(f"element header cut short at byte {offset}")
                 length = u32.unpack_from(data, offset + 8)[0]
                 offset += 12
-            elif explicit:
-                length = u16.unpack_from(data, offset + 6)[0]
-                offset += 8
             else:
-                length = u32.unpack_from(data, offset + 4)[0]
                 offset += 8
             if every is not None:
                 every.append((tag, vr, offset, length))

@@ -12,11 +12,11 @@ the start of its overflow and is checked from the page cache.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, NoReturn, Protocol
 
 from qrclient.store.errors import StoreError, describe_os_error
@@ -32,11 +32,27 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _PREFIX = f"{os.getpid()}-{secrets.token_hex(4)}-"
 
 
-def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
-    """A new file in ``directory`` that is ours alone (O_EXCL), opened for writing."""
-    path = directory / f"{_PREFIX}{next(_NUMBERS)}{TEMP_SUFFIX}"
+def open_temp(directory: str, *, buffered: bool = True) -> tuple[str, BinaryIO]:
+    """A new file in ``directory`` that is ours alone (O_EXCL), opened for writing.
+
+    Unbuffered for one write of a whole instance: a buffer would only be allocated
+    and copied through.
+    """
+    path = f"{directory}{os.sep}{_PREFIX}{next(_NUMBERS)}{TEMP_SUFFIX}"
     descriptor = os.open(path, _FLAGS, 0o666)
-    return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
+    if buffered:
+        return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
+    return path, open(descriptor, "wb", buffering=0)
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """``file.write`` until all of ``data`` is written (an unbuffered write may be short)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:  # None: would block; 0: nothing written. Neither happens on a disk.
+            raise OSError(errno.EIO, "the file accepted no more bytes")
+        view = view[written:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +101,7 @@ class Incoming:
     def __init__(
         self,
         owner: Owner,
-        directory: Path,
+        directory: str,
         header: bytes,
         *,
         sop_class_uid: str,
@@ -95,7 +111,7 @@ class Incoming:
     ) -> None:
         self._owner = owner
         self._directory = directory
-        self.path: Path | None = None  # the temporary file, once there is one
+        self.path: str | None = None  # the temporary file, once there is one
         self._file: BinaryIO | None = None
         # Header and data fragments while in memory; None once streaming to the file.
         self._fragments: list[bytes | memoryview] | None = [header]
@@ -183,8 +199,8 @@ class Incoming:
             raise StoreError(f"{self.sop_instance_uid}: placed before it was sealed")
         try:
             if self._sealed is not None:
-                self.path, self._file = open_temp(self._directory)
-                self._file.write(self._sealed)
+                self.path, self._file = open_temp(self._directory, buffered=False)
+                _write_all(self._file, self._sealed)
                 self._sealed = None
             assert self._file is not None
             self._file.flush()
@@ -219,7 +235,7 @@ class Incoming:
                 self._file.close()
         if self.path is not None:
             with contextlib.suppress(OSError):  # if it stays, the next open removes it
-                self.path.unlink()
+                os.unlink(self.path)
 
     def _fail(self, exc: OSError) -> NoReturn:
         self.discard()

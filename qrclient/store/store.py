@@ -51,6 +51,7 @@ class Store:
         self._root_prefix = os.path.join(self._root, "")  # with its trailing separator
         self._meta_prefix = os.path.join(self._meta, "")
         self._incoming = root / META_DIR / "incoming"
+        self._incoming_dir = str(self._incoming)
         self._pending: set[Incoming] = set()
         self._reserved: dict[str, Incoming] = {}  # relative path -> sealed, not yet placed
         self._directories: set[str] = set()  # known to exist: no mkdir per instance
@@ -119,7 +120,7 @@ class Store:
         source = clean_ae_title(source)
         incoming = Incoming(
             self,
-            self._incoming,
+            self._incoming_dir,
             file_meta(class_uid, instance_uid, syntax, source),
             sop_class_uid=class_uid,
             sop_instance_uid=instance_uid,
@@ -203,7 +204,7 @@ class Store:
             raise StoreError(f"refused to store at {relative!r}: outside the store {self.root}")
         return target
 
-    def _move(self, source: Path, target: str, uid: str) -> None:
+    def _move(self, source: str, target: str, uid: str) -> None:
         directory = os.path.dirname(target)
         try:
             if directory not in self._directories:
