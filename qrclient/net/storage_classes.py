@@ -9,35 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pydicom.uid import (
-    JPEG2000,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-)
-
 from qrclient.net.presentation import ContextRequest
 
-UNCOMPRESSED: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+UNCOMPRESSED: tuple[str, ...] = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+)
 # One context each: a context accepts a single transfer syntax, and an instance
 # stored in a syntax with no accepted context would be transcoded by the peer.
 COMPRESSED: tuple[str, ...] = (
-    JPEGLosslessSV1,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEG2000Lossless,
-    JPEG2000,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-    DeflatedExplicitVRLittleEndian,
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (8 bit)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (12 bit)
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5",  # RLE lossless
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
 )
 
 # Proposed when the peer cannot tell us which SOP classes a retrieve holds.

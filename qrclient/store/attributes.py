@@ -6,15 +6,11 @@ the data set's Specific Character Set, and never through a full pydicom Dataset.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.datadict import dictionary_VR, keyword_dict
-
-SPECIFIC_CHARACTER_SET = 0x00080005
+from qrclient.net.dictionary import tag_of, vr_of
+from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
 
 # What the index keeps, by keyword.
 INDEX_KEYWORDS = (
@@ -54,25 +50,14 @@ TEXT_VRS = frozenset(
         "UT",
     ]
 )
-_DELIMITERS = {0x5C, 0x5E, 0x3D, 0x0D, 0x0A, 0x09, 0x0C}  # where ISO 2022 escapes reset
-# The common repertoires, decoded by Python directly (ASCII is read leniently).
-_FAST_CODECS = {
-    "": "latin-1",
-    "ISO_IR 6": "latin-1",
-    "ISO_IR 100": "latin-1",
-    "ISO_IR 192": "utf-8",
-}
 
 
 def tag_for(keyword: str) -> int | None:
     """The tag of a top-level text attribute's keyword, else None."""
-    tag = keyword_dict.get(keyword)
+    tag = tag_of(keyword)
     if tag is None or tag >> 16 == 0x0002:  # file meta is not in the data set
         return None
-    try:
-        return tag if dictionary_VR(tag) in TEXT_VRS else None
-    except KeyError:
-        return None
+    return tag if vr_of(tag) in TEXT_VRS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +80,4 @@ class Wanted:
     def decode(self, raw: Mapping[int, bytes]) -> dict[str, str]:
         """Keyword to text (``""`` when absent) for every wanted keyword."""
         charset = raw.get(SPECIFIC_CHARACTER_SET, b"")
-        return {kw: _decoded(raw.get(tag, b""), charset) for kw, tag in self.keywords.items()}
-
-
-@functools.lru_cache(maxsize=4096)
-def _decoded(value: bytes, charset: bytes) -> str:
-    """``decode_text``, remembered: a study's instances repeat most of their values."""
-    terms = [term.strip(b" \x00").decode("ascii", "replace") for term in charset.split(b"\\")]
-    return decode_text(value, terms)
-
-
-def decode_text(value: bytes, charset: list[str]) -> str:
-    """One value as text without padding (multiple values stay ``\\``-separated)."""
-    if not value:
-        return ""
-    codec = _FAST_CODECS.get(charset[0]) if len(charset) == 1 else None
-    if codec is not None:
-        text = value.decode(codec, "replace")
-    else:  # ISO 2022 and other repertoires: pydicom knows them all
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a bad repertoire is not worth a warning
-                text = decode_bytes(value, convert_encodings(charset), _DELIMITERS)
-        except Exception:
-            text = value.decode("latin-1")
-    return text.strip(" \x00")
+        return {kw: decode_value(raw.get(tag, b""), charset) for kw, tag in self.keywords.items()}

@@ -17,8 +17,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pydicom.datadict import keyword_dict
-
+from qrclient.net.dictionary import all_keywords, tag_of
 from qrclient.store.attributes import tag_for
 from qrclient.store.errors import StoreError
 
@@ -134,9 +133,9 @@ def _parse_component(text: str, bad: _ErrorFactory) -> tuple[_Part, ...]:
 def _check_keyword(keyword: str, bad: _ErrorFactory) -> str:
     if tag_for(keyword) is not None:
         return keyword
-    if keyword and keyword in keyword_dict:
+    if keyword and tag_of(keyword) is not None:
         raise bad(f"uses {{{keyword}}}, which is not a top-level text attribute")
-    close = difflib.get_close_matches(keyword, keyword_dict, n=1)
+    close = difflib.get_close_matches(keyword, all_keywords(), n=1)
     hint = f" (did you mean {{{close[0]}}}?)" if close else ""
     raise bad(f"uses {{{keyword}}}, which is not a DICOM keyword{hint}")
 
