@@ -60,6 +60,44 @@ def test_get_then_again_fetches_nothing(
     assert summary["state"] == "complete"
 
 
+WITHOUT_PYDICOM = """
+import sys
+from qrclient.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print("pydicom imported" if "pydicom" in sys.modules else "no pydicom", code)
+"""
+
+
+@pytest.mark.parametrize("command", ["get", "move", "echo"])
+def test_retrieve_and_echo_never_import_pydicom(
+    orthanc: OrthancServer,
+    archive: Archive,
+    tmp_path: Path,
+    listen_ports: tuple[int, int],
+    command: str,
+) -> None:
+    """pydicom takes some 70 ms to import: a retrieve or an echo must not need it."""
+    study = find_patient(archive, "PAT004").studies[0]
+    args = [command, node(orthanc), "--aet", OUR_AE]
+    if command != "echo":
+        args += ["-k", f"StudyInstanceUID={study.study_instance_uid}", "--out", str(tmp_path)]
+    if command == "move":
+        args += ["--listen", f"127.0.0.1:{listen_ports[0]}"]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYDICOM, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.splitlines()[-1] == "no pydicom 0", done.stderr
+    if command != "echo":
+        assert stored_uids(tmp_path) == instances(study)
+
+
 def test_move_to_our_listener(
     orthanc: OrthancServer, archive: Archive, tmp_path: Path, listen_ports: tuple[int, int]
 ) -> None:

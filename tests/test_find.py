@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from fixtures.dataset import Archive, all_series, all_studies, find_patient
 from qrclient.net import (
@@ -20,7 +21,7 @@ from qrclient.net import (
 )
 from qrclient.net.association import Association
 from qrclient.net.presentation import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
-from qrclient.ops.find import FindResults, FindState, find
+from qrclient.ops.find import FindResults, FindState, find, find_values
 from qrclient.ops.query import Level, Model, Query, build_query
 from tests.conftest import start_orthanc
 from tests.fakepeer import PeerConnection, fake_peer, response
@@ -151,6 +152,44 @@ async def test_non_ascii_names_query_and_decode(peer: Peer, archive: Archive, na
     assert str(found[0].PatientName) == expected[0].patient_name
 
 
+def as_text(value: object) -> str:
+    """A decoded value as find_values gives it: ``\\`` between values, "" for none."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(item) for item in value)
+    return str(value)
+
+
+async def values_both_ways(peer: Peer, query: Query) -> tuple[list[str], list[str]]:
+    """find_values' rows and pydicom's decoding of the same matches, comparable."""
+    async with open_association(peer, BOTH_MODELS) as assoc:
+        raw = await find_values(assoc, query)
+    found, _ = await run_find(peer, query)
+    keywords = [k.keyword for k in query.keys]
+    expected = [repr([as_text(ds.get(kw)) for kw in keywords]) for ds in found]
+    return sorted(repr([row[kw] for kw in keywords]) for row in raw), sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("level", "model", "keys"),
+    [
+        (Level.PATIENT, Model.PATIENT, []),
+        (Level.STUDY, Model.STUDY, ["SOPClassesInStudy", "PatientName=*"]),
+        (Level.SERIES, Model.STUDY, ["SeriesDate"]),
+        (Level.STUDY, Model.STUDY, ["PatientName=山田*"]),
+    ],
+)
+async def test_find_values_read_what_pydicom_decodes(
+    peer: Peer, level: Level, model: Model, keys: list[str]
+) -> None:
+    """The retrieve plans with find_values (no pydicom); it must read the same values."""
+    query = build_query(level, model, keys)
+    raw, decoded = await values_both_ways(peer, query)
+    assert raw == decoded
+    assert raw  # every case has matches
+
+
 async def test_latin1_answers_decode(tmp_path: Path, archive: Archive) -> None:
     """A PACS answering in ISO_IR 100 (Orthanc's stock default encoding)."""
     muller = [p for p in archive if p.charset == "ISO_IR 100"]
@@ -158,10 +197,13 @@ async def test_latin1_answers_decode(tmp_path: Path, archive: Archive) -> None:
     try:
         peer = Peer(server.aet, server.host, server.dicom_port)
         found, _ = await run_find(peer, build_query(Level.PATIENT, Model.PATIENT))
+        raw, decoded = await values_both_ways(peer, build_query(Level.PATIENT, Model.PATIENT))
     finally:
         server.stop(graceful=False)
     assert found[0].SpecificCharacterSet == "ISO_IR 100"
     assert str(found[0].PatientName) == muller[0].patient_name
+    assert raw == decoded
+    assert muller[0].patient_name in raw[0]
 
 
 async def test_matches_stream_before_the_last_arrives(peer: Peer, archive: Archive) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydicom.uid import UID
-
 from qrclient.net.status import Status
 
 # Command attributes worth a log line; UIDs and the rest stay out of the way.
@@ -97,6 +95,8 @@ def _list(value: object) -> list[object]:
 
 def _uid_name(value: object) -> str:
     """A transfer syntax by name (pydicom's dictionary), else as given."""
+    from pydicom.uid import UID  # here: only -v and the log pane name them; slow import
+
     name = UID(str(value)).name
     return name or str(value)
 

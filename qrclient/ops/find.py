@@ -12,21 +12,28 @@ ignores C-CANCEL for C-FIND) gets the association aborted instead.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
+from qrclient.net.identifier import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from qrclient.net.status import Category, FailureStatus, Service, Status
+from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
+from qrclient.net.walk import scan_dataset
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.query import Query
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 CANCEL_GRACE = 2.0
 
@@ -68,7 +75,7 @@ class FindResults:
 
     async def __aenter__(self) -> FindResults:
         transfer_syntax = str(self._context.transfer_syntax)
-        identifier = encode_dataset(self._query.identifier(), transfer_syntax)
+        identifier = encode_dataset(self._query.as_identifier(), transfer_syntax)
         self._message_id = self._association.next_message_id()
         request = Command(
             command_field=CommandField.C_FIND_RQ,
@@ -99,8 +106,20 @@ class FindResults:
         return self
 
     async def __anext__(self) -> Dataset:
-        if self.outcome.done:
+        identifier = await self.next_identifier()
+        if identifier is None:
             raise StopAsyncIteration
+        return decode_dataset(identifier, self.transfer_syntax)
+
+    @property
+    def transfer_syntax(self) -> str:
+        """The transfer syntax of the matches' identifiers."""
+        return str(self._context.transfer_syntax)
+
+    async def next_identifier(self) -> bytes | None:
+        """The next match's identifier as received (not decoded); None after the last."""
+        if self.outcome.done:
+            return None
         try:
             # Matches may come from a buffer without any await: checkpoint so a cancelled
             # scope is honoured at the next match, not when the buffer runs dry.
@@ -119,9 +138,9 @@ class FindResults:
             self.outcome.count += 1
             if status.code == 0xFF01:
                 self._warn("the peer could not match some optional keys (0xFF01)")
-            return decode_dataset(dataset, str(self._context.transfer_syntax))
+            return dataset
         self._finish(status, command)
-        raise StopAsyncIteration
+        return None
 
     async def _receive(self) -> tuple[Command, bytes | None]:
         message = await self._association.receive_message("C-FIND response")
@@ -172,3 +191,44 @@ class FindResults:
 def find(association: Association, query: Query, *, grace: float = CANCEL_GRACE) -> FindResults:
     """Start a C-FIND on an open association; see the module docstring."""
     return FindResults(association, query, grace)
+
+
+async def find_values(association: Association, query: Query) -> list[dict[str, str]]:
+    """Every match of ``query`` as keyword to text, for the query's text attributes.
+
+    For callers that read a few UIDs and counts from each match (a retrieve's plan):
+    values are read from the identifier's bytes directly, with no pydicom Dataset.
+    Multiple values stay ``\\``-separated; an absent or empty attribute is ``""``.
+    A match that does not parse is a ProtocolError, as with ``find``.
+    """
+    keywords = {k.tag: k.keyword for k in query.keys if k.keyword}
+    wanted = frozenset((*keywords, SPECIFIC_CHARACTER_SET))
+    found: list[dict[str, str]] = []
+    async with find(association, query) as results:
+        while (identifier := await results.next_identifier()) is not None:
+            raw = _match_values(identifier, results.transfer_syntax, wanted)
+            charset = raw.get(SPECIFIC_CHARACTER_SET, b"")
+            found.append(
+                {kw: decode_value(raw.get(tag, b""), charset) for tag, kw in keywords.items()}
+            )
+    return found
+
+
+def _match_values(identifier: bytes, syntax: str, wanted: frozenset[int]) -> dict[int, bytes]:
+    try:
+        if syntax == DEFLATED_LE:
+            identifier = zlib.decompress(identifier, -zlib.MAX_WBITS)
+            syntax = EXPLICIT_LE
+        return scan_dataset(
+            identifier,
+            0,
+            len(identifier),
+            explicit=syntax != IMPLICIT_LE,
+            little=syntax != EXPLICIT_BE,
+            wanted=wanted,
+        )
+    except (ValueError, zlib.error) as exc:
+        raise ProtocolError(
+            f"the peer sent a data set that does not decode ({exc})",
+            "the peer's DICOM stack is broken; the log of -v helps its vendor",
+        ) from exc

@@ -10,19 +10,23 @@ off mid-way is discarded, never committed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response, response_to
 from qrclient.net.errors import ProtocolError
+from qrclient.net.identifier import Identifier
 from qrclient.net.status import Category, Service, Status
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.progress import Progress
 from qrclient.ops.storing import InstanceSink, receive_instance
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 CANCEL_GRACE = 2.0
 
@@ -79,7 +83,7 @@ class _Retrieval:
         self.message_id = 0
         self.result = SubOperations()
 
-    async def run(self, identifier: Dataset) -> SubOperations:
+    async def run(self, identifier: Dataset | Identifier) -> SubOperations:
         context = self.association.accepted_context(self.sop_class)
         self.message_id = self.association.next_message_id()
         request = Command(
@@ -151,7 +155,7 @@ class _Retrieval:
 
 async def c_get(
     association: Association,
-    identifier: Dataset,
+    identifier: Dataset | Identifier,
     sop_class: str,
     sink: InstanceSink,
     progress: Progress | None = None,

@@ -11,19 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
+from qrclient.net.identifier import Identifier
 from qrclient.net.status import Service
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.get import CANCEL_GRACE, SubOperations
 from qrclient.ops.progress import Progress
 from qrclient.ops.storing import Arrival, InstanceSink, receive_instance
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class MoveRouter:
 
 async def c_move(
     association: Association,
-    identifier: Dataset,
+    identifier: Dataset | Identifier,
     sop_class: str,
     destination: str,
     progress: Progress | None = None,

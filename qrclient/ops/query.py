@@ -14,12 +14,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
+from typing import TYPE_CHECKING
 
-from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag
-from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, Tag
-
+from qrclient.net.dictionary import all_keywords, keyword_of, tag_of, vr_of
+from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.presentation import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -28,6 +26,9 @@ from qrclient.net.presentation import (
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
 )
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 
 class QueryError(ValueError):
@@ -103,6 +104,7 @@ DEFAULT_RETURN_KEYS: dict[Level, tuple[str, ...]] = {
     ),
 }
 
+QUERY_RETRIEVE_LEVEL = 0x00080052
 # Keys the user must not set with -k: they are set from --level or by the encoder.
 _RESERVED = {
     "QueryRetrieveLevel": "use --level",
@@ -135,30 +137,26 @@ _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64 * 5, "UI": 64}
 class Key:
     """A query key: a matching value, or ``None`` to ask for it to be returned."""
 
-    tag: BaseTag
+    tag: int
     keyword: str
     vr: str
     value: str | None = None
 
     @property
     def name(self) -> str:
-        return self.keyword or f"({self.tag.group:04X},{self.tag.element:04X})"
+        return self.keyword or f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
 
 
-@cache
-def _keywords() -> tuple[str, ...]:
-    return tuple(keyword_dict)
-
-
-def _resolve_tag(text: str) -> BaseTag:
+def _resolve_tag(text: str) -> int:
     """A keyword, or a tag written gggg,eeee / (gggg,eeee) / ggggeeee."""
     stripped = text.strip().strip("()").replace(" ", "")
     match = re.fullmatch(r"([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})", stripped)
     if match:
-        return Tag(int(match[1], 16), int(match[2], 16))
-    if text in keyword_dict:
-        return Tag(keyword_dict[text])
-    close = difflib.get_close_matches(text, _keywords(), n=1, cutoff=0.75)
+        return int(match[1], 16) << 16 | int(match[2], 16)
+    tag = tag_of(text)
+    if tag is not None:
+        return tag
+    close = difflib.get_close_matches(text, all_keywords(), n=1, cutoff=0.75)
     suggestion = f"; did you mean {close[0]}?" if close else ""
     raise QueryError(
         f"unknown key {text!r}: expected a DICOM keyword (e.g. PatientName) or a tag "
@@ -172,18 +170,18 @@ def parse_key(text: str) -> Key:
     if not name.strip():
         raise QueryError(f"empty key in {text!r}: expected KEY or KEY=VALUE")
     tag = _resolve_tag(name.strip())
-    if tag.group in (0x0000, 0x0002) or tag.is_private:
+    group = tag >> 16
+    if group in (0x0000, 0x0002) or group & 1:  # command, file meta or private
         raise QueryError(f"{name.strip()} cannot be a query key: expected a data set attribute")
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:
+    vr = vr_of(tag)
+    if vr is None:
         raise QueryError(
             f"tag {name.strip()} is not in the DICOM dictionary: give a standard keyword or tag"
-        ) from None
-    keyword = keyword_for_tag(tag)
+        )
+    keyword = keyword_of(tag)
     if keyword in _RESERVED:
         raise QueryError(f"{keyword} cannot be given with -k: {_RESERVED[keyword]}")
-    key = Key(tag, keyword, vr.split(" or ")[0], value if sep else None)
+    key = Key(tag, keyword, vr, value if sep else None)
     if key.value:
         _validate_value(key)
     return key
@@ -305,8 +303,19 @@ class Query:
         """Column names in the order asked."""
         return [k.name for k in self.keys]
 
+    def as_identifier(self) -> Identifier:
+        """The identifier to send, with Specific Character Set when values need it."""
+        return Identifier.of(
+            [
+                Attribute(QUERY_RETRIEVE_LEVEL, "CS", self.level.value),
+                *(Attribute(k.tag, k.vr, k.value or "") for k in self.keys),
+            ]
+        )
+
     def identifier(self) -> Dataset:
-        """The identifier data set, with Specific Character Set when values need it."""
+        """``as_identifier`` as a pydicom data set (encodes to the same bytes)."""
+        from pydicom.dataset import Dataset  # here: pydicom is slow to import
+
         ds = Dataset()
         needs_utf8 = any(k.value and not k.value.isascii() for k in self.keys)
         if needs_utf8:
@@ -360,7 +369,7 @@ def build_query(
             "the study root model has no PATIENT level: use --model patient, or --level study"
         )
     given = [k if isinstance(k, Key) else parse_key(k) for k in keys]
-    merged: dict[BaseTag, Key] = {}
+    merged: dict[int, Key] = {}
     if default_keys or not given:
         for keyword in DEFAULT_RETURN_KEYS[level]:
             key = parse_key(keyword)

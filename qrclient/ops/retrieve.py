@@ -23,10 +23,10 @@ from enum import Enum
 from typing import Protocol
 
 import anyio
-from pydicom.dataset import Dataset
 
 from qrclient.net.association import Association, Peer, Settings, open_association
 from qrclient.net.errors import DicomNetworkError
+from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import FailureStatus
@@ -36,13 +36,18 @@ from qrclient.net.storage_classes import (
     contexts_per_association,
     storage_contexts,
 )
-from qrclient.ops.find import find
+from qrclient.ops.find import find_values
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
-from qrclient.ops.query import Key, Level, Model, Query, build_query, parse_key
+from qrclient.ops.query import Key, Level, Model, build_query, parse_key
 from qrclient.ops.storing import InstanceSink
 
+QUERY_RETRIEVE_LEVEL = 0x00080052
+PATIENT_ID = 0x00100020
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+SOP_INSTANCE_UID = 0x00080018
 BATCH = 500  # SOP Instance UIDs per IMAGE-level request: small identifiers, few requests
 
 
@@ -129,8 +134,8 @@ class RetrieveRequest:
         parsed = tuple(k if isinstance(k, Key) else parse_key(k) for k in keys)
         return cls(level, model, parsed)
 
-    def identifier(self) -> Dataset:
-        return build_query(self.level, self.model, self.keys, default_keys=False).identifier()
+    def identifier(self) -> Identifier:
+        return build_query(self.level, self.model, self.keys, default_keys=False).as_identifier()
 
 
 async def plan(association: Association, request: RetrieveRequest) -> list[PlannedInstance]:
@@ -143,13 +148,13 @@ async def plan(association: Association, request: RetrieveRequest) -> list[Plann
     query = build_query(Level.IMAGE, request.model, keys, default_keys=False)
     planned = [
         PlannedInstance(
-            str(ds.get("SOPInstanceUID", "")),
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SeriesInstanceUID", "")),
-            str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("PatientID", "")),
+            match["SOPInstanceUID"],
+            match["SOPClassUID"],
+            match["SeriesInstanceUID"],
+            match["StudyInstanceUID"],
+            match.get("PatientID", ""),
         )
-        async for ds in _matches(association, query)
+        for match in await find_values(association, query)
     ]
     return [p for p in planned if p.sop_instance_uid]
 
@@ -220,23 +225,16 @@ def _image_unit(items: Sequence[PlannedInstance]) -> Unit:
     )
 
 
-async def _matches(association: Association, query: Query) -> AsyncIterator[Dataset]:
-    async with find(association, query) as matches:
-        async for ds in matches:
-            yield ds
-
-
-def unit_identifier(unit: Unit, model: Model) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = unit.level.value
+def unit_identifier(unit: Unit, model: Model) -> Identifier:
+    attributes = [Attribute(QUERY_RETRIEVE_LEVEL, "CS", unit.level.value)]
     if model is Model.PATIENT:
-        ds.PatientID = unit.patient_id
-    ds.StudyInstanceUID = unit.study_uid
+        attributes.append(Attribute(PATIENT_ID, "LO", unit.patient_id))
+    attributes.append(Attribute(STUDY_INSTANCE_UID, "UI", unit.study_uid))
     if unit.level is not Level.STUDY:
-        ds.SeriesInstanceUID = unit.series_uid
+        attributes.append(Attribute(SERIES_INSTANCE_UID, "UI", unit.series_uid))
     if unit.level is Level.IMAGE:
-        ds.SOPInstanceUID = list(unit.sop_instance_uids)
-    return ds
+        attributes.append(Attribute(SOP_INSTANCE_UID, "UI", "\\".join(unit.sop_instance_uids)))
+    return Identifier.of(attributes)
 
 
 @dataclass
@@ -355,21 +353,23 @@ class RetrieveJob:
             wanted.append("PatientID")
         keys += [parse_key(k) for k in wanted if k not in given]
         query = build_query(Level.STUDY, request.model, keys, default_keys=False)
-        studies = [ds async for ds in _matches(association, query)]
         units: list[Unit] = []
         total = 0
-        for ds in studies:
-            study_uid = str(ds.get("StudyInstanceUID", ""))
-            classes = ds.get("SOPClassesInStudy")
-            count = ds.get("NumberOfStudyRelatedInstances")
-            if not study_uid or not classes or count in (None, ""):
+        for match in await find_values(association, query):
+            study_uid = match["StudyInstanceUID"]
+            classes = match["SOPClassesInStudy"]
+            count = match["NumberOfStudyRelatedInstances"]
+            if not study_uid or not classes or not count:
                 return None  # the peer does not compute them: plan per instance instead
             if self.index.instances_in_study(study_uid):
                 return None  # partly here: resume needs the per-instance plan
-            classes = (classes,) if isinstance(classes, str) else tuple(str(c) for c in classes)
-            total += int(count)
-            patient = str(ds.get("PatientID", ""))
-            units.append(Unit(Level.STUDY, study_uid, "", (), classes, patient))
+            try:
+                total += int(count)
+            except ValueError:
+                return None  # not a count: plan per instance instead
+            sop_classes = tuple(c.strip() for c in classes.split("\\") if c.strip())
+            patient = match.get("PatientID", "")
+            units.append(Unit(Level.STUDY, study_uid, "", (), sop_classes, patient))
         if len(units) < self.parallel:
             units = [u for study in units for u in await self._series_units(association, study)]
         # A lone series is not split for parallel associations here: that needs the
@@ -384,7 +384,7 @@ class RetrieveJob:
         if self.request.model is Model.PATIENT:
             keys.append(f"PatientID={study.patient_id}")
         query = build_query(Level.SERIES, self.request.model, keys, default_keys=False)
-        series = [str(ds.get("SeriesInstanceUID", "")) async for ds in _matches(association, query)]
+        series = [m["SeriesInstanceUID"] for m in await find_values(association, query)]
         if len(series) < 2 or not all(series):
             return [study]
         return [
