@@ -528,14 +528,44 @@ def test_a_full_disk_stores_nothing(
     assert_nothing_stored(store)
 
 
-def test_an_index_failure_stores_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(record: object) -> None:
+@pytest.mark.parametrize("again", [False, True])
+def test_an_index_failure_stores_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch, again: bool
+) -> None:
+    """A new instance is indexed by put_new; one stored before (again) by put."""
+    ds = make_dataset()
+    if again:
+        store_dataset(store, ds)
+        before = store.instances()
+
+    def broken(record: object) -> bool:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store._index, "put", broken)
+    monkeypatch.setattr(store._index, "put" if again else "put_new", broken)
     with pytest.raises(StoreError, match="the index failed"):
-        store_dataset(store, make_dataset())
-    assert_nothing_stored(store)
+        store_dataset(store, ds)
+    if again:
+        assert store.instances() == before
+        assert store.verify() == []
+    else:
+        assert_nothing_stored(store)
+
+
+def test_a_move_failure_takes_the_new_row_out_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = store_dataset(store, make_dataset(1))
+
+    def cannot_move(source: str, target: str, uid: str) -> None:
+        raise StoreError(f"cannot store {uid}: the disk vanished")
+
+    monkeypatch.setattr(store, "_move", cannot_move)
+    with pytest.raises(StoreError, match="the disk vanished"):
+        store_dataset(store, make_dataset(2))
+    monkeypatch.undo()
+    store.flush()
+    assert [i.sop_instance_uid for i in store.instances()] == [kept.sop_instance_uid]
+    assert store.verify() == []
 
 
 def test_a_parent_row_failing_takes_its_instance_row_out_again(store: Store) -> None:

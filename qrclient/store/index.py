@@ -112,6 +112,9 @@ _UPSERTS = (
     ),
 )
 
+# A new instance only: nothing is written when its UID is indexed or its path is held.
+_INSERT_NEW_INSTANCE = "INSERT INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+
 _INSTANCE_COLUMNS = """
     i.sop_instance_uid, i.sop_class_uid, i.series_uid, coalesce(se.study_uid, ''),
     coalesce(st.patient_id, ''), i.transfer_syntax, i.path, i.size, i.source, i.received_at
@@ -240,21 +243,50 @@ class Index:
     def put(self, record: Record) -> None:
         """Index one instance, in the current group; a failure undoes only this row."""
         with self._lock:
-            db = self._db
-            if not db.in_transaction:
-                db.execute("BEGIN IMMEDIATE")
-                self._group_started = time.monotonic()
-            try:
-                _insert(db, record, self._written)
-            except BaseException:
-                self._written.clear()  # the parents it wrote may be rolled back too
-                raise
-            self._group_rows += 1
-            if (
-                self._group_rows >= GROUP_ROWS
-                or time.monotonic() - self._group_started >= GROUP_SECONDS
-            ):
-                self._commit_group()
+            self._insert_in_group(record, _UPSERTS[3])
+            self._count_in_group()
+
+    def put_new(self, record: Record) -> bool:
+        """``put`` for an instance the index does not know, whose path nobody holds.
+
+        False (and nothing written) otherwise. Not committed before ``end_put``: the
+        caller moves the file into place in between, and takes the row out again with
+        ``remove`` if that fails, so a committed row always names a file in place.
+        One statement instead of a lookup and an upsert: the common case of a retrieve.
+        """
+        with self._lock:
+            return self._insert_in_group(record, _INSERT_NEW_INSTANCE)
+
+    def end_put(self) -> None:
+        """Count a put row into its group, and commit the group once it is due."""
+        with self._lock:
+            self._count_in_group()
+
+    def _count_in_group(self) -> None:
+        self._group_rows += 1
+        if (
+            self._group_rows >= GROUP_ROWS
+            or time.monotonic() - self._group_started >= GROUP_SECONDS
+        ):
+            self._commit_group()
+
+    def remove(self, sop_instance_uid: str) -> None:
+        """Take out a row ``put_new`` wrote (its file could not be moved into place)."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)
+            )
+
+    def _insert_in_group(self, record: Record, statement: str) -> bool:
+        db = self._db
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+            self._group_started = time.monotonic()
+        try:
+            return _insert(db, record, self._written, statement)
+        except BaseException:
+            self._written.clear()  # the parents it wrote may be rolled back too
+            raise
 
     def replace_all(self, records: Iterable[Record]) -> int:
         """Empty the index and fill it with ``records``, in one transaction."""
@@ -333,16 +365,23 @@ class Index:
         return StoreSummary(*row)
 
 
-def _insert(db: sqlite3.Connection, record: Record, written: dict[str, tuple[object, ...]]) -> None:
-    """Upsert the instance and its parents; a parent row equal to the one last written
-    (``written``, per table) is skipped: a retrieve stores series after series.
+def _insert(
+    db: sqlite3.Connection,
+    record: Record,
+    written: dict[str, tuple[object, ...]],
+    statement: str = _UPSERTS[3],
+) -> bool:
+    """Write the instance by ``statement`` (an upsert, or an insert of a new one only),
+    then its parents; False if the statement wrote no row (and then nothing else is).
+    A parent row equal to the one last written (``written``, per table) is skipped: a
+    retrieve stores series after series.
 
     Without a savepoint (one per instance doubled the index's disk writes), a failure
     still undoes only this instance: its row goes in first, by one statement that
     happens whole or not at all, and if a parent then fails it is taken out again.
     """
     i, r = record.instance, record
-    patient, study, series, instance = _UPSERTS
+    patient, study, series, _ = _UPSERTS
     parents = (
         (patient, (i.patient_id, r.patient_name)),
         (
@@ -360,8 +399,8 @@ def _insert(db: sqlite3.Connection, record: Record, written: dict[str, tuple[obj
             ),
         ),
     )
-    db.execute(
-        instance,
+    cursor = db.execute(
+        statement,
         (
             i.sop_instance_uid,
             i.series_instance_uid,
@@ -373,12 +412,15 @@ def _insert(db: sqlite3.Connection, record: Record, written: dict[str, tuple[obj
             i.received_at,
         ),
     )
+    if cursor.rowcount == 0:
+        return False
     try:
-        for statement, values in parents:
-            if written.get(statement) != values:
-                db.execute(statement, values)
-                written[statement] = values
+        for parent, values in parents:
+            if written.get(parent) != values:
+                db.execute(parent, values)
+                written[parent] = values
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             db.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (i.sop_instance_uid,))
         raise
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -173,6 +174,8 @@ class Store:
             status.st_mtime_ns,
         )
         with self._placing:
+            if self._place_new(incoming, placement, record):
+                return record.instance
             previous, owner = self._index.claims(uid, relative)
             if owner not in (None, uid):
                 _path_taken(uid, owner, relative)
@@ -187,6 +190,27 @@ class Store:
             if previous not in (None, relative):  # stored again elsewhere: drop the old
                 _remove(os.path.join(self._root, previous))
         return record.instance
+
+    def _place_new(self, incoming: Incoming, placement: Placement, record: Record) -> bool:
+        """The common case: a new instance at a free path, indexed in one statement.
+
+        False (nothing done) if the index knows the instance or another holds its path.
+        """
+        uid = incoming.sop_instance_uid
+        try:
+            if not self._index.put_new(record):
+                return False
+        except Exception as exc:
+            raise StoreError(f"{uid} was not stored: the index failed ({exc})") from None
+        assert incoming.path is not None  # place wrote the temporary file
+        try:
+            self._move(incoming.path, placement.target, uid)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # uncommitted: a rollback drops it too
+                self._index.remove(uid)
+            raise
+        self._index.end_put()
+        return True
 
     def forget(self, incoming: Incoming) -> None:
         """For ``Incoming``: it is finished, ``close`` need not discard it."""
