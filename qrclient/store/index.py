@@ -273,9 +273,7 @@ class Index:
     def remove(self, sop_instance_uid: str) -> None:
         """Take out a row ``put_new`` wrote (its file could not be moved into place)."""
         with self._lock:
-            self._db.execute(
-                "DELETE FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)
-            )
+            self._db.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
 
     def _insert_in_group(self, record: Record, statement: str) -> bool:
         db = self._db
