@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 
@@ -17,6 +18,7 @@ from fixtures.orthanc import free_ports
 from qrclient.net.transport import (
     YIELD_EVERY,
     SocketStream,
+    _literal_address,
     connect_tcp,
     listening_socket,
     serve_connections,
@@ -220,3 +222,23 @@ def test_listening_on_a_port_in_use_fails() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match="Address already in use"):
             listening_socket("127.0.0.1", port)
+
+
+def test_ip_literals_need_no_resolver() -> None:
+    """An address goes straight to connect: the resolver would start a worker thread."""
+    assert _literal_address("127.0.0.1", 104) == [
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 104))
+    ]
+    assert _literal_address("::1", 104)[0][4] == ("::1", 104, 0, 0)
+    assert _literal_address("localhost", 104) == []
+    assert _literal_address("fe80::1%eth0", 104) == []  # scoped: left to the resolver
+
+
+async def test_connect_by_name_and_by_address() -> None:
+    listener = listening_socket("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    with listener:
+        for host in ("127.0.0.1", "localhost"):
+            stream = await connect_tcp(host, port)
+            assert stream.extra(anyio.abc.SocketAttribute.remote_port) == port
+            await stream.aclose()

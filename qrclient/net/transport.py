@@ -132,7 +132,9 @@ async def connect_tcp(host: str, port: int) -> SocketStream:
     The addresses are tried in turn (the resolver's order); the caller's deadline
     bounds all of them.
     """
-    addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = _literal_address(host, port) or await anyio.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
     failure: OSError | None = None
     for family, kind, protocol, _, address in addresses:
         sock = socket.socket(family, kind, protocol)
@@ -153,6 +155,21 @@ async def connect_tcp(host: str, port: int) -> SocketStream:
             raise
         return SocketStream(sock)
     raise failure or OSError(errno.EADDRNOTAVAIL, f"no address for {host}")
+
+
+def _literal_address(host: str, port: int) -> list[Any]:
+    """``host`` as an address if it is an IP literal, else nothing.
+
+    The resolver runs in a worker thread; an address needs none (and no thread).
+    """
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        address = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+    return []
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
