@@ -53,7 +53,7 @@ _ErrorFactory = Callable[[str], StoreError]
 class Layout:
     """A parsed, validated layout template."""
 
-    __slots__ = ("_components", "_names", "keywords", "template")
+    __slots__ = ("_components", "_kept", "_names", "keywords", "template")
 
     def __init__(self, template: str, components: tuple[tuple[_Part, ...], ...]) -> None:
         self.template = template
@@ -61,6 +61,11 @@ class Layout:
         # Rendered names by component and values: a retrieve stores a series after
         # series, so the directories' names repeat for instance after instance.
         self._names: dict[tuple[int, tuple[str, ...]], str] = {}
+        # A component naming the instance itself is new every time: not worth keeping.
+        self._kept = tuple(
+            not any(isinstance(p, _Field) and p.keyword == "SOPInstanceUID" for p in parts)
+            for parts in components
+        )
         self.keywords = frozenset(
             p.keyword for parts in components for p in parts if isinstance(p, _Field)
         )
@@ -94,13 +99,15 @@ class Layout:
             given = tuple(values.get(p.keyword, "") for p in parts if isinstance(p, _Field))
             name = self._names.get((index, given))
             if name is None:
-                if len(self._names) >= _NAMES_KEPT:
-                    self._names.clear()
                 fields = iter(given)
                 text = "".join(
                     p if isinstance(p, str) else _field_text(next(fields), p.budget) for p in parts
                 )
-                name = self._names[index, given] = _finish_name(text)
+                name = _finish_name(text)
+                if self._kept[index]:
+                    if len(self._names) >= _NAMES_KEPT:
+                        self._names.clear()
+                    self._names[index, given] = name
             names.append(name)
         return "/".join(names)
 
