@@ -13,10 +13,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+
 SPECIFIC_CHARACTER_SET = 0x00080005
 UTF8 = "ISO_IR 192"
 

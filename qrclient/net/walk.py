@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import mmap
 import struct
+import zlib
 from collections.abc import Container
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 
 Buffer = bytes | mmap.mmap
 # (tag, VR or b"" in implicit VR, offset of the value, length or UNDEFINED)
@@ -50,6 +56,27 @@ def scan_dataset(
         start, end, explicit, closed_by_item_end=False, wanted=wanted, found=found, every=every
     )
     return found
+
+
+def scan_values(
+    data: Buffer, start: int, transfer_syntax: str, wanted: Container[int]
+) -> dict[int, bytes]:
+    """``scan_dataset`` of ``data[start:]`` in ``transfer_syntax`` (a deflated one is
+    inflated first); ValueError if it is not one complete data set."""
+    if transfer_syntax == DEFLATED_LE:
+        try:
+            inflated = zlib.decompress(data[start:], -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise ValueError(f"the deflated data set does not inflate ({exc})") from None
+        return scan_dataset(inflated, 0, len(inflated), explicit=True, little=True, wanted=wanted)
+    return scan_dataset(
+        data,
+        start,
+        len(data),
+        explicit=transfer_syntax != IMPLICIT_LE,
+        little=transfer_syntax != EXPLICIT_BE,
+        wanted=wanted,
+    )
 
 
 class _Walker:

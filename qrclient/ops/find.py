@@ -12,7 +12,6 @@ ignores C-CANCEL for C-FIND) gets the association aborted instead.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
@@ -25,10 +24,9 @@ from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
-from qrclient.net.identifier import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
-from qrclient.net.walk import scan_dataset
+from qrclient.net.walk import scan_values
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.query import Query
 
@@ -216,18 +214,8 @@ async def find_values(association: Association, query: Query) -> list[dict[str, 
 
 def _match_values(identifier: bytes, syntax: str, wanted: frozenset[int]) -> dict[int, bytes]:
     try:
-        if syntax == DEFLATED_LE:
-            identifier = zlib.decompress(identifier, -zlib.MAX_WBITS)
-            syntax = EXPLICIT_LE
-        return scan_dataset(
-            identifier,
-            0,
-            len(identifier),
-            explicit=syntax != IMPLICIT_LE,
-            little=syntax != EXPLICIT_BE,
-            wanted=wanted,
-        )
-    except (ValueError, zlib.error) as exc:
+        return scan_values(identifier, 0, syntax, wanted)
+    except ValueError as exc:
         raise ProtocolError(
             f"the peer sent a data set that does not decode ({exc})",
             "the peer's DICOM stack is broken; the log of -v helps its vendor",

@@ -115,6 +115,8 @@ _UPSERTS = (
 # A new instance only: nothing is written when its UID is indexed or its path is held.
 _INSERT_NEW_INSTANCE = "INSERT INTO instance VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
+_DELETE_INSTANCE = "DELETE FROM instance WHERE sop_instance_uid = ?"
+
 _INSTANCE_COLUMNS = """
     i.sop_instance_uid, i.sop_class_uid, i.series_uid, coalesce(se.study_uid, ''),
     coalesce(st.patient_id, ''), i.transfer_syntax, i.path, i.size, i.source, i.received_at
@@ -273,7 +275,7 @@ class Index:
     def remove(self, sop_instance_uid: str) -> None:
         """Take out a row ``put_new`` wrote (its file could not be moved into place)."""
         with self._lock:
-            self._db.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            self._db.execute(_DELETE_INSTANCE, (sop_instance_uid,))
 
     def _insert_in_group(self, record: Record, statement: str) -> bool:
         db = self._db
@@ -419,6 +421,6 @@ def _insert(
                 written[parent] = values
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
-            db.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (i.sop_instance_uid,))
+            db.execute(_DELETE_INSTANCE, (i.sop_instance_uid,))
         raise
     return True

@@ -11,12 +11,11 @@ import mmap
 import os
 import re
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from qrclient.net.walk import Buffer, scan_dataset
+from qrclient.net.walk import Buffer, scan_dataset, scan_values
 
 PREAMBLE = bytes(128) + b"DICM"
 _GROUP_LENGTH_END = len(PREAMBLE) + 12  # (0002,0000) UL: tag, VR, 2-byte length, value
@@ -24,10 +23,6 @@ _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2sHL")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _AE_CHARS = re.compile(r"[ -\[\]-~]*")  # printable ASCII without backslash
-
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 
 MEDIA_SOP_CLASS, MEDIA_SOP_INSTANCE = 0x00020002, 0x00020003
 TRANSFER_SYNTAX, SOURCE_AE = 0x00020010, 0x00020016
@@ -102,23 +97,9 @@ def dataset_values(
     data: Buffer, data_offset: int, transfer_syntax: str, wanted: frozenset[int]
 ) -> dict[int, bytes]:
     """As :func:`read_dataset_values`, for a whole file already in memory (or mapped)."""
-    size = len(data)
-    if size <= data_offset:
+    if len(data) <= data_offset:
         raise ValueError("the data set is empty")
-    if transfer_syntax == DEFLATED_LE:
-        try:
-            inflated = zlib.decompress(data[data_offset:], -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise ValueError(f"the deflated data set does not inflate ({exc})") from None
-        return scan_dataset(inflated, 0, len(inflated), explicit=True, little=True, wanted=wanted)
-    return scan_dataset(
-        data,
-        data_offset,
-        size,
-        explicit=transfer_syntax != IMPLICIT_LE,
-        little=transfer_syntax != EXPLICIT_BE,
-        wanted=wanted,
-    )
+    return scan_values(data, data_offset, transfer_syntax, wanted)
 
 
 def read_header(path: Path | str, wanted: frozenset[int]) -> Header:
