@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from qrclient.net.dictionary import all_keywords, keyword_of, tag_of, vr_of
+from qrclient.net.dictionary import COMMON, all_keywords, keyword_of, tag_of, vr_of
 from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.presentation import (
     PATIENT_ROOT_FIND,
@@ -104,7 +104,7 @@ DEFAULT_RETURN_KEYS: dict[Level, tuple[str, ...]] = {
     ),
 }
 
-QUERY_RETRIEVE_LEVEL = 0x00080052
+QUERY_RETRIEVE_LEVEL = COMMON["QueryRetrieveLevel"][0]
 # Keys the user must not set with -k: they are set from --level or by the encoder.
 _RESERVED = {
     "QueryRetrieveLevel": "use --level",

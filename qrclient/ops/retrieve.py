@@ -25,6 +25,7 @@ from typing import Protocol
 import anyio
 
 from qrclient.net.association import Association, Peer, Settings, open_association
+from qrclient.net.dictionary import COMMON
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.listener import StorageListener
@@ -40,14 +41,13 @@ from qrclient.ops.find import find_values
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
-from qrclient.ops.query import Key, Level, Model, build_query, parse_key
+from qrclient.ops.query import QUERY_RETRIEVE_LEVEL, Key, Level, Model, build_query, parse_key
 from qrclient.ops.storing import InstanceSink
 
-QUERY_RETRIEVE_LEVEL = 0x00080052
-PATIENT_ID = 0x00100020
-STUDY_INSTANCE_UID = 0x0020000D
-SERIES_INSTANCE_UID = 0x0020000E
-SOP_INSTANCE_UID = 0x00080018
+PATIENT_ID = COMMON["PatientID"][0]
+STUDY_INSTANCE_UID = COMMON["StudyInstanceUID"][0]
+SERIES_INSTANCE_UID = COMMON["SeriesInstanceUID"][0]
+SOP_INSTANCE_UID = COMMON["SOPInstanceUID"][0]
 BATCH = 500  # SOP Instance UIDs per IMAGE-level request: small identifiers, few requests
 
 
