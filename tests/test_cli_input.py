@@ -16,6 +16,7 @@ import pytest
 
 from fixtures.orthanc import free_ports
 from qrclient import __version__
+from qrclient.cli.main import _command_in, build_parser
 
 TIMEOUT = 60.0
 NODE = "{node}"  # replaced by an AET@127.0.0.1:port address in each test
@@ -226,3 +227,20 @@ def test_no_command_usage_goes_to_stderr() -> None:
     assert result.returncode == 2
     assert result.stdout == "", "an error exit must not print its usage text on stdout"
     assert result.stderr.strip() != ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["get", "PACS", "-k", "PatientID=1"], "get"),
+        (["--config", "echo", "find", "PACS", "-l", "study"], "find"),  # a file named "echo"
+        (["--config=c.toml", "nodes", "list"], "nodes"),
+        (["--version"], ""),
+        ([], ""),
+    ],
+)
+def test_only_the_named_commands_options_are_built(argv: list[str], command: str) -> None:
+    """The parser adds the options of the command it will run: it parses as the whole."""
+    assert _command_in(argv) == command
+    if command:
+        assert build_parser(command).parse_args(argv) == build_parser().parse_args(argv)

@@ -10,7 +10,7 @@ import argparse
 import gc
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -37,6 +37,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(exit_codes.USAGE)
+
+
+if TYPE_CHECKING:
+    _Commands = argparse._SubParsersAction[_Parser]  # generic for type checkers only
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +122,12 @@ def _add_tls_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, with the options of ``only`` (None: of all).
+
+    Every command is listed (for --help and for errors), but adding the options of
+    all of them took some 10 ms, so a run adds only those of the command it runs.
+    """
     parser = _Parser(
         prog="qrclient",
         description="Asynchronous DICOM query/retrieve client.",
@@ -135,19 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    for name, add in _COMMANDS.items():
+        add(commands, name, only is None or only == name)
+    return parser
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The command ``argv`` names (its first word, --config's value aside), else ""."""
+    skip_value = False
+    for token in argv:
+        if skip_value:
+            skip_value = False
+        elif token == "--config":
+            skip_value = True
+        elif not token.startswith("-"):
+            return token
+    return ""
+
+
+def _add_echo_parser(commands: _Commands, name: str, options: bool) -> None:
     echo = commands.add_parser(
-        "echo",
+        name,
         help="C-ECHO a peer: reachability and round-trip time",
         description="Open an association, send C-ECHO COUNT times, report round-trip times.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if not options:
+        return
     _add_connection_options(echo)
     echo.add_argument("-c", "--count", type=int, default=1, help="how many echoes (default 1)")
     echo.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
+
+def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
     find = commands.add_parser(
-        "find",
+        name,
         help="C-FIND: query a peer at patient, study, series or image level",
         description=(
             "Query a peer. Keys are -k KEYWORD=VALUE to match (wildcards * ? on text, "
@@ -157,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if not options:
+        return
     _add_connection_options(find)
     find.add_argument(
         "-l",
@@ -199,22 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument(
         "-q", "--quiet", action="store_true", help="no summary line or warnings on stderr"
     )
-    for name, summary in (
-        ("get", "C-GET: retrieve into the local store over our own association"),
-        ("move", "C-MOVE: have the peer send to us (our storage listener) or to --dest"),
-        ("retrieve", "C-GET where the peer accepts it, else C-MOVE to us"),
-    ):
-        _add_retrieve_parser(commands, name, summary)
-    _add_doctor_parser(commands)
-    _add_nodes_parser(commands)
-    _add_tui_parser(commands)
-    _add_demo_parser(commands)
-    return parser
 
 
-def _add_doctor_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
     doctor = commands.add_parser(
-        "doctor",
+        name,
         help="check a PACS end to end and say what to fix (for PACS administrators)",
         description=(
             "Check NODE in order: name resolution, TCP, association, C-ECHO, the Q/R "
@@ -226,6 +249,8 @@ def _add_doctor_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if not options:
+        return
     _add_connection_options(doctor)
     doctor.add_argument(
         "--listen",
@@ -242,12 +267,14 @@ def _add_doctor_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     doctor.add_argument("--format", choices=("text", "json"), default="text", help="output")
 
 
-def _add_tui_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_tui_parser(commands: _Commands, name: str, options: bool) -> None:
     tui = commands.add_parser(
-        "tui",
+        name,
         help="the terminal UI: query, browse, retrieve and troubleshoot (also: qrclient alone)",
         description="Open the terminal UI, optionally on NODE (AET@host:port).",
     )
+    if not options:
+        return
     tui.add_argument(
         "node", metavar="NODE", nargs="?", help="the peer: AET@host:port or a configured name"
     )
@@ -261,15 +288,17 @@ def _add_tui_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     tui.add_argument("--config", metavar="FILE", help="the configuration file with named nodes")
 
 
-def _add_nodes_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     nodes = commands.add_parser(
-        "nodes",
+        name,
         help="named nodes in the configuration file: list, show, add, remove",
         description=(
             "Named nodes, usable wherever a command takes NODE. add and remove edit the "
             "configuration file in place: its comments and other settings are kept."
         ),
     )
+    if not options:
+        return
     actions = nodes.add_subparsers(
         dest="nodes_command", metavar="ACTION", required=True, parser_class=_Parser
     )
@@ -301,9 +330,8 @@ def _add_nodes_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     _add_config_option(remove)
 
 
-def _add_retrieve_parser(
-    commands: argparse._SubParsersAction[_Parser], name: str, summary: str
-) -> None:
+def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
+    summary = _RETRIEVE_SUMMARIES[name]
     sub = commands.add_parser(
         name,
         help=summary,
@@ -316,6 +344,8 @@ def _add_retrieve_parser(
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if not options:
+        return
     _add_connection_options(sub)
     sub.add_argument(
         "-l",
@@ -361,9 +391,9 @@ def _add_retrieve_parser(
         )
 
 
-def _add_demo_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
     demo = commands.add_parser(
-        "demo",
+        name,
         help="a built-in demo PACS with a sample archive, and the UI connected to it",
         description=(
             "Start a demo PACS on loopback (C-ECHO, C-FIND, C-GET, C-MOVE over a generated "
@@ -371,6 +401,8 @@ def _add_demo_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
             "It knows QRCLIENT@127.0.0.1:11113 (qrclient's defaults) as a C-MOVE destination."
         ),
     )
+    if not options:
+        return
     demo.add_argument("--serve", action="store_true", help="only run the demo PACS, no UI")
     demo.add_argument(
         "--port", type=int, metavar="N", help="its DICOM port (default 11112; UI: any free one)"
@@ -389,6 +421,23 @@ def _add_demo_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
+_RETRIEVE_SUMMARIES = {
+    "get": "C-GET: retrieve into the local store over our own association",
+    "move": "C-MOVE: have the peer send to us (our storage listener) or to --dest",
+    "retrieve": "C-GET where the peer accepts it, else C-MOVE to us",
+}
+# Each command's parser is added by (subparsers, its name, whether to add its options).
+_COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
+    "echo": _add_echo_parser,
+    "find": _add_find_parser,
+    **dict.fromkeys(_RETRIEVE_SUMMARIES, _add_retrieve_parser),
+    "doctor": _add_doctor_parser,
+    "nodes": _add_nodes_parser,
+    "tui": _add_tui_parser,
+    "demo": _add_demo_parser,
+}
+
+
 def _import_quietly(name: str) -> ModuleType:
     """Import a command's module without the cyclic garbage collector.
 
@@ -405,12 +454,12 @@ def _import_quietly(name: str) -> ModuleType:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(given))
     args = parser.parse_args(given)
     if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
         # `qrclient` alone on a terminal (perhaps with --config): the UI.
-        args = parser.parse_args([*given, "tui"])
+        args = build_parser("tui").parse_args([*given, "tui"])
     if getattr(args, "config", None) is None:  # --config before the command
         args.config = args.global_config
     if args.command is None:
