@@ -372,7 +372,8 @@ def _insert(
     statement: str = _UPSERTS[3],
 ) -> bool:
     """Write the instance by ``statement`` (an upsert, or an insert of a new one only),
-    then its parents; False if the statement wrote no row (and then nothing else is).
+    then its parents; False, and nothing written, where the insert of a new one finds
+    the instance indexed or its path held.
     A parent row equal to the one last written (``written``, per table) is skipped: a
     retrieve stores series after series.
 
@@ -412,8 +413,8 @@ def _insert(
             i.received_at,
         ),
     )
-    if cursor.rowcount == 0:
-        return False
+    if statement == _INSERT_NEW_INSTANCE and cursor.rowcount == 0:
+        return False  # (an upsert that changed nothing still writes the parents)
     try:
         for parent, values in parents:
             if written.get(parent) != values:

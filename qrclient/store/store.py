@@ -51,8 +51,7 @@ class Store:
         self._meta = os.path.join(self._root, META_DIR)
         self._root_prefix = os.path.join(self._root, "")  # with its trailing separator
         self._meta_prefix = os.path.join(self._meta, "")
-        self._incoming = root / META_DIR / "incoming"
-        self._incoming_dir = str(self._incoming)
+        self._incoming_dir = str(root / META_DIR / "incoming")
         self._pending: set[Incoming] = set()
         self._reserved: dict[str, Incoming] = {}  # relative path -> sealed, not yet placed
         self._directories: set[str] = set()  # known to exist: no mkdir per instance
