@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
+
 VERIFICATION = "1.2.840.10008.1.1"
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
@@ -20,10 +22,7 @@ STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
-DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-)
+DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)
 
 _RESULTS = {
     0: "accepted",

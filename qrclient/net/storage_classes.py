@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.walk import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE
 
-UNCOMPRESSED: tuple[str, ...] = (
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-)
+UNCOMPRESSED: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)
 # One context each: a context accepts a single transfer syntax, and an instance
 # stored in a syntax with no accepted context would be transcoded by the peer.
 COMPRESSED: tuple[str, ...] = (
@@ -26,7 +24,7 @@ COMPRESSED: tuple[str, ...] = (
     "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
     "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
     "1.2.840.10008.1.2.5",  # RLE lossless
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    DEFLATED_LE,
 )
 
 # Proposed when the peer cannot tell us which SOP classes a retrieve holds.
