@@ -13,6 +13,7 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +31,7 @@ from qrclient.store import DEFAULT_LAYOUT, PLACEHOLDER, Layout, Store, StoredIns
 from qrclient.store.incoming import Incoming, open_temp
 from qrclient.store.index import GROUP_ROWS
 from qrclient.store.overview import StoreView
+from qrclient.store.store import _record
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
@@ -155,6 +157,44 @@ def test_fragments_become_a_part10_file_with_the_same_values(
     assert stored.path == f"PAT1/{ROOT_UID}.1.1/{ROOT_UID}.2.1/{ds.SOPInstanceUID}.dcm"
     assert incoming_files(store) == []
     assert store.verify() == []
+
+
+def test_received_time_is_the_files_modification_time(store: Store) -> None:
+    stored = store_dataset(store, make_dataset())
+    mtime_ns = (store.root / stored.path).stat().st_mtime_ns
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=mtime_ns // 1000)
+    assert datetime.fromisoformat(stored.received_at) == expected
+    assert stored.received_at.endswith("+00:00")
+
+
+@given(st.integers(-(10**18), 4 * 10**18))
+def test_received_time_text_for_any_modification_time(mtime_ns: int) -> None:
+    text = {k: "" for k in ("SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID")}
+    text |= {k: "" for k in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate")}
+    text |= {k: "" for k in ("StudyDescription", "AccessionNumber", "Modality")}
+    text |= {"SeriesNumber": "", "SeriesDescription": ""}
+    record = _record(text, EXPLICIT, "", "a.dcm", 0, mtime_ns)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    expected = epoch + timedelta(microseconds=mtime_ns // 1000)
+    assert record.instance.received_at == expected.isoformat(timespec="microseconds")
+
+
+def test_file_meta_follows_each_instances_class_syntax_and_source(store: Store) -> None:
+    """The meta group is built from per-retrieve parts: none may leak into another."""
+    first = make_dataset(1)
+    second = make_dataset(2, SOPClassUID="1.2.840.10008.5.1.4.1.1.4")
+    one = receive(store, encode_dataset(first, EXPLICIT), EXPLICIT, first.SOPInstanceUID)
+    incoming = store.begin(second.SOPClassUID, second.SOPInstanceUID, IMPLICIT, "OTHER")
+    incoming.write(encode_dataset(second, IMPLICIT))
+    two = incoming.commit()
+    metas = [pydicom.dcmread(store.root / s.path).file_meta for s in (one, two)]
+    assert [m.MediaStorageSOPClassUID for m in metas] == [CT, second.SOPClassUID]
+    assert [m.MediaStorageSOPInstanceUID for m in metas] == [
+        first.SOPInstanceUID,
+        second.SOPInstanceUID,
+    ]
+    assert [m.TransferSyntaxUID for m in metas] == [EXPLICIT, IMPLICIT]
+    assert [m.SourceApplicationEntityTitle for m in metas] == ["ORTHANC", "OTHER"]
 
 
 def test_compressed_data_is_stored_untouched(store: Store) -> None:

@@ -79,16 +79,24 @@ def scan_values(
     )
 
 
+def _structs(order: str) -> tuple[struct.Struct, struct.Struct, struct.Struct, struct.Struct]:
+    """Tag, 32-bit length, and a whole element header in one unpack: the short explicit
+    form (its VR and 2-byte length; a long VR's 4-byte length follows) or the implicit one."""
+    return (
+        struct.Struct(f"{order}HH"),
+        struct.Struct(f"{order}L"),
+        struct.Struct(f"{order}HH2sH"),
+        struct.Struct(f"{order}HHL"),
+    )
+
+
+_LITTLE, _BIG = _structs("<"), _structs(">")  # made once: a walk per received instance
+
+
 class _Walker:
     def __init__(self, data: Buffer, little: bool) -> None:
-        order = "<" if little else ">"
         self.data = data
-        self.tag = struct.Struct(f"{order}HH")
-        self.u32 = struct.Struct(f"{order}L")
-        # A whole element header in one unpack: the short explicit form (its VR and
-        # 2-byte length; a long VR's 4-byte length follows) or the implicit one.
-        self.explicit_header = struct.Struct(f"{order}HH2sH")
-        self.implicit_header = struct.Struct(f"{order}HHL")
+        self.tag, self.u32, self.explicit_header, self.implicit_header = _LITTLE if little else _BIG
 
     def elements(
         self,

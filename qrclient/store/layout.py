@@ -53,19 +53,23 @@ _ErrorFactory = Callable[[str], StoreError]
 class Layout:
     """A parsed, validated layout template."""
 
-    __slots__ = ("_components", "_kept", "_names", "keywords", "template")
+    __slots__ = ("_components", "_names", "keywords", "template")
 
     def __init__(self, template: str, components: tuple[tuple[_Part, ...], ...]) -> None:
         self.template = template
-        self._components = components
-        # Rendered names by component and values: a retrieve stores a series after
-        # series, so the directories' names repeat for instance after instance.
-        self._names: dict[tuple[int, tuple[str, ...]], str] = {}
-        # A component naming the instance itself is new every time: not worth keeping.
-        self._kept = tuple(
-            not any(isinstance(p, _Field) and p.keyword == "SOPInstanceUID" for p in parts)
+        # Per component: its parts, the keywords it names, and whether its rendered
+        # names are kept. A retrieve stores series after series, so directory names
+        # repeat instance after instance; a component naming the instance itself is
+        # new every time, not worth keeping.
+        self._components = tuple(
+            (
+                parts,
+                tuple(p.keyword for p in parts if isinstance(p, _Field)),
+                not any(isinstance(p, _Field) and p.keyword == "SOPInstanceUID" for p in parts),
+            )
             for parts in components
         )
+        self._names: dict[tuple[int, tuple[str, ...]], str] = {}
         self.keywords = frozenset(
             p.keyword for parts in components for p in parts if isinstance(p, _Field)
         )
@@ -95,21 +99,25 @@ class Layout:
     def render(self, values: Mapping[str, str]) -> str:
         """The relative path (``/``-separated) for an instance with these values."""
         names = []
-        for index, parts in enumerate(self._components):
-            given = tuple(values.get(p.keyword, "") for p in parts if isinstance(p, _Field))
-            name = self._names.get((index, given))
+        kept_names = self._names
+        for index, (parts, keywords, kept) in enumerate(self._components):
+            given = tuple([values.get(keyword, "") for keyword in keywords])
+            name = kept_names.get((index, given)) if kept else None
             if name is None:
-                fields = iter(given)
-                text = "".join(
-                    p if isinstance(p, str) else _field_text(next(fields), p.budget) for p in parts
-                )
-                name = _finish_name(text)
-                if self._kept[index]:
-                    if len(self._names) >= _NAMES_KEPT:
-                        self._names.clear()
-                    self._names[index, given] = name
+                name = _render_component(parts, given)
+                if kept:
+                    if len(kept_names) >= _NAMES_KEPT:
+                        kept_names.clear()
+                    kept_names[index, given] = name
             names.append(name)
         return "/".join(names)
+
+
+def _render_component(parts: tuple[_Part, ...], given: tuple[str, ...]) -> str:
+    fields = iter(given)
+    return _finish_name(
+        "".join(p if isinstance(p, str) else _field_text(next(fields), p.budget) for p in parts)
+    )
 
 
 def _parse_component(text: str, bad: _ErrorFactory) -> tuple[_Part, ...]:

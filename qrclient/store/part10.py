@@ -7,6 +7,7 @@ through pydicom for every received instance would cost more than writing the dat
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -37,6 +38,11 @@ def clean_uid(value: str, what: str) -> str:
     return uid
 
 
+# For the SOP class and transfer syntax of each received instance: a handful of values
+# repeated thousands of times (a ValueError is not remembered).
+clean_repeated_uid = functools.lru_cache(maxsize=256)(clean_uid)
+
+
 def clean_ae_title(value: str) -> str:
     """``value`` stripped if it is a valid AE title, else ``""`` (it is then left out)."""
     title = value.strip(" ")
@@ -47,18 +53,35 @@ def file_meta(
     sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source: str
 ) -> bytes:
     """Preamble, ``DICM`` and the file meta group (arguments already cleaned)."""
-    body = b"".join(
+    before, after = _meta_around_instance(sop_class_uid, transfer_syntax, source)
+    instance = _element(0x0003, b"UI", sop_instance_uid, b"\x00")
+    length = len(before) + len(instance) + len(after)
+    # (0002,0000) UL and its value fit the long form's layout: tag, VR, 4, the length.
+    group_length = _LONG.pack(2, 0x0000, b"UL", 4, length)
+    return b"".join((PREAMBLE, group_length, before, instance, after))
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_around_instance(
+    sop_class_uid: str, transfer_syntax: str, source: str
+) -> tuple[bytes, bytes]:
+    """The meta elements before and after the instance UID: within a retrieve only
+    the instance changes, so they are encoded once."""
+    before = b"".join(
         (
             _LONG.pack(2, 0x0001, b"OB", 0, 2) + b"\x00\x01",
             _element(0x0002, b"UI", sop_class_uid, b"\x00"),
-            _element(0x0003, b"UI", sop_instance_uid, b"\x00"),
+        )
+    )
+    after = b"".join(
+        (
             _element(0x0010, b"UI", transfer_syntax, b"\x00"),
             _element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID, b"\x00"),
             _element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME, b" "),
             _element(0x0016, b"AE", source, b" ") if source else b"",
         )
     )
-    return PREAMBLE + _SHORT.pack(2, 0x0000, b"UL", 4) + struct.pack("<L", len(body)) + body
+    return before, after
 
 
 def _element(element: int, vr: bytes, text: str, pad: bytes) -> bytes:

@@ -12,6 +12,7 @@ killed run left in ``incoming/``, which would otherwise be another run's live fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import sys
@@ -27,7 +28,13 @@ from qrclient.store.errors import StoreError, describe_os_error
 from qrclient.store.incoming import Incoming, Placement
 from qrclient.store.index import Index, Record, StoredInstance, StoreSummary
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
-from qrclient.store.part10 import clean_ae_title, clean_uid, file_meta, read_header
+from qrclient.store.part10 import (
+    clean_ae_title,
+    clean_repeated_uid,
+    clean_uid,
+    file_meta,
+    read_header,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -113,8 +120,8 @@ class Store:
         self._check_open()
         try:
             instance_uid = clean_uid(sop_instance_uid, "SOP Instance UID")
-            class_uid = clean_uid(sop_class_uid, "SOP Class UID")
-            syntax = clean_uid(transfer_syntax, "transfer syntax")
+            class_uid = clean_repeated_uid(sop_class_uid, "SOP Class UID")
+            syntax = clean_repeated_uid(transfer_syntax, "transfer syntax")
         except ValueError as exc:
             raise StoreError(f"cannot store an instance: {exc}") from None
         source = clean_ae_title(source)
@@ -359,7 +366,7 @@ def _record(
     text: dict[str, str], syntax: str, source: str, relative: str, size: int, mtime_ns: int
 ) -> Record:
     # The file's modification time is its receive time, and survives rename and rebuild.
-    received_at = _EPOCH + timedelta(microseconds=mtime_ns // 1000)
+    seconds, microseconds = divmod(mtime_ns // 1000, 1_000_000)
     instance = StoredInstance(
         sop_instance_uid=text["SOPInstanceUID"],
         sop_class_uid=text["SOPClassUID"],
@@ -370,7 +377,7 @@ def _record(
         path=relative,
         size=size,
         source=source,
-        received_at=received_at.isoformat(timespec="microseconds"),
+        received_at=f"{_utc_second(seconds)}.{microseconds:06d}+00:00",
     )
     try:
         series_number: int | None = int(text["SeriesNumber"])
@@ -386,6 +393,14 @@ def _record(
         series_number=series_number,
         series_description=text["SeriesDescription"],
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """ISO 8601 UTC date and time to the second, without the offset: a retrieve stores
+    many instances a second, so each second is formatted once."""
+    second = _EPOCH + timedelta(seconds=seconds)
+    return second.isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 def _remove(path: str) -> None:
