@@ -68,6 +68,7 @@ try:
 except SystemExit as exc:
     code = exc.code
 print("pydicom imported" if "pydicom" in sys.modules else "no pydicom", code)
+print("tomllib imported" if "tomllib" in sys.modules else "no tomllib")
 """
 
 
@@ -79,21 +80,25 @@ def test_retrieve_and_echo_never_import_pydicom(
     listen_ports: tuple[int, int],
     command: str,
 ) -> None:
-    """pydicom takes some 70 ms to import: a retrieve or an echo must not need it."""
+    """pydicom takes some 70 ms to import: a retrieve or an echo must not need it.
+    Nor tomllib (some 5 ms) when there is no configuration file."""
     study = find_patient(archive, "PAT004").studies[0]
     args = [command, node(orthanc), "--aet", OUR_AE]
     if command != "echo":
         args += ["-k", f"StudyInstanceUID={study.study_instance_uid}", "--out", str(tmp_path)]
     if command == "move":
         args += ["--listen", f"127.0.0.1:{listen_ports[0]}"]
+    without_config = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "no-config")}
+    without_config.pop("QRCLIENT_CONFIG", None)
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_PYDICOM, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=without_config,
     )
-    assert done.stdout.splitlines()[-1] == "no pydicom 0", done.stderr
+    assert done.stdout.splitlines()[-2:] == ["no pydicom 0", "no tomllib"], done.stderr
     if command != "echo":
         assert stored_uids(tmp_path) == instances(study)
 

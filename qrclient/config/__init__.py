@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config, NodeConfig, NodeDefaults
 from qrclient.config.parse import ConfigParser
 from qrclient.config.toml_text import UnsplittableError, key_lines, lines_of, split_statements
+
+if TYPE_CHECKING:
+    import tomllib
 
 ENVIRONMENT_VARIABLE = "QRCLIENT_CONFIG"
 
@@ -73,6 +76,8 @@ def read_text(file: Path, named_by: str | None) -> str | None:
 
 
 def parse_config(text: str, file: Path) -> Config:
+    import tomllib  # here: without a configuration file, commands start without it
+
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

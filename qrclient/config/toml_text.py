@@ -8,7 +8,6 @@ and the lines to take out when a node is removed, leaving every other byte as it
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -68,6 +67,8 @@ def split_statements(text: str) -> list[Statement]:
 
 def _shortest_document(lines: list[str], first: int) -> tuple[int, dict[str, Any]]:
     """The fewest lines from ``first`` on that parse alone (a multi-line value's lines)."""
+    import tomllib  # here, as in parse_config: only a configuration file needs it
+
     for end in range(first + 1, len(lines) + 1):
         try:
             return end, tomllib.loads("".join(lines[first:end]))
