@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from fixtures.dataset import Archive, test_archive
+from fixtures.dcmqrscp import DcmqrscpServer, dcmqrscp_available
 from fixtures.orthanc import OrthancServer, free_ports, orthanc_available
 from qrclient.net import Peer
 
@@ -22,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # A missing Orthanc must fail loudly: CI installs it, and skipped tests hide gaps.
     if not orthanc_available():
         raise pytest.UsageError("Orthanc is not installed: apt-get install orthanc dcmtk")
+    if not dcmqrscp_available():
+        raise pytest.UsageError("DCMTK's dcmqrscp is not installed: apt-get install dcmtk")
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +89,45 @@ def peer(orthanc: OrthancServer) -> Peer:
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Core tests run under both backends the network core promises to support."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def dcmqrscp(
+    tmp_path_factory: pytest.TempPathFactory, archive: Archive, listen_ports: tuple[int, int]
+) -> Iterator[DcmqrscpServer]:
+    """The second real PACS: DCMTK's dcmqrscp with the same archive and the same C-MOVE
+    destinations as the session Orthanc. No computed keys, no list matching in C-FIND, no
+    SOPClassUID at IMAGE level, keys above the level asked ignored, 16 KB PDUs."""
+    ours, third_party = listen_ports
+    server = DcmqrscpServer(
+        tmp_path_factory.mktemp("dcmqrscp"),
+        destinations={OUR_AE: ("127.0.0.1", ours), THIRD_PARTY_AE: ("127.0.0.1", third_party)},
+    )
+    server.load(archive)
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class RealPacs:
+    """One of the real PACSs the tests run against, with what it is known to do."""
+
+    kind: str  # "orthanc" or "dcmqrscp"
+    peer: Peer
+    computed_keys: bool  # answers SOPClassesInStudy, NumberOf...Related...
+    list_matching_in_find: bool  # C-FIND accepts \-separated UID lists
+
+    @property
+    def node(self) -> str:
+        return str(self.peer)
+
+
+@pytest.fixture(params=["orthanc", "dcmqrscp"])
+def real_pacs(request: pytest.FixtureRequest) -> RealPacs:
+    """Each real PACS in turn: flows that must work on any conformant PACS use this."""
+    if request.param == "orthanc":
+        server: OrthancServer = request.getfixturevalue("orthanc")
+        return RealPacs("orthanc", Peer(server.aet, server.host, server.dicom_port), True, True)
+    qr: DcmqrscpServer = request.getfixturevalue("dcmqrscp")
+    return RealPacs("dcmqrscp", Peer(qr.aet, qr.host, qr.dicom_port), False, False)
