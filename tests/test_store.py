@@ -1125,6 +1125,10 @@ def test_a_failed_commit_keeps_the_replaced_file(
     assert [(i.path, i.patient_id) for i in store.instances()] == [(first.path, "OLD")]
     assert (store.root / first.path).is_file()  # the committed row names it: kept
     assert store.verify() == [f"unindexed: {second.path}"]
+    # Two files of one instance: a rebuild indexes one (the newer), verify names the other.
+    assert store.rebuild_index() == 1
+    [problem] = store.verify()
+    assert problem in (f"unindexed: {first.path}", f"unindexed: {second.path}")
 
 
 def test_a_full_disk_on_closing_says_so_and_keeps_the_store_consistent(

@@ -101,8 +101,8 @@ class Store:
         """Open (creating it if need be) the store at ``root``.
 
         ``wait``: seconds to wait for another qrclient using it (else StoreBusy at once).
-        ``rebuild``: index the files anew first (``rebuilt`` then says how many), even
-        if the index is too damaged to open. StoreError (a subclass saying what kind)
+        ``rebuild``: index the files anew first, even if the index is too damaged to
+        open. StoreError (a subclass saying what kind)
         if it cannot be opened.
         """
         parsed = Layout.parse(layout)
@@ -222,10 +222,10 @@ class Store:
         """The stored instance if ``incoming`` is the same again (nothing to do), None
         to store it; StoreConflict if a different one from another source is kept."""
         uid = incoming.sop_instance_uid
+        stored = self._index.stored(uid)  # one lookup per instance: ~4 us
+        if stored is None or (stored.source == incoming.source and not self.overwrite):
+            return None  # new, or its own source's again: stored (replacing)
         with self._placing:
-            stored = self._index.stored(uid)
-            if stored is None or (stored.source == incoming.source and not self.overwrite):
-                return None  # new, or its own source's again: stored (replacing)
             try:
                 descriptor = self._tree.open(stored.path)
             except OSError:
@@ -394,19 +394,18 @@ class Store:
         self._check_open()
         with self._placing:
             with contextlib.suppress(StoreError):  # replaced: damaged or not
-                self._index.close()
-            self._index.on_group_end = None
-            self._obsolete.clear()  # uncommitted rows: the rebuild sees every file
-            records = maintenance.records_from_files(self._tree, self._wanted)
+                self._index.close()  # (committing deletes the files its rows replaced)
             try:
+                records = maintenance.records_from_files(self._tree, self._wanted)
                 self._index = maintenance.build_index(
                     self._descriptors.meta, self.root / META_DIR, self.root, records
                 )
-            except OSError as exc:
-                self._closed = True  # no index to go on with
-                raise os_failure(f"cannot rebuild the index of {self.root}", exc) from None
-            except BaseException:
-                self._closed = True
+            except BaseException as exc:
+                self._closed = True  # no index to go on with: closed, the lock released
+                self._tree.close()
+                self._descriptors.close()
+                if isinstance(exc, OSError):
+                    raise os_failure(f"cannot rebuild the index of {self.root}", exc) from None
                 raise
             self._index.on_group_end = self._group_ended
             return self._index.summary().instances
