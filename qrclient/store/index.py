@@ -246,11 +246,13 @@ class Index:
                     db.rollback()
             if self.on_group_end is not None:
                 self.on_group_end(False)
-            raise self._failure(
+            what = (
                 f"cannot index the last {pending} instances received (their files are in "
-                "place, not indexed)",
-                exc,
-            ) from None
+                "place, not indexed)"
+                if pending
+                else "cannot commit to the store index"
+            )
+            raise self._failure(what, exc) from None
         self._group_rows = 0
         if self.on_group_end is not None:
             self.on_group_end(True)
