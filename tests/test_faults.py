@@ -22,10 +22,12 @@ from pathlib import Path
 import anyio
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from fixtures.dataset import Archive, StudySpec, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
 from qrclient.net import ContextRequest, DicomTimeout, Peer, Settings, Timeouts, open_association
+from qrclient.net.datasets import encode_dataset
 from qrclient.ops.find import find
 from qrclient.ops.query import Level, Model, build_query
 from qrclient.ops.retrieve import (
@@ -36,10 +38,11 @@ from qrclient.ops.retrieve import (
     RetrieveState,
     run_with_listener,
 )
-from qrclient.store import Store
+from qrclient.store import Store, StoredInstance
 from tests.conftest import OUR_AE, start_orthanc
 
 LIMIT = 120.0  # seconds: a job that outlives this hangs
+EXPLICIT = "1.2.840.10008.1.2.1"
 
 
 @dataclass(frozen=True)
@@ -283,11 +286,11 @@ def test_qrclient_killed_mid_retrieve_leaves_a_store_that_resumes(
     assert process.returncode == -signal.SIGKILL
 
     # Opening the store cleans what the kill left; index rows are committed in groups,
-    # so complete files may not be indexed yet (strays), never a row without its file.
+    # so complete files may not be indexed yet, never a row without its file.
     with Store.open(out) as store:
         assert not list((out / ".qrclient" / "incoming").iterdir())
         problems = store.verify()
-        assert all(p.startswith("stray: ") for p in problems), problems
+        assert all(p.startswith("unindexed: ") for p in problems), problems
         indexed = {i.sop_instance_uid for i in store.instances()}
         for item in store.instances():
             assert pydicom.dcmread(store.root / item.path).SOPInstanceUID == item.sop_instance_uid
@@ -308,7 +311,7 @@ def test_qrclient_killed_mid_retrieve_leaves_a_store_that_resumes(
 async def test_a_store_refusing_writes_fails_the_retrieve_clearly(
     pacs: Pacs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int, words: str
 ) -> None:
-    def refuse(source: object, target: object) -> None:
+    def refuse(source: object, target: object, **descriptors: int) -> None:
         raise OSError(error, os.strerror(error), str(target))
 
     with Store.open(tmp_path / "store") as store:
@@ -325,3 +328,99 @@ async def test_a_store_refusing_writes_fails_the_retrieve_clearly(
         assert all(words in e for e in refused), refused[:2]
         assert store.instances() == []
     assert assert_store_consistent(tmp_path / "store") == set()
+
+
+# -- the store: the disk over the index, conflicts, a damaged index -----------------------
+
+
+def test_files_deleted_from_the_store_are_fetched_again(pacs: Pacs, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    args = ("get", pacs.node, "-k", pacs.key, "--out", str(out), "--format", "json")
+    first = qrclient(*args)
+    assert first.returncode == 0, first.stderr
+    deleted = sorted(p for p in out.rglob("*.dcm") if ".qrclient" not in p.parts)[::30]
+    assert len(deleted) == 10
+    for path in deleted:
+        path.unlink()
+    again = qrclient(*args)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["received"], summary["already_here"]) == (10, 290)
+    assert all(path.is_file() for path in deleted)
+    assert assert_store_consistent(out) == pacs.uids
+
+
+def seed_conflict(out: Path, uid: str) -> StoredInstance:
+    """Store, as received from OTHERPACS, a different instance with ``uid`` in a study of
+    its own (so the PACS's study looks new to the retrieve, which then fetches it all)."""
+    other = Dataset()
+    other.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    other.SOPInstanceUID = uid
+    other.PatientID = "ELSEWHERE"
+    other.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.4242"
+    other.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.4243"
+    with Store.open(out) as store:
+        incoming = store.begin(other.SOPClassUID, uid, EXPLICIT, "OTHERPACS")
+        incoming.write(encode_dataset(other, EXPLICIT))
+        return incoming.commit()
+
+
+def test_a_different_instance_kept_from_another_pacs_is_not_replaced(
+    pacs: Pacs, tmp_path: Path
+) -> None:
+    out = tmp_path / "store"
+    uid = min(pacs.uids)
+    kept = seed_conflict(out, uid)
+    args = ("get", pacs.node, "-k", pacs.key, "--out", str(out), "--format", "json")
+    first = qrclient(*args)
+    summary = json.loads(first.stdout)
+    assert (summary["received"], summary["failed"]) == (299, 1), first.stderr
+    [conflict] = [e for e in summary["errors"] if uid in e]
+    assert "a different instance with this SOP Instance UID is kept" in conflict
+    assert f"received from OTHERPACS ({kept.path})" in conflict
+    assert "delete that file and retrieve again" in conflict
+    assert first.returncode in (4, 5)  # a failed sub-operation: the retrieve's own verdict
+    assert pydicom.dcmread(out / kept.path).PatientID == "ELSEWHERE"
+    # As the hint says: delete it, and the same command fetches the PACS's one.
+    (out / kept.path).unlink()
+    second = qrclient(*args)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["received"] == 1
+    assert assert_store_consistent(out) == pacs.uids
+
+
+def test_overwrite_replaces_a_different_instance_as_it_arrives(pacs: Pacs, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    kept = seed_conflict(out, min(pacs.uids))
+    args = ("get", pacs.node, "-k", pacs.key, "--out", str(out), "--format", "json")
+    result = qrclient(*args, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["received"], summary["failed"], summary["errors"]) == (300, 0, [])
+    assert not (out / kept.path).exists()  # replaced, at the PACS's path
+    assert assert_store_consistent(out) == pacs.uids
+
+
+def test_a_damaged_index_fails_a_retrieve_with_exit_7_and_a_real_command(
+    pacs: Pacs, tmp_path: Path
+) -> None:
+    out = tmp_path / "store"
+    args = ("get", pacs.node, "-k", pacs.key, "--out", str(out))
+    assert qrclient(*args).returncode == 0
+    index = out / ".qrclient" / "index.sqlite"
+    data = index.read_bytes()
+    page = int.from_bytes(data[16:18], "big")
+    index.write_bytes(data[:page] + b"\xa5" * (len(data) - page))
+    damaged = qrclient(*args)
+    assert damaged.returncode == 7, damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    error, hint = damaged.stderr.splitlines()[-2:]
+    assert error.startswith("qrclient: error: cannot read the store: the store index ")
+    assert "is damaged (database disk image is malformed)" in error
+    assert hint == f"qrclient: hint: rebuild it from the files: qrclient store rebuild --out {out}"
+    rebuilt = qrclient("store", "rebuild", "--out", str(out))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith("indexed 300 instances (1 patient, 1 study, ")
+    resumed = qrclient(*args, "--format", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["already_here"] == 300

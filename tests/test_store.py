@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 import zlib
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import anyio
 import pydicom
 import pytest
 from hypothesis import given
@@ -24,14 +27,37 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
+from pynetdicom.dsutils import encode as pynetdicom_encode
 
+from qrclient.net import ContextRequest, Peer, open_association
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.datasets import encode_dataset
-from qrclient.store import DEFAULT_LAYOUT, PLACEHOLDER, Layout, Store, StoredInstance, StoreError
+from qrclient.ops.get import c_get
+from qrclient.ops.query import Model
+from qrclient.store import (
+    DEFAULT_LAYOUT,
+    PLACEHOLDER,
+    Layout,
+    Store,
+    StoreBusy,
+    StoreConflict,
+    StoreDamaged,
+    StoredInstance,
+    StoreError,
+    StoreFull,
+    StoreUnwritable,
+)
 from qrclient.store.incoming import Incoming, open_temp
-from qrclient.store.index import GROUP_ROWS
+from qrclient.store.index import GROUP_ROWS, make_record
 from qrclient.store.overview import StoreView
-from qrclient.store.store import _record
+from tests.fakepeer import (
+    PeerConnection,
+    c_store_rq,
+    encode_command_set,
+    fake_peer,
+    p_data,
+    response,
+)
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
@@ -40,6 +66,7 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ROOT_UID = "1.2.826.0.1.3680043.8.498"
+STUDY_ROOT_GET = Model.STUDY.get_sop_class
 
 
 def make_dataset(number: int = 1, pixels: int = 2048, **values: str) -> Dataset:
@@ -94,6 +121,16 @@ def receive(
 
 def store_dataset(store: Store, ds: Dataset, syntax: str = EXPLICIT) -> StoredInstance:
     return receive(store, encode_dataset(ds, syntax), syntax, ds.SOPInstanceUID)
+
+
+SQLITE_IOERR_WRITE = 778  # an extended result code: SQLITE_IOERR | 3 << 8
+
+
+def sqlite_error(kind: type[sqlite3.Error], message: str, code: int) -> sqlite3.Error:
+    """An SQLite error as the sqlite3 module raises it, with its result code."""
+    error = kind(message)
+    error.sqlite_errorcode = code
+    return error
 
 
 def incoming_files(store: Store) -> list[Path]:
@@ -173,7 +210,7 @@ def test_received_time_text_for_any_modification_time(mtime_ns: int) -> None:
     text |= {k: "" for k in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate")}
     text |= {k: "" for k in ("StudyDescription", "AccessionNumber", "Modality")}
     text |= {"SeriesNumber": "", "SeriesDescription": ""}
-    record = _record(text, EXPLICIT, "", "a.dcm", 0, mtime_ns)
+    record = make_record(text, EXPLICIT, "", "a.dcm", 0, mtime_ns)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     expected = epoch + timedelta(microseconds=mtime_ns // 1000)
     assert record.instance.received_at == expected.isoformat(timespec="microseconds")
@@ -277,6 +314,9 @@ def test_receiving_again_replaces_the_file(store: Store) -> None:
 
     assert first.path != second.path == third.path
     assert [i.patient_id for i in store.instances()] == ["NEW"]
+    # The old file goes once the new row is committed (the group commits on flush).
+    assert (store.root / first.path).is_file()
+    store.flush()
     assert stored_files(store) == [store.root / third.path]
     assert store.verify() == []
 
@@ -488,8 +528,8 @@ def test_a_killed_writer_leaves_a_consistent_store(tmp_path: Path, delay: float)
                 assert len(back.PixelData) >= 200_000
             problems = store.verify()
             # Index rows are committed in groups: a kill leaves at most one group of
-            # complete files not yet indexed (strays), never a row without its file.
-            assert all(p.startswith("stray: ") for p in problems), problems
+            # complete files not yet indexed, never a row without its file.
+            assert all(p.startswith("unindexed: ") for p in problems), problems
             assert len(problems) <= GROUP_ROWS
             assert len(instances) + len(problems) >= 6 * (run + 1)
             assert store.rebuild_index() == len(instances) + len(problems)
@@ -497,7 +537,7 @@ def test_a_killed_writer_leaves_a_consistent_store(tmp_path: Path, delay: float)
 
 
 def test_a_read_only_store_refuses_instances(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    def read_only(source: object, target: object) -> None:
+    def read_only(source: object, target: object, **descriptors: int) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
 
     monkeypatch.setattr(os, "replace", read_only)
@@ -557,7 +597,7 @@ class FullDisk:
 def test_a_full_disk_stores_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch, at_close: bool
 ) -> None:
-    def open_on_full_disk(directory: str, *, buffered: bool = True) -> tuple[str, Any]:
+    def open_on_full_disk(directory: int, *, buffered: bool = True) -> tuple[str, Any]:
         path, file = open_temp(directory, buffered=buffered)
         return path, FullDisk(file, 50_000, at_close=at_close)
 
@@ -578,11 +618,11 @@ def test_an_index_failure_stores_nothing(
         store_dataset(store, ds)
         before = store.instances()
 
-    def broken(record: object) -> bool:
-        raise sqlite3.OperationalError("disk I/O error")
+    def broken(record: object, statement: str) -> bool:
+        raise sqlite_error(sqlite3.OperationalError, "disk I/O error", SQLITE_IOERR_WRITE)
 
-    monkeypatch.setattr(store._index, "put" if again else "put_new", broken)
-    with pytest.raises(StoreError, match="the index failed"):
+    monkeypatch.setattr(store._index, "_insert_in_group", broken)
+    with pytest.raises(StoreUnwritable, match=r"cannot index .*index.sqlite \(disk I/O error\)"):
         store_dataset(store, ds)
     if again:
         assert store.instances() == before
@@ -596,8 +636,8 @@ def test_a_move_failure_takes_the_new_row_out_again(
 ) -> None:
     kept = store_dataset(store, make_dataset(1))
 
-    def cannot_move(source: str, target: str, uid: str) -> None:
-        raise StoreError(f"cannot store {uid}: the disk vanished")
+    def cannot_move(incoming: Incoming, relative: str) -> None:
+        raise StoreError(f"cannot store {incoming.sop_instance_uid}: the disk vanished")
 
     monkeypatch.setattr(store, "_move", cannot_move)
     with pytest.raises(StoreError, match="the disk vanished"):
@@ -739,7 +779,7 @@ def test_verify_reports_missing_changed_and_stray_files(store: Store) -> None:
     assert store.verify() == [
         f"missing: {first.path} (SOP Instance UID {first.sop_instance_uid})",
         f"changed: {second.path} has {second.size + 4} bytes, not {second.size}",
-        "stray: notes.txt",
+        "unindexed: notes.txt (not a DICOM Part-10 file)",
     ]
     assert store.rebuild_index() == 0  # the damaged file does not parse any more
 
@@ -894,3 +934,566 @@ def test_rendered_paths_stay_inside_the_root(
         assert target.is_relative_to(root)
         assert target != root
         assert ".qrclient" not in target.parts
+
+
+# Links: nothing is created, renamed or deleted outside the root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (links not followed) with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the store with files that are not the store's."""
+    folder = tmp_path / "outside"
+    (folder / "incoming").mkdir(parents=True)
+    (folder / "theirs.txt").write_text("not the store's")
+    (folder / "incoming" / "1-2-3.part").write_text("not the store's either")
+    return folder
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3], ids=["patient", "study", "series"])
+def test_a_folder_linked_outside_the_store_gets_nothing(
+    tmp_path: Path, outside: Path, depth: int
+) -> None:
+    root = tmp_path / "store"
+    before = snapshot(outside)
+    link = root.joinpath(*["PAT1", f"{ROOT_UID}.1.1", f"{ROOT_UID}.2.1"][:depth])
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside, target_is_directory=True)
+    with Store.open(root) as store:
+        for number in range(30):
+            with pytest.raises(StoreError, match="symbolic link") as caught:
+                store_dataset(store, make_dataset(number))
+            assert "\n" not in str(caught.value)
+        assert store.instances() == []
+        assert incoming_files(store) == []
+    assert snapshot(outside) == before
+    assert link.is_symlink()
+
+
+def test_a_stored_file_replaced_by_a_link_is_not_here_and_not_followed(
+    store: Store, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.dcm"
+    victim.write_bytes(b"not the store's")
+    first = store_dataset(store, make_dataset(1))
+    uid = first.sop_instance_uid
+    stored = store.root / first.path
+    stored.unlink()
+    stored.symlink_to(victim)
+    assert store.present([uid]) == set()
+    assert store.verify() == [f"unreadable: {first.path} (a symbolic link, not followed)"]
+    store_dataset(store, make_dataset(1, PatientID="PAT1"))  # the link is replaced
+    assert not stored.is_symlink()
+    assert pydicom.dcmread(stored).SOPInstanceUID == uid
+    assert victim.read_bytes() == b"not the store's"
+    assert store.present([uid]) == {uid}
+    assert store.verify() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        (".qrclient", ""),
+        (".qrclient/incoming", "incoming"),
+        (".qrclient/index.sqlite", "theirs.txt"),
+        (".qrclient/index.sqlite-wal", "theirs.txt"),
+        (".qrclient/lock", "theirs.txt"),
+    ],
+)
+def test_the_stores_own_folders_and_files_linked_outside_are_refused(
+    tmp_path: Path, outside: Path, name: str, target: str
+) -> None:
+    root = tmp_path / "store"
+    with Store.open(root) as store:
+        store_dataset(store, make_dataset(1))
+    own = root / name
+    if own.is_dir():
+        os.rename(own, tmp_path / "moved")
+    else:
+        own.unlink(missing_ok=True)
+    own.symlink_to(outside / target)
+    before = snapshot(outside)
+    for _ in range(2):
+        with pytest.raises(StoreDamaged) as caught:
+            Store.open(root)
+        assert f"{name} is a symbolic link" in caught.value.message
+        assert "remove the link" in caught.value.hint
+    assert snapshot(outside) == before  # opening deleted no leftover through the link
+    assert own.is_symlink()
+
+
+def test_an_index_row_edited_to_leave_the_store_is_never_followed(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "store"
+    victim = tmp_path / "victim.dcm"
+    victim.write_bytes(b"not the store's")
+    with Store.open(root) as store:
+        first = store_dataset(store, make_dataset(1))
+    uid = first.sop_instance_uid
+    db = sqlite3.connect(root / ".qrclient" / "index.sqlite")
+    with db:
+        db.execute("UPDATE instance SET path = '../../victim.dcm'")
+    db.close()
+    with Store.open(root) as store:
+        assert store.present([uid]) == set()
+        assert store.study_counts(f"{ROOT_UID}.1.1") == 0
+        assert store.verify() == [
+            f"missing: ../../victim.dcm (SOP Instance UID {uid})",
+            f"unindexed: {first.path}",
+        ]
+        store_dataset(store, make_dataset(1))  # stored again: the row's old path is dropped
+        store.flush()
+        assert store.present([uid]) == {uid}
+        assert store.verify() == []
+    assert victim.read_bytes() == b"not the store's"
+
+
+# A kill, or a failed commit, between storing an instance again and committing its row
+
+RESTORE_THEN_KILL = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from qrclient.store import Store
+from tests.test_store import make_dataset, store_dataset
+
+store = Store.open(sys.argv[1])
+store_dataset(store, make_dataset(1, PatientID="OLD"))
+store.flush()
+store_dataset(store, make_dataset(1, PatientID="NEW"))  # a new path; its row uncommitted
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_kill_before_the_new_row_is_committed_keeps_the_old_file(tmp_path: Path) -> None:
+    process = subprocess.run(
+        [sys.executable, "-c", RESTORE_THEN_KILL, str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    with Store.open(tmp_path) as store:
+        [kept] = store.instances()
+        assert kept.patient_id == "OLD"
+        assert pydicom.dcmread(store.root / kept.path).PatientID == "OLD"
+        assert store.present([kept.sop_instance_uid]) == {kept.sop_instance_uid}
+        [problem] = store.verify()  # the new file, complete, not indexed yet
+        assert problem.startswith("unindexed: NEW/"), problem
+
+
+class FailingCommits:
+    """The index's connection, but COMMIT fails as it does on a full disk."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, *parameters: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite_error(sqlite3.OperationalError, "database or disk is full", 13)
+        return self.connection.execute(sql, *parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+def test_a_failed_commit_keeps_the_replaced_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = store_dataset(store, make_dataset(1, PatientID="OLD"))
+    store.flush()
+    monkeypatch.setattr(store._index, "_db", FailingCommits(store._index._db))
+    second = store_dataset(store, make_dataset(1, PatientID="NEW"))
+    with pytest.raises(StoreFull) as caught:
+        store.flush()
+    monkeypatch.undo()
+    assert caught.value.message == (
+        "cannot index the last 1 instances received (their files are in place, not "
+        f"indexed): the disk holding {store.root}/.qrclient/index.sqlite is full"
+    )
+    assert f"qrclient store rebuild --out {store.root}" in caught.value.hint
+    store.flush()
+    assert [(i.path, i.patient_id) for i in store.instances()] == [(first.path, "OLD")]
+    assert (store.root / first.path).is_file()  # the committed row names it: kept
+    assert store.verify() == [f"unindexed: {second.path}"]
+    # Two files of one instance: a rebuild indexes one (the newer), verify names the other.
+    assert store.rebuild_index() == 1
+    [problem] = store.verify()
+    assert problem in (f"unindexed: {first.path}", f"unindexed: {second.path}")
+
+
+def test_a_full_disk_on_closing_says_so_and_keeps_the_store_consistent(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = [store_dataset(store, make_dataset(n)) for n in range(3)]
+    monkeypatch.setattr(store._index, "_db", FailingCommits(store._index._db))
+    with pytest.raises(StoreFull, match="cannot index the last 3 instances received"):
+        store.close()
+    monkeypatch.undo()
+    with Store.open(store.root) as again:  # closed all the same: the lock is free
+        assert again.instances() == []
+        assert len(again.verify()) == 3
+        assert again.rebuild_index() == 3
+        assert {i.path for i in again.instances()} == {s.path for s in stored}
+
+
+# A damaged index, and a full disk, are told apart
+
+
+def corrupt_pages(index: Path) -> None:
+    """Overwrite every page of an SQLite file but the first (header and schema)."""
+    data = index.read_bytes()
+    page = int.from_bytes(data[16:18], "big")
+    index.write_bytes(data[:page] + b"\xa5" * (len(data) - page))
+
+
+def test_a_corrupted_index_page_is_damage_with_a_real_command_to_mend_it(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path) as store:
+        for number in range(50):
+            store_dataset(store, make_dataset(number))
+    corrupt_pages(tmp_path / ".qrclient" / "index.sqlite")
+    with Store.open(tmp_path) as store:  # header and schema intact: it opens
+        for question in (
+            lambda: store.present([f"{ROOT_UID}.3.1"]),
+            lambda: store.instances_in_study(f"{ROOT_UID}.1.1"),
+            store.summary,
+        ):
+            with pytest.raises(StoreDamaged) as caught:
+                question()
+            error = caught.value
+            assert error.message.startswith(
+                f"cannot read the store: the store index {store.root}/.qrclient/index.sqlite "
+                "is damaged ("
+            )
+            assert (
+                error.hint
+                == f"rebuild it from the files: qrclient store rebuild --out {store.root}"
+            )
+            assert "\n" not in str(error)
+    with pytest.raises(StoreDamaged, match="is damaged"):
+        StoreView(tmp_path).holdings()
+    with Store.open(tmp_path, rebuild=True) as store:
+        assert len(store.instances()) == 50
+        assert store.verify() == []
+    assert not list((tmp_path / ".qrclient").glob("*.new*"))
+
+
+FULL_DISK = """
+import json, os, sys
+sys.path.insert(0, sys.argv[2])
+from qrclient.store import Store, StoreError
+from tests.test_store import make_dataset, store_dataset
+
+disk = sys.argv[1]
+said = {}
+
+def attempt(name, action):
+    try:
+        action()
+    except StoreError as exc:
+        said[name] = [type(exc).__name__, exc.message, exc.hint]
+
+def fill():
+    descriptor = os.open(f"{disk}/filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, bytes(4096))
+    except OSError:
+        pass
+    os.close(descriptor)
+
+store = Store.open(f"{disk}/store")
+for number in range(4):
+    store_dataset(store, make_dataset(number))  # rows not committed yet
+fill()
+attempt("close", store.close)
+attempt("open", lambda: Store.open(f"{disk}/another").close())
+def store_one():
+    with Store.open(f"{disk}/store") as again:
+        store_dataset(again, make_dataset(9))
+
+attempt("store", store_one)
+os.unlink(f"{disk}/filler")
+with Store.open(f"{disk}/store") as store:
+    said["unindexed"] = store.verify()
+    said["rebuilt"] = store.rebuild_index()
+    said["verified"] = store.verify()
+print(json.dumps(said))
+"""
+
+
+def on_small_disk(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a Python script with a 1 MB file system (tmpfs) as its first argument, in a
+    mount namespace of its own (as root of a user namespace: no privilege needed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    return subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"',
+            "sh",
+            str(disk),
+            sys.executable,
+            "-c",
+            script,
+            str(disk),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def test_a_full_disk_is_reported_as_full_not_damaged(tmp_path: Path) -> None:
+    process = on_small_disk(tmp_path, FULL_DISK, str(REPO))
+    assert process.returncode == 0, process.stderr
+    said = json.loads(process.stdout)
+    disk = tmp_path / "disk"
+    kind, message, hint = said["close"]
+    assert kind == "StoreFull"
+    assert message == (
+        "cannot index the last 4 instances received (their files are in place, not "
+        f"indexed): the disk holding {disk}/store/.qrclient/index.sqlite is full"
+    )
+    assert f"qrclient store rebuild --out {disk}/store" in hint
+    kind, message, _ = said["open"]
+    assert kind == "StoreFull"
+    assert message.startswith("cannot open the store: the disk holding ")
+    kind, message, _ = said["store"]
+    assert kind == "StoreFull"
+    assert message.endswith(": the disk is full")
+    assert not any("damaged" in " ".join(said[k]) for k in ("close", "open", "store"))
+    # Freed: the files received are there, whole; the index takes them back.
+    assert [p.split(":")[0] for p in said["unindexed"]] == ["unindexed"] * 4
+    assert said["rebuilt"] == 4
+    assert said["verified"] == []
+
+
+# An instance received again: the same is a no-op; a different one from another source
+# is refused unless the store was opened to overwrite
+
+
+def from_source(store: Store, ds: Dataset, source: str) -> StoredInstance:
+    return receive(store, encode_dataset(ds, EXPLICIT), EXPLICIT, ds.SOPInstanceUID, source=source)
+
+
+def sealed_from(store: Store, ds: Dataset, source: str) -> Incoming:
+    incoming = store.begin(CT, ds.SOPInstanceUID, EXPLICIT, source)
+    incoming.write(encode_dataset(ds, EXPLICIT))
+    incoming.seal()
+    return incoming
+
+
+def test_the_same_instance_from_another_source_is_a_no_op(store: Store, memory_limit: str) -> None:
+    first = from_source(store, make_dataset(1, pixels=100_000), "NODEA")
+    store.flush()
+    before = (store.root / first.path).stat().st_mtime_ns
+    again = from_source(store, make_dataset(1, pixels=100_000), "NODEB")
+    assert again == first
+    store.flush()
+    assert (store.root / first.path).stat().st_mtime_ns == before  # not even rewritten
+    assert [i.source for i in store.instances()] == ["NODEA"]
+    assert incoming_files(store) == []
+    assert store.verify() == []
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"PatientID": "EVIL"}, {"SeriesDescription": "Axiak"}],
+    ids=["another-path", "same-size"],
+)
+def test_a_different_instance_from_another_source_is_refused_before_the_answer(
+    store: Store, changed: dict[str, str], memory_limit: str
+) -> None:
+    first = from_source(store, make_dataset(1, pixels=100_000), "NODEA")
+    store.flush()
+    kept = (store.root / first.path).read_bytes()
+    hostile = make_dataset(1, pixels=100_000)
+    for keyword, value in changed.items():
+        setattr(hostile, keyword, value)
+    with pytest.raises(StoreConflict) as caught:
+        sealed_from(store, hostile, "HOSTILE")  # before the C-STORE answer
+    assert caught.value.message == (
+        f"{first.sop_instance_uid} was not stored: a different instance with this SOP "
+        f"Instance UID is kept, received from NODEA ({first.path})"
+    )
+    assert caught.value.hint == (
+        "to replace it, delete that file and retrieve again (--overwrite replaces such "
+        "instances as they arrive)"
+    )
+    store.flush()
+    assert stored_files(store) == [store.root / first.path]
+    assert (store.root / first.path).read_bytes() == kept
+    assert [(i.path, i.source) for i in store.instances()] == [(first.path, "NODEA")]
+    assert incoming_files(store) == []
+
+
+def test_overwrite_lets_another_source_replace_it(tmp_path: Path) -> None:
+    with Store.open(tmp_path, overwrite=True) as store:
+        first = from_source(store, make_dataset(1), "NODEA")
+        second = from_source(store, make_dataset(1, PatientID="OTHER"), "NODEB")
+        store.flush()
+        assert [(i.path, i.source) for i in store.instances()] == [(second.path, "NODEB")]
+        assert stored_files(store) == [store.root / second.path] != [store.root / first.path]
+
+
+def test_its_own_source_replaces_it(store: Store) -> None:
+    """A PACS re-sending a corrected object: the same source's newer copy is kept."""
+    from_source(store, make_dataset(1), "NODEA")
+    corrected = from_source(store, make_dataset(1, SeriesDescription="Corrected"), "NODEA")
+    store.flush()
+    assert pydicom.dcmread(store.root / corrected.path).SeriesDescription == "Corrected"
+    assert store.verify() == []
+
+
+def test_a_kept_instance_whose_file_is_gone_does_not_refuse_another_source(
+    store: Store,
+) -> None:
+    first = from_source(store, make_dataset(1), "NODEA")
+    (store.root / first.path).unlink()
+    second = from_source(store, make_dataset(1, SeriesDescription="Other"), "NODEB")
+    assert second.source == "NODEB"
+    assert store.present([first.sop_instance_uid]) == {first.sop_instance_uid}
+
+
+def test_one_instance_received_twice_at_once_is_refused_the_second_time(store: Store) -> None:
+    first = sealed_from(store, make_dataset(1), "NODEA")
+    with pytest.raises(StoreError, match="being received at the same time"):
+        sealed_from(store, make_dataset(1, PatientID="OTHER"), "NODEB")
+    first.place()
+    store.flush()
+    assert [i.source for i in store.instances()] == ["NODEA"]
+    assert len(stored_files(store)) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_hostile_pacs_cannot_replace_an_instance_fetched_from_another(
+    tmp_path: Path,
+) -> None:
+    statuses: list[int] = []
+    hostile = make_dataset(1, PatientID="EVIL")
+
+    async def replace_it(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        storage = next(i for i, uid in conn.contexts.items() if uid == CT)
+        store_rq = c_store_rq(1, CT, hostile.SOPInstanceUID)
+        store_rq.CommandDataSetType = 0x0000
+        await conn.send_raw(p_data(storage, 0x03, encode_command_set(store_rq)))
+        data = pynetdicom_encode(hostile, False, True)
+        assert data is not None
+        await conn.send_raw(p_data(storage, 0x02, bytes(data)))
+        _, answer, _ = await conn.read_message()
+        statuses.append(int(answer.Status))
+        final = response(0x8010, int(request.MessageID), 0, str(request.AffectedSOPClassUID))
+        await conn.send_message(context_id, final)
+        while True:  # until qrclient releases and closes
+            pdu_type, _ = await conn.read_pdu()
+            if pdu_type == 5:
+                await conn.send_raw(bytes([6, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+
+    with Store.open(tmp_path / "store") as store:
+        fetched = from_source(store, make_dataset(1), "ORTHANC")
+        async with fake_peer(replace_it) as (port, _):
+            with anyio.fail_after(10):
+                async with open_association(
+                    Peer("HOSTILE", "127.0.0.1", port),
+                    [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
+                ) as association:
+                    identifier = Dataset()
+                    identifier.QueryRetrieveLevel = "STUDY"
+                    identifier.StudyInstanceUID = f"{ROOT_UID}.1.1"
+                    result = await c_get(association, identifier, STUDY_ROOT_GET, store)
+        assert statuses == [0xA700]  # a failure status: the PACS knows it was refused
+        [error] = result.store_errors
+        assert "a different instance with this SOP Instance UID is kept" in error
+        assert "received from ORTHANC" in error
+        store.flush()
+        assert [(i.path, i.source) for i in store.instances()] == [(fetched.path, "ORTHANC")]
+        assert stored_files(store) == [store.root / fetched.path]
+        assert pydicom.dcmread(store.root / fetched.path).PatientID == "PAT1"
+
+
+# The disk over the index
+
+
+def test_what_is_here_is_what_the_files_say(store: Store) -> None:
+    stored = [store_dataset(store, make_dataset(n)) for n in range(10)]
+    uids = [s.sop_instance_uid for s in stored]
+    (store.root / stored[0].path).unlink()
+    (store.root / stored[1].path).write_bytes(b"")  # truncated
+    with open(store.root / stored[2].path, "r+b") as file:  # same size: not noticed by a stat
+        file.write(b"x")
+    assert store.present(uids) == set(uids[2:])
+    assert not store.has(uids[0])
+    assert store.instances_in_study(f"{ROOT_UID}.1.1") == 8
+    assert store.series_counts(f"{ROOT_UID}.2.1") == 8
+    assert len(store.instances()) == 10  # the index's word, which verify checks
+    assert [p.split(":")[0] for p in store.verify()] == ["missing", "changed", "unreadable"]
+    # Fetched again, they are here again.
+    for number in (0, 1):
+        store_dataset(store, make_dataset(number))
+    assert store.present(uids) == set(uids)
+
+
+# One qrclient at a time: busy, or wait
+
+
+HOLD = """
+import sys
+from qrclient.store import Store
+with Store.open(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_store_in_use_says_by_whom_and_how_to_wait(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(StoreBusy) as caught:
+            Store.open(tmp_path)
+        assert caught.value.message == (
+            f"the store {tmp_path} is in use by another qrclient (process {holder.pid})"
+        )
+        assert "--wait SECONDS" in caught.value.hint
+        started = time.monotonic()
+        with pytest.raises(StoreBusy):
+            Store.open(tmp_path, wait=0.3)
+        assert time.monotonic() - started >= 0.3  # it waited before giving up
+        threading.Timer(0.3, holder.stdin.close).start()
+        with Store.open(tmp_path, wait=30) as store:  # released meanwhile: opened
+            assert store.instances() == []
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        holder.stdout.close()

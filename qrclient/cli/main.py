@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
 or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
-has nothing matching a retrieve; 5 partial results
-(the peer truncated them, or a retrieve got only part); 130 interrupted.
+has nothing matching a retrieve; 5 partial results (the peer truncated them, or a
+retrieve got only part); 6 the local store cannot be written (disk full, read-only,
+permission); 7 the store's index is damaged, or store verify found problems (qrclient
+store rebuild); 8 the store is in use by another qrclient (--wait SECONDS);
+130 interrupted.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
 file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
 configuration folder; see 'qrclient nodes'). Options given override the node's settings,
@@ -378,6 +381,13 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         help="concurrent associations to the peer (default 2)",
     )
     sub.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
+    _add_wait_option(sub)
+    sub.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a stored instance by a different one with its SOP Instance UID from "
+        "another AE (default: keep the first and report the conflict)",
+    )
     if name != "get":
         sub.add_argument(
             "--dest",
@@ -389,6 +399,51 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
             metavar="[HOST:]PORT",
             help="where our storage listener accepts the moved instances (default 11113)",
         )
+
+
+def _add_wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to this long for another qrclient using the store (default: fail at once)",
+    )
+
+
+def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
+    store = commands.add_parser(
+        name,
+        help="the local store: list what it holds, verify it, rebuild its index",
+        description=(
+            "The local store (--out DIR, default: the configured store, else qrclient's "
+            "in your user data directory). ls lists its patients, studies and series from "
+            "the index; verify checks the index against the files (reading every file) "
+            "and prints one line per problem (exit 7 if any); rebuild indexes the files "
+            "anew, also when the index is damaged."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    actions = store.add_subparsers(
+        dest="store_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    for action, summary in (
+        ("ls", "patients, studies and series held, with counts and sizes"),
+        ("verify", "the index against the files: missing, changed, unreadable, unindexed"),
+        ("rebuild", "index the files anew (the index is replaced)"),
+    ):
+        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
+        sub.add_argument(
+            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+        )
+        _add_config_option(sub)
+        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        if action == "ls":
+            sub.set_defaults(wait=None)  # reads without the lock
+        else:
+            _add_wait_option(sub)
 
 
 def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -433,6 +488,7 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     **dict.fromkeys(_RETRIEVE_SUMMARIES, _add_retrieve_parser),
     "doctor": _add_doctor_parser,
     "nodes": _add_nodes_parser,
+    "store": _add_store_parser,
     "tui": _add_tui_parser,
     "demo": _add_demo_parser,
 }

@@ -13,6 +13,8 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
+from qrclient.cli.store_command import report_store_error
+from qrclient.net.errors import sole_error
 from qrclient.ops.node import check_ae_title, parse_listen
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
 from qrclient.ops.retrieve import (
@@ -94,11 +96,28 @@ def _prepare(
     )
     out = Path(args.out) if args.out else config.store or default_store()
 
+    wait = 0.0 if args.wait is None else args.wait
+    if not 0 <= wait <= 86400:
+        raise UsageError(f"--wait {wait:g}: expected 0 to 86400 seconds")
+
     async def job() -> int:
         try:
-            store = Store.open(out)
+            store = Store.open(out, overwrite=args.overwrite, wait=wait)
         except StoreError as exc:
-            raise UsageError(str(exc)) from None
+            return report_store_error(exc)
+        try:
+            return await _into(store)
+        except (StoreError, BaseExceptionGroup) as exc:
+            # The index failed (damaged, disk full), or could not commit its last rows
+            # on closing: say what arrived, then what failed.
+            error = sole_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            if not isinstance(error, StoreError):
+                raise
+            if started:
+                _report(started[0][0].outcome, out, args.format)
+            return report_store_error(error)
+
+    async def _into(store: Store) -> int:
         with store:
             retrieve = RetrieveJob.into_store(
                 peer,

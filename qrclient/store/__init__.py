@@ -1,6 +1,13 @@
 """The local store: received instances as DICOM Part-10 files, and an index of them."""
 
-from qrclient.store.errors import StoreError
+from qrclient.store.errors import (
+    StoreBusy,
+    StoreConflict,
+    StoreDamaged,
+    StoreError,
+    StoreFull,
+    StoreUnwritable,
+)
 from qrclient.store.incoming import Incoming
 from qrclient.store.index import StoredInstance, StoreSummary
 from qrclient.store.layout import DEFAULT_LAYOUT, PLACEHOLDER, Layout
@@ -12,7 +19,12 @@ __all__ = [
     "Incoming",
     "Layout",
     "Store",
+    "StoreBusy",
+    "StoreConflict",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
     "StoreSummary",
+    "StoreUnwritable",
     "StoredInstance",
 ]

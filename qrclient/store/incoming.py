@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import itertools
 import os
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn, Protocol
 
-from qrclient.store.errors import StoreError, describe_os_error
+from qrclient.store.errors import StoreError, os_failure
 from qrclient.store.index import StoredInstance
 from qrclient.store.part10 import dataset_values, read_dataset_values
 
@@ -27,22 +28,24 @@ BUFFER_SIZE = 256 * 1024  # a few 16 KB fragments per write(2); a 1 MB one goes 
 MEMORY_LIMIT = 8 * 1024 * 1024  # held in memory up to this; a bigger instance streams to disk
 TEMP_SUFFIX = ".part"
 _NUMBERS = itertools.count()
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+# Read and write: a streamed instance is checked through a map of this descriptor.
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # One random token per process, not per file: O_EXCL already makes every name ours.
 _PREFIX = f"{os.getpid()}-{secrets.token_hex(4)}-"
 
 
-def open_temp(directory: str, *, buffered: bool = True) -> tuple[str, BinaryIO]:
-    """A new file in ``directory`` that is ours alone (O_EXCL), opened for writing.
+def open_temp(directory: int, *, buffered: bool = True) -> tuple[str, BinaryIO]:
+    """A new file in the directory ``directory`` (a descriptor) that is ours alone
+    (O_EXCL), opened for writing; returns its name in that directory and the file.
 
     Unbuffered for one write of a whole instance: a buffer would only be allocated
     and copied through.
     """
-    path = f"{directory}{os.sep}{_PREFIX}{next(_NUMBERS)}{TEMP_SUFFIX}"
-    descriptor = os.open(path, _FLAGS, 0o666)
+    name = f"{_PREFIX}{next(_NUMBERS)}{TEMP_SUFFIX}"
+    descriptor = os.open(name, _FLAGS, 0o666, dir_fd=directory)
     if buffered:
-        return path, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
-    return path, open(descriptor, "wb", buffering=0)
+        return name, open(descriptor, "wb", buffering=BUFFER_SIZE)  # kept open until finished
+    return name, open(descriptor, "wb", buffering=0)
 
 
 def _write_all(file: BinaryIO, data: bytes) -> None:
@@ -60,8 +63,8 @@ class Placement:
     """Where the store will put a sealed instance, decided before it is acknowledged."""
 
     text: dict[str, str]  # the attributes the store keeps, decoded
-    relative: str  # path under the store's root
-    target: str  # absolute path
+    relative: str  # path under the store's root, "/"-separated
+    kept: StoredInstance | None = None  # the same instance, stored already: nothing to do
 
 
 class Owner(Protocol):
@@ -101,7 +104,7 @@ class Incoming:
     def __init__(
         self,
         owner: Owner,
-        directory: str,
+        directory: int,
         header: bytes,
         *,
         sop_class_uid: str,
@@ -110,8 +113,8 @@ class Incoming:
         source: str,
     ) -> None:
         self._owner = owner
-        self._directory = directory
-        self.path: str | None = None  # the temporary file, once there is one
+        self._directory = directory  # a descriptor of the store's incoming/
+        self.path: str | None = None  # the temporary file's name there, once there is one
         self._file: BinaryIO | None = None
         # Header and data fragments while in memory; None once streaming to the file.
         self._fragments: list[bytes | memoryview] | None = [header]
@@ -167,10 +170,9 @@ class Incoming:
                 self._sealed = whole
             else:
                 assert self._file is not None
-                assert self.path is not None
                 self._file.flush()
                 values = read_dataset_values(
-                    self.path, self._data_offset, self.transfer_syntax, wanted
+                    self._file.fileno(), self._data_offset, self.transfer_syntax, wanted
                 )
         except OSError as exc:
             self._fail(exc)
@@ -197,6 +199,9 @@ class Incoming:
         placement = self.placement
         if self._finished or placement is None:
             raise StoreError(f"{self.sop_instance_uid}: placed before it was sealed")
+        if placement.kept is not None:
+            self.discard()
+            return placement.kept
         try:
             if self._sealed is not None:
                 self.path, self._file = open_temp(self._directory, buffered=False)
@@ -235,8 +240,44 @@ class Incoming:
                 self._file.close()
         if self.path is not None:
             with contextlib.suppress(OSError):  # if it stays, the next open removes it
-                os.unlink(self.path)
+                os.unlink(self.path, dir_fd=self._directory)
+
+    def same_data(self, other: int, other_offset: int) -> bool:
+        """Whether the data set is byte for byte that of the file open as ``other`` (a
+        descriptor) from ``other_offset``. Sizes first; the bytes only if they match.
+        Only between ``seal`` and ``place``."""
+        sealed, file = self._sealed, self._file
+        if sealed is not None:
+            whole = len(sealed)
+        else:
+            assert file is not None  # streamed: all of it in the file (flushed by seal)
+            whole = os.fstat(file.fileno()).st_size
+        size = whole - self._data_offset
+        if os.fstat(other).st_size - other_offset != size:
+            return False
+        with contextlib.ExitStack() as files:
+            theirs = files.enter_context(open(other, "rb", closefd=False, buffering=0))
+            if sealed is not None:
+                ours: BinaryIO = io.BytesIO(sealed)  # shares the bytes, no copy
+            else:
+                assert file is not None
+                ours = files.enter_context(open(file.fileno(), "rb", closefd=False, buffering=0))
+            theirs.seek(other_offset)
+            ours.seek(self._data_offset)
+            return _same_bytes(ours, theirs, size)
 
     def _fail(self, exc: OSError) -> NoReturn:
         self.discard()
-        raise StoreError(f"cannot store {self.sop_instance_uid}: {describe_os_error(exc)}") from exc
+        raise os_failure(f"cannot store {self.sop_instance_uid}", exc) from exc
+
+
+_COMPARED = 1 << 20  # bytes compared at a time
+
+
+def _same_bytes(ours: BinaryIO, theirs: BinaryIO, size: int) -> bool:
+    while size > 0:
+        chunk = ours.read(_COMPARED)
+        if not chunk or theirs.read(len(chunk)) != chunk:
+            return False
+        size -= len(chunk)
+    return True

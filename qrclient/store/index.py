@@ -1,25 +1,27 @@
 """The store's index: which instances are here, and of which series, study, patient.
 
-SQLite in WAL mode with synchronous=NORMAL: each stored instance is one transaction,
-atomic and durable across a kill of the process at any moment, without an fsync per
-instance (a power failure may lose the last few; ``Store.rebuild_index`` recovers
-them from the files). Rows are written only after the file is in place, so every row
-names a complete file.
+SQLite in WAL mode with synchronous=NORMAL: rows are committed in groups, atomic and
+durable across a kill of the process at any moment, without an fsync per instance (a
+power failure may lose the last few; ``qrclient store rebuild`` recovers them from the
+files). A row is written only once its file is in place, and a file it replaces is
+deleted only once the group holding the new row is committed, so every committed row
+names a complete file. Every SQLite failure leaves as a StoreError naming its cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from qrclient.store.errors import StoreError
+from qrclient.store.errors import StoreError, index_failure
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
@@ -165,10 +167,16 @@ class Record:
 
 
 class Index:
-    """The SQLite index. Thread-safe: one connection, used under a lock."""
+    """The SQLite index. Thread-safe: one connection, used under a lock.
 
-    def __init__(self, path: Path) -> None:
+    ``on_group_end(committed)`` is called (under the lock) after each group of rows is
+    committed, or abandoned because its commit failed.
+    """
+
+    def __init__(self, path: Path, root: Path) -> None:
         self.path = path
+        self.root = root  # the store's, for hints
+        self.on_group_end: Callable[[bool], None] | None = None
         self._lock = threading.Lock()
         self._group_rows = 0
         self._group_started = 0.0
@@ -176,17 +184,17 @@ class Index:
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store index {path}: {exc}") from None
+            raise self._failure("cannot open the store", exc) from None
         try:
             self._prepare()
         except BaseException as exc:
             self._db.close()
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(
-                    f"cannot use the store index {path} ({exc}); if it is damaged, move it "
-                    "away and rebuild the index from the files"
-                ) from None
+                raise self._failure("cannot open the store", exc) from None
             raise
+
+    def _failure(self, what: str, exc: sqlite3.Error) -> StoreError:
+        return index_failure(what, self.path, self.root, exc)
 
     def _prepare(self) -> None:
         db = self._db
@@ -195,7 +203,8 @@ class Index:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the store index {self.path} has schema {version}, newer than this "
-                f"qrclient knows ({SCHEMA_VERSION}); use a newer qrclient"
+                f"qrclient knows ({SCHEMA_VERSION})",
+                "use a newer qrclient",
             )
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -209,9 +218,12 @@ class Index:
             )
 
     def close(self) -> None:
+        """Commit the last group and close; the connection is closed even if that fails."""
         with self._lock:
-            self._commit_group()
-            self._db.close()
+            try:
+                self._commit_group()
+            finally:
+                self._db.close()
 
     def flush(self) -> None:
         """Commit the rows put so far (done by itself every group and on close)."""
@@ -219,33 +231,57 @@ class Index:
             self._commit_group()
 
     def _commit_group(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+        db = self._db
+        if not db.in_transaction:
+            self._group_rows = 0
+            return
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            pending = self._group_rows
+            self._written.clear()
+            self._group_rows = 0
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself
+                if db.in_transaction:
+                    db.rollback()
+            if self.on_group_end is not None:
+                self.on_group_end(False)
+            what = (
+                f"cannot index the last {pending} instances received (their files are in "
+                "place, not indexed)"
+                if pending
+                else "cannot commit to the store index"
+            )
+            raise self._failure(what, exc) from None
         self._group_rows = 0
+        if self.on_group_end is not None:
+            self.on_group_end(True)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Under the lock; rolled back if anything in it fails."""
+    def _query(
+        self, sql: str, parameters: Iterable[object] = (), what: str = "cannot read the store"
+    ) -> list[Any]:
         with self._lock:
-            self._commit_group()
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._written.clear()
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise
+                return self._db.execute(sql, tuple(parameters)).fetchall()
+            except sqlite3.Error as exc:
+                raise self._failure(what, exc) from None
 
-    def _query(self, sql: str, parameters: Iterable[object] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, tuple(parameters)).fetchall()
+    def _chunked(self, sql: str, keys: Iterable[str]) -> list[Any]:
+        """``sql`` (with ``{marks}`` for an IN list) for the distinct ``keys``, in chunks."""
+        unique = list(dict.fromkeys(keys))
+        rows: list[Any] = []
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            rows += self._query(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        return rows
 
     def put(self, record: Record) -> None:
         """Index one instance, in the current group; a failure undoes only this row."""
         with self._lock:
-            self._insert_in_group(record, _UPSERTS[3])
+            try:
+                self._insert_in_group(record, _UPSERTS[3])
+            except sqlite3.Error as exc:
+                raise self._failure(_cannot_index(record), exc) from None
             self._count_in_group()
 
     def put_new(self, record: Record) -> bool:
@@ -257,7 +293,10 @@ class Index:
         One statement instead of a lookup and an upsert: the common case of a retrieve.
         """
         with self._lock:
-            return self._insert_in_group(record, _INSERT_NEW_INSTANCE)
+            try:
+                return self._insert_in_group(record, _INSERT_NEW_INSTANCE)
+            except sqlite3.Error as exc:
+                raise self._failure(_cannot_index(record), exc) from None
 
     def end_put(self) -> None:
         """Count a put row into its group, and commit the group once it is due."""
@@ -274,7 +313,7 @@ class Index:
 
     def remove(self, sop_instance_uid: str) -> None:
         """Take out a row ``put_new`` wrote (its file could not be moved into place)."""
-        with self._lock:
+        with self._lock, contextlib.suppress(sqlite3.Error):  # a rollback drops it too
             self._db.execute(_DELETE_INSTANCE, (sop_instance_uid,))
 
     def _insert_in_group(self, record: Record, statement: str) -> bool:
@@ -288,16 +327,25 @@ class Index:
             self._written.clear()  # the parents it wrote may be rolled back too
             raise
 
-    def replace_all(self, records: Iterable[Record]) -> int:
-        """Empty the index and fill it with ``records``, in one transaction."""
+    def fill(self, records: Iterable[Record]) -> int:
+        """Add ``records`` to an empty index in one transaction; how many were added."""
         count = 0
-        with self._transaction() as db:
-            for table in ("instance", "series", "study", "patient"):
-                db.execute(f"DELETE FROM {table}")
-            self._written.clear()
-            for record in records:
-                _insert(db, record, self._written)
-                count += 1
+        with self._lock:
+            try:
+                self._commit_group()
+                self._db.execute("BEGIN IMMEDIATE")
+                for record in records:
+                    _insert(self._db, record, self._written)
+                    count += 1
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._failure("cannot rebuild the index", exc) from None
+                raise
+            finally:
+                self._written.clear()
         return count
 
     def claims(self, sop_instance_uid: str, path: str) -> tuple[str | None, str | None]:
@@ -310,41 +358,52 @@ class Index:
         holder = next((str(uid) for uid, p in rows if p == path), None)
         return current, holder
 
-    def present(self, sop_instance_uids: Iterable[str]) -> set[str]:
-        uids = list(dict.fromkeys(sop_instance_uids))
-        found: set[str] = set()
-        for start in range(0, len(uids), _CHUNK):
-            chunk = uids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT sop_instance_uid FROM instance WHERE sop_instance_uid IN ({marks})",
-                chunk,
-            )
-            found.update(str(row[0]) for row in rows)
-        return found
-
-    def count_in_series(self, series_uid: str) -> int:
-        rows = self._query("SELECT count(*) FROM instance WHERE series_uid = ?", (series_uid,))
-        return int(rows[0][0])
-
-    def count_in_study(self, study_uid: str) -> int:
+    def stored(self, sop_instance_uid: str) -> Stored | None:
+        """What the index says of one instance, if it knows it."""
         rows = self._query(
-            """SELECT count(*) FROM instance i JOIN series se ON se.uid = i.series_uid
-               WHERE se.study_uid = ?""",
+            "SELECT path, size, source, transfer_syntax, sop_class_uid FROM instance "
+            "WHERE sop_instance_uid = ?",
+            (sop_instance_uid,),
+        )
+        return Stored(*rows[0]) if rows else None
+
+    def locate(self, sop_instance_uids: Iterable[str]) -> list[tuple[str, str, int]]:
+        """(SOP Instance UID, path, size) of those of ``sop_instance_uids`` indexed."""
+        return self._chunked(
+            "SELECT sop_instance_uid, path, size FROM instance WHERE sop_instance_uid IN ({marks})",
+            sop_instance_uids,
+        )
+
+    def files_in_series(self, series_uid: str) -> list[tuple[str, str, int]]:
+        """(SOP Instance UID, path, size) of every instance indexed in the series."""
+        return self._query(
+            "SELECT sop_instance_uid, path, size FROM instance WHERE series_uid = ?",
+            (series_uid,),
+        )
+
+    def files_in_study(self, study_uid: str) -> list[tuple[str, str, int]]:
+        """(SOP Instance UID, path, size) of every instance indexed in the study."""
+        return self._query(
+            """SELECT i.sop_instance_uid, i.path, i.size FROM instance i
+               JOIN series se ON se.uid = i.series_uid WHERE se.study_uid = ?""",
             (study_uid,),
         )
-        return int(rows[0][0])
 
     def instances(
-        self, study_uid: str | None = None, series_uid: str | None = None
+        self,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
     ) -> list[StoredInstance]:
         conditions, parameters = [], []
-        if study_uid is not None:
-            conditions.append("se.study_uid = ?")
-            parameters.append(study_uid)
-        if series_uid is not None:
-            conditions.append("i.series_uid = ?")
-            parameters.append(series_uid)
+        for column, value in (
+            ("se.study_uid", study_uid),
+            ("i.series_uid", series_uid),
+            ("i.sop_instance_uid", sop_instance_uid),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                parameters.append(value)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._query(f"SELECT {_INSTANCE_COLUMNS}{where} ORDER BY i.path", parameters)
         return [StoredInstance(*row) for row in rows]
@@ -353,6 +412,11 @@ class Index:
         """Path to (SOP Instance UID, size) for every row."""
         rows = self._query("SELECT path, sop_instance_uid, size FROM instance")
         return {path: (uid, size) for path, uid, size in rows}
+
+    def damage(self) -> list[str]:
+        """What SQLite's own check finds wrong with the index file (empty if nothing)."""
+        rows = self._query("PRAGMA quick_check")
+        return [str(row[0]) for row in rows if row[0] != "ok"]
 
     def summary(self) -> StoreSummary:
         row = self._query(
@@ -363,6 +427,66 @@ class Index:
                LEFT JOIN study st ON st.uid = se.study_uid"""
         )[0]
         return StoreSummary(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One instance's row, as far as storing it again needs."""
+
+    path: str
+    size: int
+    source: str
+    transfer_syntax: str
+    sop_class_uid: str
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def make_record(
+    text: dict[str, str], syntax: str, source: str, relative: str, size: int, mtime_ns: int
+) -> Record:
+    """The index's record of a file at ``relative`` with the decoded attributes ``text``."""
+    # The file's modification time is its receive time, and survives rename and rebuild.
+    seconds, microseconds = divmod(mtime_ns // 1000, 1_000_000)
+    instance = StoredInstance(
+        sop_instance_uid=text["SOPInstanceUID"],
+        sop_class_uid=text["SOPClassUID"],
+        series_instance_uid=text["SeriesInstanceUID"],
+        study_instance_uid=text["StudyInstanceUID"],
+        patient_id=text["PatientID"],
+        transfer_syntax=syntax,
+        path=relative,
+        size=size,
+        source=source,
+        received_at=f"{_utc_second(seconds)}.{microseconds:06d}+00:00",
+    )
+    try:
+        series_number: int | None = int(text["SeriesNumber"])
+    except ValueError:
+        series_number = None
+    return Record(
+        instance,
+        patient_name=text["PatientName"],
+        study_date=text["StudyDate"],
+        study_description=text["StudyDescription"],
+        accession=text["AccessionNumber"],
+        modality=text["Modality"],
+        series_number=series_number,
+        series_description=text["SeriesDescription"],
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """ISO 8601 UTC date and time to the second, without the offset: a retrieve stores
+    many instances a second, so each second is formatted once."""
+    second = _EPOCH + timedelta(seconds=seconds)
+    return second.isoformat(timespec="seconds").removesuffix("+00:00")
+
+
+def _cannot_index(record: Record) -> str:
+    return f"cannot index {record.instance.sop_instance_uid}"
 
 
 def _insert(

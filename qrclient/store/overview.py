@@ -16,7 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from qrclient.store.store import META_DIR, Store
+from qrclient.store.errors import index_failure
+from qrclient.store.store import Store
+from qrclient.store.tree import META_DIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ _CHUNK = 500  # UIDs per IN (...) list, well under SQLite's variable limit
 
 class StoreView:
     """Read-only questions to the index of the store at ``root``; no lock taken.
+    The index's word only (``Store`` asks the files too).
 
     One connection, opened on the first question once the index exists, kept until
     :meth:`close`. Usable from several threads (a UI reads in a worker thread), one
@@ -112,16 +115,20 @@ class StoreView:
         return self._connection
 
     def _rows(self, sql: str, parameters: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """The rows ``sql`` selects; a StoreError (subclass) if the index fails."""
         with self._lock:
-            connection = self._open()
-            if connection is None:
-                return []
             try:
+                connection = self._open()
+                if connection is None:
+                    return []
                 return connection.execute(sql, parameters).fetchall()
-            except sqlite3.Error:
-                connection.close()  # the next question starts afresh
-                self._connection = None
-                raise
+            except sqlite3.Error as exc:
+                if self._connection is not None:
+                    self._connection.close()  # the next question starts afresh
+                    self._connection = None
+                raise index_failure(
+                    "cannot read the store", self._database, self.root, exc
+                ) from None
 
     def _counts(self, sql: str, uids: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -13,7 +13,6 @@ import os
 import re
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.walk import Buffer, scan_dataset, scan_values
@@ -102,18 +101,17 @@ class Header:
 
 
 def read_dataset_values(
-    path: Path | str, data_offset: int, transfer_syntax: str, wanted: frozenset[int]
+    file: int, data_offset: int, transfer_syntax: str, wanted: frozenset[int]
 ) -> dict[int, bytes]:
-    """Check the data set after ``data_offset`` is complete; return the ``wanted`` values.
+    """Check the data set after ``data_offset`` in the open file ``file`` (a descriptor
+    open for reading) is complete; return the ``wanted`` values.
 
     Raises ValueError (or OSError) for a data set that is truncated or does not parse.
     """
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size <= data_offset:
-            raise ValueError("the data set is empty")
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return dataset_values(mapped, data_offset, transfer_syntax, wanted)
+    if os.fstat(file).st_size <= data_offset:
+        raise ValueError("the data set is empty")
+    with mmap.mmap(file, 0, access=mmap.ACCESS_READ) as mapped:
+        return dataset_values(mapped, data_offset, transfer_syntax, wanted)
 
 
 def dataset_values(
@@ -125,26 +123,38 @@ def dataset_values(
     return scan_values(data, data_offset, transfer_syntax, wanted)
 
 
-def read_header(path: Path | str, wanted: frozenset[int]) -> Header:
-    """Read a Part-10 file's meta group and check its data set; ValueError if not one."""
-    with open(path, "rb") as file:
-        start = file.read(_GROUP_LENGTH_END)
+def read_meta(file: int) -> tuple[dict[int, str], int]:
+    """A Part-10 file's meta elements as text, and where its data set starts; ValueError
+    if it is not one. ``file`` is a descriptor open for reading."""
+    with open(file, "rb", closefd=False) as reader:
+        reader.seek(0)
+        start = reader.read(_GROUP_LENGTH_END)
         if len(start) < _GROUP_LENGTH_END or not start.startswith(PREAMBLE):
             raise ValueError("not a DICOM Part-10 file")
         group, element, vr, value_length = _SHORT.unpack_from(start, len(PREAMBLE))
         if (group, element, vr, value_length) != (2, 0, b"UL", 4):
             raise ValueError("the file meta group does not start with its group length")
-        meta_bytes = file.read(struct.unpack_from("<L", start, _GROUP_LENGTH_END - 4)[0])
+        length = struct.unpack_from("<L", start, _GROUP_LENGTH_END - 4)[0]
+        meta_bytes = reader.read(length)
+    if len(meta_bytes) < length:
+        raise ValueError("the file meta group is truncated")
     meta = scan_dataset(
         meta_bytes, 0, len(meta_bytes), explicit=True, little=True, wanted=_META_WANTED
     )
-    text = {tag: value.decode("ascii", "replace") for tag, value in meta.items()}
+    text = {tag: value.decode("ascii", "replace").strip(" \x00") for tag, value in meta.items()}
+    return text, _GROUP_LENGTH_END + length
+
+
+def read_header(file: int, wanted: frozenset[int]) -> Header:
+    """Read a Part-10 file's meta group and check its data set; ValueError if not one.
+    ``file`` is a descriptor open for reading."""
+    text, data_offset = read_meta(file)
     transfer_syntax = clean_uid(text.get(TRANSFER_SYNTAX, ""), "TransferSyntaxUID")
-    values = read_dataset_values(path, _GROUP_LENGTH_END + len(meta_bytes), transfer_syntax, wanted)
+    values = read_dataset_values(file, data_offset, transfer_syntax, wanted)
     return Header(
         transfer_syntax,
-        text.get(MEDIA_SOP_CLASS, "").strip(" \x00"),
-        text.get(MEDIA_SOP_INSTANCE, "").strip(" \x00"),
+        text.get(MEDIA_SOP_CLASS, ""),
+        text.get(MEDIA_SOP_INSTANCE, ""),
         clean_ae_title(text.get(SOURCE_AE, "")),
         values,
     )

@@ -2,103 +2,149 @@
 
 ``root/.qrclient/`` holds the index and ``incoming/``, where instances are written
 before they are complete. An instance only ever appears in its final place by an
-atomic rename of a closed, checked file, and is indexed after that, so neither a
-kill nor a full disk leaves a half-written file counted as stored.
+atomic rename of a closed, checked file, and is indexed after that; a file it replaces
+goes once the new row is committed. So neither a kill nor a full disk leaves a
+half-written file counted as stored, nor a committed row without its file.
 
-One process at a time: opening takes an exclusive lock, because it deletes what a
-killed run left in ``incoming/``, which would otherwise be another run's live files.
+Nothing is created, renamed or deleted outside the root: every path is reached
+through directory descriptors that never follow a link (``tree``).
+
+The files are trusted over the index: an instance counts as here only while its file
+is (a stat each, no read). One that arrives again is a no-op when it is the same; from
+its first source it replaces the stored one (a PACS re-sending a corrected object),
+and from another source it is refused unless the store was opened to ``overwrite``.
+
+One process at a time: opening takes an exclusive lock (``lock``), because it deletes
+what a killed run left in ``incoming/``, which would otherwise be another run's files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import errno
 import os
-import sqlite3
-import sys
 import threading
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
 from pathlib import Path
+from stat import S_ISREG
 from types import TracebackType
-from typing import BinaryIO, NoReturn
+from typing import NoReturn
 
+from qrclient.store import maintenance
 from qrclient.store.attributes import Wanted
-from qrclient.store.errors import StoreError, describe_os_error
+from qrclient.store.errors import (
+    StoreConflict,
+    StoreDamaged,
+    StoreError,
+    os_failure,
+)
 from qrclient.store.incoming import Incoming, Placement
-from qrclient.store.index import Index, Record, StoredInstance, StoreSummary
+from qrclient.store.index import Index, Record, StoredInstance, StoreSummary, make_record
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
+from qrclient.store.lock import lock
+from qrclient.store.maintenance import INDEX_NAME
 from qrclient.store.part10 import (
     clean_ae_title,
     clean_repeated_uid,
     clean_uid,
     file_meta,
-    read_header,
+    read_meta,
 )
+from qrclient.store.tree import META_DIR, Tree, is_link, open_directory, split
 
-if sys.platform != "win32":
-    import fcntl
-
-META_DIR = ".qrclient"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INCOMING_DIR = "incoming"
 
 
 class Store:
     """Open with ``Store.open(root)``; a context manager that closes it."""
 
-    def __init__(self, root: Path, layout: Layout, index: Index, lock: BinaryIO) -> None:
+    def __init__(
+        self,
+        root: Path,
+        layout: Layout,
+        descriptors: _Descriptors,
+        index: Index,
+        *,
+        overwrite: bool,
+    ) -> None:
         self.root = root
         self.layout = layout
+        self.overwrite = overwrite  # replace an instance from another source if different
         self.removed_leftovers = 0  # temporary files of a killed run, deleted at open
         self._wanted = Wanted.of(layout.keywords)
         self.wanted_tags = self._wanted.tags
+        self._descriptors = descriptors
+        self._tree = Tree(descriptors.root)
         self._index = index
-        self._lock_file = lock
-        self._root = str(root)
-        self._meta = os.path.join(self._root, META_DIR)
-        self._root_prefix = os.path.join(self._root, "")  # with its trailing separator
-        self._meta_prefix = os.path.join(self._meta, "")
-        self._incoming_dir = str(root / META_DIR / "incoming")
+        index.on_group_end = self._group_ended
         self._pending: set[Incoming] = set()
         self._reserved: dict[str, Incoming] = {}  # relative path -> sealed, not yet placed
-        self._directories: set[str] = set()  # known to exist: no mkdir per instance
+        self._receiving: dict[str, Incoming] = {}  # SOP Instance UID -> the same
+        # Replaced files, deleted once the group holding their instances' new rows is
+        # committed (kept if that commit fails: the old rows still name them).
+        self._obsolete: set[str] = set()
+        # The tree's descriptors and the index's group are shared: placing, statting
+        # and deleting happen under this lock (the UI flushes from a worker thread).
         self._placing = threading.Lock()
         self._closed = False
 
     @classmethod
-    def open(cls, root: Path | str, layout: str = DEFAULT_LAYOUT) -> Store:
-        """Open (creating it if need be) the store at ``root``; StoreError if impossible."""
+    def open(
+        cls,
+        root: Path | str,
+        layout: str = DEFAULT_LAYOUT,
+        *,
+        overwrite: bool = False,
+        wait: float = 0.0,
+        rebuild: bool = False,
+    ) -> Store:
+        """Open (creating it if need be) the store at ``root``.
+
+        ``wait``: seconds to wait for another qrclient using it (else StoreBusy at once).
+        ``rebuild``: index the files anew first, even if the index is too damaged to
+        open. StoreError (a subclass saying what kind)
+        if it cannot be opened.
+        """
         parsed = Layout.parse(layout)
         root = Path(root).resolve()
-        meta = root / META_DIR
-        incoming = meta / "incoming"
+        descriptors = _Descriptors()
         try:
-            incoming.mkdir(parents=True, exist_ok=True)
-            lock = _lock(meta / "lock", root)
+            descriptors.open(root, wait)
+            meta_path = root / META_DIR
+            if rebuild:
+                tree = Tree(descriptors.root)
+                try:
+                    records = maintenance.records_from_files(tree, Wanted.of(parsed.keywords))
+                    index = maintenance.build_index(descriptors.meta, meta_path, root, records)
+                finally:
+                    tree.close()
+            else:
+                index = Index(meta_path / INDEX_NAME, root)
         except OSError as exc:
-            raise StoreError(f"cannot open the store {root}: {describe_os_error(exc)}") from None
-        try:
-            removed = _remove_leftovers(incoming)
-            index = Index(meta / "index.sqlite")
-        except OSError as exc:
-            lock.close()
-            raise StoreError(f"cannot open the store {root}: {describe_os_error(exc)}") from None
+            descriptors.close()
+            raise _open_failure(root, exc) from None
         except BaseException:
-            lock.close()
+            descriptors.close()
             raise
-        store = cls(root, parsed, index, lock)
-        store.removed_leftovers = removed
+        store = cls(root, parsed, descriptors, index, overwrite=overwrite)
+        store.removed_leftovers = descriptors.removed_leftovers
         return store
 
     def close(self) -> None:
-        """Discard instances still being received, close the index, release the lock."""
+        """Discard instances still being received, commit and close the index, release
+        the lock. StoreError if the last rows cannot be committed (the store is closed
+        all the same; their files stay, unindexed)."""
         if self._closed:
             return
         for incoming in list(self._pending):
             incoming.discard()
         self._closed = True
-        self._index.close()
-        self._lock_file.close()
+        try:
+            with self._placing:
+                self._index.close()
+        finally:
+            self._tree.close()
+            self._descriptors.close()
 
     def __enter__(self) -> Store:
         return self
@@ -127,7 +173,7 @@ class Store:
         source = clean_ae_title(source)
         incoming = Incoming(
             self,
-            self._incoming_dir,
+            self._descriptors.incoming,
             file_meta(class_uid, instance_uid, syntax, source),
             sop_class_uid=class_uid,
             sop_instance_uid=instance_uid,
@@ -153,16 +199,57 @@ class Store:
             )
         text["SOPInstanceUID"], text["SOPClassUID"] = uid, incoming.sop_class_uid
         relative = self.layout.render(text)
-        target = self._target(relative)
+        try:
+            split(relative)  # defence in depth: the layout's names are safe already
+        except ValueError:
+            raise StoreError(f"refused to store at {relative!r}: outside the store") from None
         reserved = self._reserved.get(relative)
         if reserved is not None and reserved is not incoming:
             _path_taken(uid, reserved.sop_instance_uid, relative)
+        receiving = self._receiving.get(uid)
+        if receiving is not None and receiving is not incoming:
+            raise StoreError(f"{uid} was not stored: it is being received at the same time")
+        kept = self._kept(incoming)
         # Held until placed or discarded: another association's instance cannot take
         # the path in between. (The index is asked when placing: every layout holds
         # {SOPInstanceUID}, so a path held by another instance is a defect, not a
         # case worth a query before every answer.)
         self._reserved[relative] = incoming
-        return Placement(text, relative, target)
+        self._receiving[uid] = incoming
+        return Placement(text, relative, kept)
+
+    def _kept(self, incoming: Incoming) -> StoredInstance | None:
+        """The stored instance if ``incoming`` is the same again (nothing to do), None
+        to store it; StoreConflict if a different one from another source is kept."""
+        uid = incoming.sop_instance_uid
+        stored = self._index.stored(uid)  # one lookup per instance: ~4 us
+        if stored is None or (stored.source == incoming.source and not self.overwrite):
+            return None  # new, or its own source's again: stored (replacing)
+        with self._placing:
+            try:
+                descriptor = self._tree.open(stored.path)
+            except OSError:
+                return None  # its file is gone or unreadable: the disk says it is not here
+            try:
+                same = (
+                    stored.transfer_syntax == incoming.transfer_syntax
+                    and stored.sop_class_uid == incoming.sop_class_uid
+                    and incoming.same_data(descriptor, read_meta(descriptor)[1])
+                )
+            except (OSError, ValueError):
+                return None  # the stored file is not a readable instance: replaced
+            finally:
+                os.close(descriptor)
+        if same:
+            return self._index.instances(sop_instance_uid=uid)[0]
+        if self.overwrite:
+            return None
+        raise StoreConflict(
+            f"{uid} was not stored: a different instance with this SOP Instance UID is "
+            f"kept, received from {stored.source or 'an unnamed AE'} ({stored.path})",
+            "to replace it, delete that file and retrieve again (--overwrite replaces such "
+            "instances as they arrive)",
+        )
 
     def place(
         self, incoming: Incoming, placement: Placement, status: os.stat_result
@@ -170,8 +257,8 @@ class Store:
         """Move a checked, closed temporary file into place and index it."""
         self._check_open()
         uid = incoming.sop_instance_uid
-        relative, target = placement.relative, placement.target
-        record = _record(
+        relative = placement.relative
+        record = make_record(
             placement.text,
             incoming.transfer_syntax,
             incoming.source,
@@ -180,40 +267,34 @@ class Store:
             status.st_mtime_ns,
         )
         with self._placing:
-            if self._place_new(incoming, placement, record):
+            self._obsolete.discard(relative)  # a file about to be here is not to delete
+            if self._place_new(incoming, record):
                 return record.instance
             previous, owner = self._index.claims(uid, relative)
             if owner not in (None, uid):
                 _path_taken(uid, owner, relative)
-            assert incoming.path is not None  # place wrote the temporary file
-            self._move(incoming.path, target, uid)
+            self._move(incoming, relative)
             try:
                 self._index.put(record)
-            except Exception as exc:
+            except BaseException:
                 if previous != relative:  # not a stored file: do not leave it unindexed
-                    _remove(target)
-                raise StoreError(f"{uid} was not stored: the index failed ({exc})") from None
+                    self._remove(relative)
+                raise
             if previous not in (None, relative):  # stored again elsewhere: drop the old
-                _remove(os.path.join(self._root, previous))
+                self._obsolete.add(previous)  # ...once the new row is committed
         return record.instance
 
-    def _place_new(self, incoming: Incoming, placement: Placement, record: Record) -> bool:
+    def _place_new(self, incoming: Incoming, record: Record) -> bool:
         """The common case: a new instance at a free path, indexed in one statement.
 
         False (nothing done) if the index knows the instance or another holds its path.
         """
-        uid = incoming.sop_instance_uid
+        if not self._index.put_new(record):
+            return False
         try:
-            if not self._index.put_new(record):
-                return False
-        except Exception as exc:
-            raise StoreError(f"{uid} was not stored: the index failed ({exc})") from None
-        assert incoming.path is not None  # place wrote the temporary file
-        try:
-            self._move(incoming.path, placement.target, uid)
+            self._move(incoming, record.instance.path)
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # uncommitted: a rollback drops it too
-                self._index.remove(uid)
+            self._index.remove(incoming.sop_instance_uid)  # uncommitted: a rollback would too
             raise
         self._index.end_put()
         return True
@@ -224,64 +305,78 @@ class Store:
         placement = incoming.placement
         if placement is not None and self._reserved.get(placement.relative) is incoming:
             del self._reserved[placement.relative]
+        if self._receiving.get(incoming.sop_instance_uid) is incoming:
+            del self._receiving[incoming.sop_instance_uid]
 
-    def _target(self, relative: str) -> str:
-        """The absolute path; refuses anything outside the root (defence in depth)."""
-        target = os.path.normpath(os.path.join(self._root, relative))
-        # Both sides are normalised absolute paths: a prefix test is a containment test.
-        inside = target.startswith(self._root_prefix) and target != self._root
-        if not inside or target == self._meta or target.startswith(self._meta_prefix):
-            raise StoreError(f"refused to store at {relative!r}: outside the store {self.root}")
-        return target
-
-    def _move(self, source: str, target: str, uid: str) -> None:
-        directory = os.path.dirname(target)
+    def _move(self, incoming: Incoming, relative: str) -> None:
+        assert incoming.path is not None  # place wrote the temporary file
         try:
-            if directory not in self._directories:
-                os.makedirs(directory, exist_ok=True)
-                self._directories.add(directory)
-            try:
-                os.replace(source, target)
-            except FileNotFoundError:  # its directory was removed meanwhile
-                os.makedirs(directory, exist_ok=True)
-                os.replace(source, target)
+            self._tree.place(self._descriptors.incoming, incoming.path, relative)
         except OSError as exc:
-            self._directories.discard(directory)
-            raise StoreError(f"cannot store {uid}: {describe_os_error(exc)}") from None
+            what = f"cannot store {incoming.sop_instance_uid} at {relative}"
+            raise os_failure(what, exc, filename="") from None
 
-    # Queries
+    def _remove(self, relative: str) -> None:
+        with contextlib.suppress(OSError):  # verify reports what stays
+            self._tree.unlink(relative)
+
+    def _group_ended(self, committed: bool) -> None:
+        """For the index, under the lock: delete the files its committed rows replaced."""
+        obsolete, self._obsolete = self._obsolete, set()
+        if committed:
+            for relative in obsolete:
+                self._remove(relative)
+
+    # Queries: whether an instance is here asks the disk; the rest is the index's word.
 
     def flush(self) -> None:
         """Commit index rows not yet committed (they are, in groups, and on close)."""
         self._check_open()
-        self._index.flush()
+        with self._placing:
+            self._index.flush()
 
     def has(self, sop_instance_uid: str) -> bool:
-        self._check_open()
-        return bool(self._index.present((sop_instance_uid,)))
+        return bool(self.present((sop_instance_uid,)))
 
     def present(self, sop_instance_uids: Iterable[str]) -> set[str]:
-        """Those of ``sop_instance_uids`` that are stored."""
+        """Those of ``sop_instance_uids`` that are stored: indexed, and their file there
+        with the size indexed (a deleted or truncated file is fetched again)."""
         self._check_open()
-        return self._index.present(sop_instance_uids)
+        return self._here(self._index.locate(sop_instance_uids))
 
     def study_counts(self, study_uid: str) -> int:
-        """Instances of the study stored here."""
+        """Instances of the study stored here (their files there)."""
         self._check_open()
-        return self._index.count_in_study(study_uid)
+        return len(self._here(self._index.files_in_study(study_uid)))
 
     def instances_in_study(self, study_instance_uid: str) -> int:
         """``study_counts`` under the name the retrieve planner uses."""
         return self.study_counts(study_instance_uid)
 
     def series_counts(self, series_uid: str) -> int:
-        """Instances of the series stored here."""
+        """Instances of the series stored here (their files there)."""
         self._check_open()
-        return self._index.count_in_series(series_uid)
+        return len(self._here(self._index.files_in_series(series_uid)))
+
+    def _here(self, rows: Iterable[tuple[str, str, int]]) -> set[str]:
+        """The UIDs of the (UID, path, size) rows whose path is a regular file of that
+        size: a stat each, no read."""
+        here = set()
+        status_of = self._tree.stat
+        with self._placing:
+            try:
+                for uid, path, size in rows:
+                    status = status_of(path)
+                    if status is not None and status.st_size == size and S_ISREG(status.st_mode):
+                        here.add(uid)
+            except OSError as exc:
+                raise os_failure(f"cannot read the store {self.root}", exc) from None
+        return here
 
     def instances(
         self, study_uid: str | None = None, series_uid: str | None = None
     ) -> list[StoredInstance]:
+        """What the index holds (``verify`` compares it with the files)."""
         self._check_open()
         return self._index.instances(study_uid, series_uid)
 
@@ -298,61 +393,77 @@ class Store:
         """
         self._check_open()
         with self._placing:
-            return self._index.replace_all(self._records_from_files())
+            with contextlib.suppress(StoreError):  # replaced: damaged or not
+                self._index.close()  # (committing deletes the files its rows replaced)
+            try:
+                records = maintenance.records_from_files(self._tree, self._wanted)
+                self._index = maintenance.build_index(
+                    self._descriptors.meta, self.root / META_DIR, self.root, records
+                )
+            except BaseException as exc:
+                self._closed = True  # no index to go on with: closed, the lock released
+                self._tree.close()
+                self._descriptors.close()
+                if isinstance(exc, OSError):
+                    raise os_failure(f"cannot rebuild the index of {self.root}", exc) from None
+                raise
+            self._index.on_group_end = self._group_ended
+            return self._index.summary().instances
 
     def verify(self) -> list[str]:
-        """Index rows whose file is missing or changed, and files the index lacks."""
+        """The index against the files, one line per problem (reads every file): the
+        index file damaged, files missing, changed, unreadable, or not indexed."""
         self._check_open()
-        indexed = self._index.files()
-        on_disk = dict(self._files())
-        problems = []
-        for path, (uid, size) in sorted(indexed.items()):
-            if path not in on_disk:
-                problems.append(f"missing: {path} (SOP Instance UID {uid})")
-            elif on_disk[path] != size:
-                problems.append(f"changed: {path} has {on_disk[path]} bytes, not {size}")
-        problems.extend(f"stray: {path}" for path in sorted(on_disk.keys() - indexed.keys()))
-        return problems
-
-    def _records_from_files(self) -> Iterator[Record]:
-        for relative, _ in self._files():
-            path = os.path.join(self._root, relative)
+        with self._placing:
+            self._index.flush()
             try:
-                header = read_header(path, self.wanted_tags)
-                status = os.stat(path)
-            except (ValueError, OSError):
-                continue
-            text = self._wanted.decode(header.values)
-            uid = header.media_sop_instance_uid or text["SOPInstanceUID"]
-            text["SOPInstanceUID"] = uid
-            text["SOPClassUID"] = header.media_sop_class_uid or text["SOPClassUID"]
-            if uid:
-                yield _record(
-                    text,
-                    header.transfer_syntax,
-                    header.source,
-                    relative,
-                    status.st_size,
-                    status.st_mtime_ns,
-                )
-
-    def _files(self) -> Iterator[tuple[str, int]]:
-        """(relative ``/``-separated path, size) of every file under the root."""
-        stack = [""]
-        while stack:
-            relative = stack.pop()
-            with os.scandir(os.path.join(self._root, relative)) as entries:
-                for entry in entries:
-                    name = f"{relative}/{entry.name}" if relative else entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        if name != META_DIR:
-                            stack.append(name)
-                    elif entry.is_file():
-                        yield name, entry.stat().st_size
+                return maintenance.verify(self._tree, self._index, self.wanted_tags)
+            except OSError as exc:
+                raise os_failure(f"cannot read the store {self.root}", exc) from None
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store {self.root} is closed")
+
+
+class _Descriptors:
+    """The directories a store works in, and its lock, open from ``open`` to ``close``."""
+
+    def __init__(self) -> None:
+        self._open: list[int] = []
+        self.removed_leftovers = 0
+
+    def open(self, root: Path, wait: float) -> None:
+        root.mkdir(parents=True, exist_ok=True)  # the user's own path: links allowed
+        self.root = self._keep(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        self.meta = self._keep(open_directory(META_DIR, self.root, create=True))
+        self.lock = self._keep(lock(self.meta, root, wait))
+        self.incoming = self._keep(open_directory(INCOMING_DIR, self.meta, create=True))
+        for name in (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm"):
+            if is_link(name, self.meta):
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), f"{META_DIR}/{name}")
+        self.removed_leftovers = _remove_leftovers(self.incoming)
+
+    def _keep(self, descriptor: int) -> int:
+        self._open.append(descriptor)
+        return descriptor
+
+    def close(self) -> None:
+        while self._open:  # the lock last: released once the rest is closed
+            os.close(self._open.pop())
+
+
+def _open_failure(root: Path, exc: OSError) -> StoreError:
+    if exc.errno == errno.ELOOP:
+        name = str(exc.filename or META_DIR)
+        if name != META_DIR and not name.startswith(f"{META_DIR}/"):
+            name = f"{META_DIR}/{name}"  # opened relative to it
+        return StoreDamaged(
+            f"cannot open the store {root}: {name} is a symbolic link",
+            f"qrclient keeps {META_DIR}, its index and lock as real folders and files: "
+            "remove the link",
+        )
+    return os_failure(f"cannot open the store {root}", exc)
 
 
 def _path_taken(uid: str, owner: str, relative: str) -> NoReturn:
@@ -362,72 +473,12 @@ def _path_taken(uid: str, owner: str, relative: str) -> NoReturn:
     )
 
 
-def _record(
-    text: dict[str, str], syntax: str, source: str, relative: str, size: int, mtime_ns: int
-) -> Record:
-    # The file's modification time is its receive time, and survives rename and rebuild.
-    seconds, microseconds = divmod(mtime_ns // 1000, 1_000_000)
-    instance = StoredInstance(
-        sop_instance_uid=text["SOPInstanceUID"],
-        sop_class_uid=text["SOPClassUID"],
-        series_instance_uid=text["SeriesInstanceUID"],
-        study_instance_uid=text["StudyInstanceUID"],
-        patient_id=text["PatientID"],
-        transfer_syntax=syntax,
-        path=relative,
-        size=size,
-        source=source,
-        received_at=f"{_utc_second(seconds)}.{microseconds:06d}+00:00",
-    )
-    try:
-        series_number: int | None = int(text["SeriesNumber"])
-    except ValueError:
-        series_number = None
-    return Record(
-        instance,
-        patient_name=text["PatientName"],
-        study_date=text["StudyDate"],
-        study_description=text["StudyDescription"],
-        accession=text["AccessionNumber"],
-        modality=text["Modality"],
-        series_number=series_number,
-        series_description=text["SeriesDescription"],
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _utc_second(seconds: int) -> str:
-    """ISO 8601 UTC date and time to the second, without the offset: a retrieve stores
-    many instances a second, so each second is formatted once."""
-    second = _EPOCH + timedelta(seconds=seconds)
-    return second.isoformat(timespec="seconds").removesuffix("+00:00")
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):  # verify reports what stays
-        os.unlink(path)
-
-
-def _remove_leftovers(incoming: Path) -> int:
+def _remove_leftovers(incoming: int) -> int:
+    """Delete what a killed run left in ``incoming`` (files and links, never followed)."""
     removed = 0
     with os.scandir(incoming) as entries:
         for entry in entries:
-            if entry.is_file(follow_symlinks=False) or entry.is_symlink():
-                os.unlink(entry.path)
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.name, dir_fd=incoming)
                 removed += 1
     return removed
-
-
-def _lock(path: Path, root: Path) -> BinaryIO:
-    """Hold an exclusive lock on the store until the returned file is closed."""
-    file = open(path, "ab")  # noqa: SIM115 - held open for the store's lifetime
-    if sys.platform != "win32":
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            raise StoreError(
-                f"the store {root} is in use by another qrclient; wait for it to finish "
-                "or use another store"
-            ) from None
-    return file

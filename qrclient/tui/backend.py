@@ -258,10 +258,12 @@ class RealBackend:
             listeners, self._listeners = list(self._listeners.values()), {}
             for listener in listeners:
                 await listener.stop()
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-            self._idle.set()
+            store, self._store = self._store, None
+            try:
+                if store is not None:
+                    store.close()  # StoreError if its last rows cannot be committed
+            finally:
+                self._idle.set()
 
     async def _prepare(
         self, node: Node, settings: Settings
