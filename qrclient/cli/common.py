@@ -15,8 +15,8 @@ from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_u
 from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
 from qrclient.net.association import Observer
-from qrclient.net.errors import sole_error
 from qrclient.ops.events import describe_event
+from qrclient.ops.failures import main_error
 from qrclient.ops.node import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
 from qrclient.ops.retrieve import Method
@@ -120,8 +120,8 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
         try:
             return anyio.run(job)
         except BaseExceptionGroup as group:
-            # Task groups wrap what their tasks raise; one error is reported as itself.
-            raise sole_error(group) from None
+            # Task groups wrap what their tasks raise: report the one that matters.
+            raise main_error(group) from None
     # Found once running (e.g. --out).
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))

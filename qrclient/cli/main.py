@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
+from qrclient.ops.failures import main_error
 
 if TYPE_CHECKING:
     from qrclient.ops.trace import Trace
@@ -24,7 +25,7 @@ _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
 or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
 has nothing matching a retrieve; 5 partial results
-(the peer truncated them, or a retrieve got only part); 130 interrupted.
+(the peer truncated them, or a retrieve got only part); 130 interrupted; 1 a bug in qrclient.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
 file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
 configuration folder; see 'qrclient nodes'). Options given override the node's settings,
@@ -466,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
     name = "retrieve" if args.command in ("get", "move") else args.command
-    code = 1  # what the trace records if an unexpected exception escapes (as Python)
+    code = exit_codes.INTERNAL_ERROR  # what the trace records if an unexpected exception escapes
     trace = None
     try:
         # Inside the try: importing a command takes ~0.15 s (pydicom ~0.07 s of it), and Ctrl-C
@@ -477,7 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"qrclient: error: {exc}\n")
             return exit_codes.USAGE
         module = _import_quietly(f"qrclient.cli.{name}_command")
-        code = int(module.run(args))
+        try:
+            code = int(module.run(args))
+        except BaseExceptionGroup as group:
+            raise main_error(group) from None
     except KeyboardInterrupt:
         sys.stderr.write("qrclient: interrupted\n")
         code = exit_codes.INTERRUPTED
@@ -485,10 +489,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as a filter should.
         _silence_stdout()
         code = exit_codes.OK
+    except Exception as exc:  # a bug: one line naming it, never a traceback
+        _report_unexpected(exc, args)
     finally:
         if trace is not None:
             trace.close(code)
     return code
+
+
+def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
+    from qrclient.ops.failures import describe
+
+    message, hint = describe(error)
+    verbose = getattr(args, "verbose", None)  # None: the command has no -v
+    sys.stderr.write(f"qrclient: error: {message}\n")
+    if hint:
+        more = " (-v shows where it happened)" if verbose is False else ""
+        sys.stderr.write(f"qrclient: hint: {hint}{more}\n")
+    if verbose:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
 
 
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:

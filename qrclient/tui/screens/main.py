@@ -15,7 +15,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from qrclient.net import DicomNetworkError
 from qrclient.ops.browse import (
     Row,
     child_level,
@@ -28,6 +27,7 @@ from qrclient.ops.browse import (
     retrieve_selections,
     unique_key,
 )
+from qrclient.ops.failures import describe
 from qrclient.ops.find import FindState
 from qrclient.ops.node import NodeError
 from qrclient.ops.query import Level, Model, Query, QueryError, build_query
@@ -213,10 +213,8 @@ class MainScreen(Screen[None]):
     async def _echo(self, node: Node) -> None:
         try:
             result = await self.qr_app.backend.echo(node)
-        except DicomNetworkError as exc:
-            self.post_message(EchoEnded(str(node), None, exc.message, exc.hint))
         except Exception as exc:
-            self.post_message(EchoEnded(str(node), None, str(exc)))
+            self.post_message(EchoEnded(str(node), None, *describe(exc)))
         else:
             self.post_message(EchoEnded(str(node), result))
 
@@ -297,12 +295,9 @@ class MainScreen(Screen[None]):
         except asyncio.CancelledError:
             self._end_find(generation, batch, matches, started)
             raise
-        except DicomNetworkError as exc:
-            self.post_message(MatchesArrived(generation, batch))
-            self.post_message(FindEnded(generation, None, 0.0, exc.message, exc.hint))
         except Exception as exc:
             self.post_message(MatchesArrived(generation, batch))
-            self.post_message(FindEnded(generation, None, 0.0, str(exc)))
+            self.post_message(FindEnded(generation, None, 0.0, *describe(exc)))
         else:
             self._end_find(generation, batch, matches, started)
 
@@ -499,10 +494,8 @@ class MainScreen(Screen[None]):
         except asyncio.CancelledError:
             self.post_message(JobEnded(job.id, None))
             raise
-        except DicomNetworkError as exc:
-            self.post_message(JobEnded(job.id, None, exc.message, exc.hint))
         except Exception as exc:
-            self.post_message(JobEnded(job.id, None, str(exc)))
+            self.post_message(JobEnded(job.id, None, *describe(exc)))
         else:
             self.post_message(JobEnded(job.id, outcome))
 
@@ -621,11 +614,8 @@ class MainScreen(Screen[None]):
     async def _totals(self, node: Node, uids: list[str]) -> None:
         try:
             totals = await self.qr_app.backend.remote_totals(node, uids)
-        except DicomNetworkError as exc:
-            self.app.call_later(self.report, exc.message, exc.hint)
-            return
         except Exception as exc:
-            self.app.call_later(self.report, str(exc))
+            self.app.call_later(self.report, *describe(exc))
             return
         self.post_message(TotalsArrived(totals))
 
