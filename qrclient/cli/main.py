@@ -494,6 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if trace is not None:
             trace.close(code)
+            if trace.failure:
+                sys.stderr.write(
+                    f"qrclient: warning: --trace {args.trace}: writing stopped "
+                    f"({trace.failure}): the trace is incomplete\n"
+                )
     return code
 
 
@@ -515,11 +520,12 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
     """--trace FILE: the observer that common.node_and_settings adds to the settings."""
     path = getattr(args, "trace", None)
-    if not path:
+    if path is None:
         return None
-    from qrclient.ops.trace import Trace
+    from qrclient.ops.trace import Trace, redact_keys
 
-    trace = Trace.open(path, str(args.command), list(given))
+    # Query values may name patients: the trace keeps only their keywords.
+    trace = Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
     args.trace_writer = trace
     return trace
 
