@@ -13,7 +13,7 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_unverified
 from qrclient.config.errors import ConfigError
-from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
+from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts, TlsSettings
 from qrclient.net.association import Observer
 from qrclient.ops.events import describe_event
 from qrclient.ops.failures import main_error
@@ -70,11 +70,8 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
         node = replace(node, tls=tls_from_options(args, node.tls))
     except TlsOptionError as exc:
         raise UsageError(str(exc)) from None
-    if node.tls is not None and node.tls.cert_file is None and _listens(args, node):
-        raise UsageError(
-            "C-MOVE to us over TLS: our storage listener needs a certificate: give "
-            "--tls-cert FILE (and --tls-key FILE), or --dest another AE"
-        )
+    if node.tls is not None and _listens(args, node):
+        _check_listener_tls(node.tls)
     warn_if_unverified(node.tls)
     return config, node, node.settings(calling, max_pdu, observer)
 
@@ -87,6 +84,22 @@ def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:
     command = getattr(args, "command", None)
     moves = command == "move" or (command == "retrieve" and node.method is Method.MOVE)
     return moves and not (getattr(args, "dest", None) or node.destination)
+
+
+def _check_listener_tls(tls: TlsSettings) -> None:
+    """Our storage listener over TLS presents our certificate and trusts only the CA
+    given for the PACS's certificate (a system CA would let anyone in)."""
+    if tls.cert_file is None:
+        raise UsageError(
+            "C-MOVE to us over TLS: our storage listener needs a certificate: give "
+            "--tls-cert FILE (and --tls-key FILE), or --dest another AE"
+        )
+    if tls.verify and tls.ca_file is None:
+        raise UsageError(
+            "C-MOVE to us over TLS: our storage listener trusts only the CA that signed the "
+            "PACS's certificate, never the system's: give --tls-ca FILE (or the node's "
+            "tls.ca), or --dest another AE"
+        )
 
 
 def log_event(event: str, details: Mapping[str, object]) -> None:
