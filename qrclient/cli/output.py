@@ -32,7 +32,7 @@ def _element(dataset: Dataset, keyword: str) -> DataElement | None:
     if keyword.startswith("("):
         tag = int(keyword[1:5] + keyword[6:10], 16)
         return dataset.get(tag)
-    return dataset.data_element(keyword)
+    return dataset.data_element(keyword) if keyword in dataset else None  # a peer may omit it
 
 
 class TableWriter(_Columns):
