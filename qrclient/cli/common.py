@@ -18,6 +18,7 @@ from qrclient.net.association import Observer
 from qrclient.ops.events import describe_event
 from qrclient.ops.failures import main_error
 from qrclient.ops.node import NodeError, check_ae_title
+from qrclient.ops.printable import printable
 from qrclient.ops.query import QueryError
 from qrclient.ops.retrieve import Method
 
@@ -108,15 +109,16 @@ def log_event(event: str, details: Mapping[str, object]) -> None:
     sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
 
 
-def fail(message: str) -> None:
-    sys.stderr.write(f"qrclient: error: {message}\n")
+def fail(message: str, hint: str = "") -> None:
+    """One error line (and its hint): what the peer wrote in them is shown inert."""
+    sys.stderr.write(f"qrclient: error: {printable(message)}\n")
+    if hint:
+        sys.stderr.write(f"qrclient: hint: {printable(hint)}\n")
 
 
 def report(error: DicomNetworkError) -> int:
     """Print a network failure as what happened plus what to fix; return its exit code."""
-    fail(error.message)
-    if error.hint:
-        sys.stderr.write(f"qrclient: hint: {error.hint}\n")
+    fail(error.message, error.hint)
     if isinstance(error, FailureStatus):
         return exit_codes.FAILURE_STATUS
     return exit_codes.NETWORK

@@ -504,13 +504,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
     from qrclient.ops.failures import describe
+    from qrclient.ops.printable import printable
 
     message, hint = describe(error)
     verbose = getattr(args, "verbose", None)  # None: the command has no -v
-    sys.stderr.write(f"qrclient: error: {message}\n")
+    sys.stderr.write(f"qrclient: error: {printable(message)}\n")
     if hint:
         more = " (-v shows where it happened)" if verbose is False else ""
-        sys.stderr.write(f"qrclient: hint: {hint}{more}\n")
+        sys.stderr.write(f"qrclient: hint: {printable(hint)}{more}\n")
     if verbose:
         import traceback
 

@@ -31,6 +31,7 @@ from typing import IO
 from qrclient import __version__
 from qrclient.net.association import Observer
 from qrclient.net.status import Status
+from qrclient.ops.printable import printable_json
 
 # PDU-level events go to the trace only, not to a --verbose log sharing the observer.
 _PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})
@@ -133,7 +134,8 @@ class Trace:
 
 
 def _dumps(record: Mapping[str, object]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # Readable non-ASCII text, but nothing a terminal would obey (`head trace.jsonl`).
+    return printable_json(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
 
 
 def _decode_status(record: dict[str, object]) -> None:

@@ -30,6 +30,7 @@ from qrclient.ops.browse import (
 from qrclient.ops.failures import describe
 from qrclient.ops.find import FindState
 from qrclient.ops.node import NodeError
+from qrclient.ops.printable import printable
 from qrclient.ops.query import Level, Model, Query, QueryError, build_query
 from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
@@ -53,6 +54,7 @@ from qrclient.tui.widgets.results import ResultsTable
 from qrclient.tui.widgets.store_panel import StorePanel
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
     from textual.worker import Worker
 
     from qrclient.tui.app import QrclientApp
@@ -153,7 +155,7 @@ class MainScreen(Screen[None]):
                 yield Breadcrumb(id="breadcrumb")
                 yield ResultsTable(id="results-table")
                 with Horizontal(id="filter-bar"):
-                    yield Static("", id="results-status")
+                    yield Static("", id="results-status", markup=False)
                     yield Static("", id="selection")
                     yield Input(placeholder="/ filter", id="filter", compact=True)
             with TabPane("Jobs", id="jobs"):
@@ -181,9 +183,25 @@ class MainScreen(Screen[None]):
 
     def _status(self, text: str, kind: str = "") -> None:
         status = self.query_one("#results-status", Static)
-        status.update(text, layout=False)  # fixed size: no layout for each batch
+        status.update(printable(text), layout=False)  # fixed size: no layout for each batch
         for name in ("running", "error", "warning"):
             status.set_class(kind == name, f"-{name}")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast as plain, printable text: toasts quote the peer (errors, warnings,
+        row labels), whose text must never act as markup (links run actions) or escapes."""
+        text = "\n".join(printable(line) for line in message.split("\n"))
+        super().notify(
+            text, title=printable(title), severity=severity, timeout=timeout, markup=False
+        )
 
     def report(self, message: str, hint: str = "", *, title: str = "Error") -> None:
         """An error for people: a notification, and the log pane for the record."""
