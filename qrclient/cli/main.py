@@ -10,9 +10,10 @@ import argparse
 import gc
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
@@ -466,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
+    warnings.showwarning = _show_warning
     name = "retrieve" if args.command in ("get", "move") else args.command
     code = exit_codes.INTERNAL_ERROR  # what the trace records if an unexpected exception escapes
     trace = None
@@ -500,6 +502,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"({trace.failure}): the trace is incomplete\n"
                 )
     return code
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's warning (pydicom's, about an odd value a peer sent) as one line, its
+    text printable: it may quote the value."""
+    from qrclient.ops.printable import printable
+
+    sys.stderr.write(f"qrclient: warning: {printable(message)}\n")
 
 
 def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:

@@ -18,7 +18,12 @@ from tests.fakepeer import fake_peer
 from tests.test_terminal_safety import MARKUP, RAW, evil_peer
 from tests.tui.helpers import main_screen, status_text, toasts, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    # pydicom's, about the hostile values themselves (encoded by the peer, decoded by us)
+    pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Found unknown escape sequence:UserWarning"),
+]
 HOST = "127.0.0.1"
 
 
