@@ -23,6 +23,7 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
     MaximumLengthNotification,
     SOPClassExtendedNegotiation,
 )
@@ -57,12 +58,16 @@ class PeerConnection:
         *,
         syntax: str | None = None,
         extra_ids: tuple[int, ...] = (),
+        version_name: bytes | None = None,
     ) -> None:
         """Read the A-ASSOCIATE-RQ and accept every context with its first syntax.
 
         ``extended`` maps SOP class UIDs to the extended negotiation answer to send.
         Hostile answers: ``syntax`` accepts every context with that transfer syntax
-        instead (proposed or not); ``extra_ids`` accepts context IDs never proposed.
+        instead (proposed or not); ``extra_ids`` accepts context IDs never proposed;
+        ``version_name`` (1 to 16 bytes) is sent as the implementation version name
+        whatever it holds (pynetdicom refuses control characters, so a placeholder of
+        the same length is encoded and then replaced).
         """
         pdu_type, raw = await self.read_pdu()
         assert pdu_type == 1
@@ -91,6 +96,11 @@ class PeerConnection:
         uid = ImplementationClassUIDNotification()
         uid.implementation_class_uid = "1.2.3.4.5.6"
         primitive.user_information = [length, uid]
+        placeholder = b"V" * len(version_name or b"")
+        if version_name:
+            name = ImplementationVersionNameNotification()
+            name.implementation_version_name = placeholder.decode()
+            primitive.user_information.append(name)
         for sop_class, answer in (extended or {}).items():
             item = SOPClassExtendedNegotiation()
             item.sop_class_uid = UID(sop_class)
@@ -98,7 +108,11 @@ class PeerConnection:
             primitive.user_information.append(item)
         ac = A_ASSOCIATE_AC()
         ac.from_primitive(primitive)
-        await self.stream.send(ac.encode())
+        encoded = bytes(ac.encode())
+        if version_name:
+            assert encoded.count(placeholder) == 1
+            encoded = encoded.replace(placeholder, version_name)
+        await self.stream.send(encoded)
 
     async def reject(self, result: int, source: int, reason: int) -> None:
         await self.read_pdu()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +245,82 @@ def test_only_the_named_commands_options_are_built(argv: list[str], command: str
     assert _command_in(argv) == command
     if command:
         assert build_parser(command).parse_args(argv) == build_parser().parse_args(argv)
+
+
+# -- limits on input ------------------------------------------------------------------
+
+
+def _uids(count: int) -> str:
+    return "\\".join(f"1.2.826.0.1.3680043.8.498.{10**30 + n}" for n in range(count))
+
+
+def test_a_uid_list_one_request_cannot_carry_is_refused_before_connecting(
+    listener: socket.socket,
+) -> None:
+    node = f"PACS@127.0.0.1:{listener.getsockname()[1]}"
+    too_many = _uids(1200)  # 69,599 bytes: a UI value's length field holds 65,535
+    result = run_cli("find", node, "-l", "series", "-k", f"StudyInstanceUID={too_many}")
+    assert_usage_error(result, "StudyInstanceUID: 1,200 values of 69,599 bytes")
+    assert "split them over several queries" in result.stderr
+    assert not connection_pending(listener), "refused before connecting"
+    # A list that fits goes out as it is (to a peer that then never answers).
+    fits = run_cli(
+        "find", node, "-l", "series", "-k", f"StudyInstanceUID={_uids(1000)}",
+        "--association-timeout", "0.5",
+    )  # fmt: skip
+    assert fits.returncode == 3, fits.stderr
+    assert "association timeout" in fits.stderr
+
+
+CONFIG_CASES = [
+    pytest.param(
+        "a = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply", id="deep-array"
+    ),
+    pytest.param(
+        "a = " + "{b = " * 50_000 + "1" + "}" * 50_000 + "\n", "nested too deeply", id="deep-table"
+    ),
+    pytest.param('store = "/tmp/a\\u0000b"\n', 'store = "/tmp/a\\u0000b"', id="nul-in-store"),
+    pytest.param(
+        '[nodes.p]\nae_title = "P"\nhost = "127.0.0.1"\nport = 104\ntls = { ca = "a\\u0000" }\n',
+        "nodes.p.tls.ca",
+        id="nul-in-ca-file",
+    ),
+    pytest.param(
+        '[nodes.p]\nae_title = "P"\nhost = "127.0.0.1"\nport = 104\n'
+        'tls = { server_name = "pacs\\u0000.local" }\n',
+        "nodes.p.tls.server_name",
+        id="nul-in-server-name",
+    ),
+    pytest.param("# " + "x" * (1 << 20) + "\n", "larger than 1 MiB", id="huge"),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), CONFIG_CASES)
+@pytest.mark.parametrize("command", ["echo", "get", "tui", "nodes"])
+def test_a_configuration_that_cannot_be_used_is_one_line_exit_2(
+    text: str, names: str, command: str, tmp_path: Path, listener: socket.socket
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(text, encoding="utf-8")
+    node = f"PACS@127.0.0.1:{listener.getsockname()[1]}"
+    argv = {
+        "echo": ["echo", node],
+        "get": ["get", node, "-k", "StudyInstanceUID=1.2.3", "-o", str(tmp_path / "store")],
+        "tui": ["tui", node],  # refused before the UI starts
+        "nodes": ["nodes", "list"],
+    }[command]
+    result = run_cli("--config", str(config), *argv)
+    assert_usage_error(result, names)
+    assert str(config) in result.stderr
+    assert not connection_pending(listener)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+def test_a_device_as_configuration_is_refused_without_reading_it_all() -> None:
+    assert_usage_error(run_cli("--config", "/dev/zero", "nodes", "list"), "larger than 1 MiB")
+
+
+@pytest.mark.parametrize("name", [".pacs", "pacs..local", "pacs local", "-pacs"])
+def test_a_tls_server_name_that_is_no_host_name_is_refused(name: str, closed_port: int) -> None:
+    result = run_cli("echo", f"PACS@127.0.0.1:{closed_port}", f"--tls-server-name={name}")
+    assert_usage_error(result, f"--tls-server-name: host {name!r}")

@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -424,3 +425,73 @@ async def test_doctor_fails_only_its_move_check_without_our_certificate() -> Non
     check = await check_move(Peer("PACS", "127.0.0.1", 9), settings, Sample("1", "2", "3"), where)
     assert check.state is State.FAILED
     assert "--tls-cert" in check.fix
+
+
+# -- what our listener trusts -----------------------------------------------------------
+
+
+def test_the_listener_trusts_only_the_ca_given(pki: Pki) -> None:
+    ours = TlsSettings(cert_file=str(pki.server.cert), key_file=str(pki.server.key))
+    with pytest.raises(TlsSetupError, match="trusts only the CA given"):
+        server_context(ours)
+    context = server_context(replace(ours, ca_file=str(pki.ca.cert)))
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert [c["subject"] for c in context.get_ca_certs()] == [
+        ((("commonName", "qrclient test CA"),),)
+    ]
+    anyone = server_context(replace(ours, verify=False))
+    assert anyone.verify_mode is ssl.CERT_NONE  # --tls-no-verify: said loudly on every run
+
+
+async def test_a_listener_without_a_ca_refuses_peers_a_system_ca_vouches_for(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test CA stands in for a system CA: before, our listener let such a peer in."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca.cert))
+    monkeypatch.setenv("SSL_CERT_DIR", str(pki.ca.cert.parent / "none"))
+    listener = StorageListener(
+        OUR_AE,
+        MoveRouter(OUR_AE, None),  # type: ignore[arg-type]  # nothing gets that far
+        host="127.0.0.1",
+        port=0,
+        settings=Settings(
+            OUR_AE, tls=TlsSettings(cert_file=str(pki.server.cert), key_file=str(pki.server.key))
+        ),
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            port = await group.start(listener.serve)
+            peer = Peer(OUR_AE, "127.0.0.1", port)
+            with pytest.raises((TlsFailed, AssociationAborted)):
+                await echo_with(peer, trusted(pki, server_name="localhost"))
+            group.cancel_scope.cancel()
+    [refusal] = listener.refusals
+    assert "trusts only the CA given" in refusal.reason
+
+
+def test_moves_to_us_over_tls_need_the_pacs_ca(pki: Pki, tmp_path: Path) -> None:
+    """Where our listener surely runs (``move``, ``retrieve`` on a node set to move),
+    TLS without a CA for the PACS's certificate is refused before connecting."""
+    ours = ["--tls-cert", str(pki.client.cert), "--tls-key", str(pki.client.key)]
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[nodes.pacs]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 9\nmethod = "move"\n'
+        f'tls = {{ cert = "{pki.client.cert}", key = "{pki.client.key}" }}\n'
+    )
+    out = str(tmp_path / "store")
+    for argv in (
+        ["move", "PACS@127.0.0.1:9", *ours],
+        ["--config", str(config), "retrieve", "pacs"],
+        ["--config", str(config), "move", "pacs"],
+    ):
+        done = run_cli(*argv, "-k", "StudyInstanceUID=1.2.3", "--out", out)
+        assert done.returncode == exit_codes.USAGE, (argv, done.stderr)
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "--tls-ca FILE (or the node's tls.ca)" in done.stderr
+    assert not (tmp_path / "store").exists()
+    (listen,) = free_ports(1)
+    trusting = [*ours, "--tls-ca", str(pki.ca.cert), "--listen", f"127.0.0.1:{listen}", "--out"]
+    trusting.append(str(tmp_path / "other-store"))
+    with_ca = run_cli("move", "PACS@127.0.0.1:9", *trusting, "-k", "StudyInstanceUID=1.2.3")
+    assert "--tls-ca" not in with_ca.stderr  # past the check: then nothing listens on port 9
+    assert with_ca.returncode == exit_codes.NETWORK, with_ca.stderr

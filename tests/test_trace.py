@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
@@ -11,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from fixtures.dataset import Archive, all_instances, all_studies
+from fixtures.dataset import Archive, all_instances, all_studies, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
 from qrclient import __version__
 from qrclient.cli import exit_codes
@@ -288,3 +290,112 @@ def test_records_are_json_safe(tmp_path: Path) -> None:
     assert str(record["other"]).startswith("<object")
     assert end == {**end, "event": "trace-end", "exit_code": 4}
     assert first["command"] == "find"
+
+
+def test_the_header_keeps_query_keywords_but_not_their_values(tmp_path: Path) -> None:
+    trace = tmp_path / "find.jsonl"
+    port = free_ports(1)[0]
+    result = qrclient(
+        "find",
+        f"PACS@127.0.0.1:{port}",
+        "-l",
+        "study",
+        "-k",
+        "PatientName=DOE^JOHN",
+        "-kPatientID=PAT001",
+        "--key=AccessionNumber=ACC42",
+        "--ke",
+        "StudyDescription=CT CHEST",
+        "-qkPatientBirthDate=19700101",
+        "-k",
+        "StudyInstanceUID",
+        "--trace",
+        str(trace),
+    )
+    assert result.returncode == exit_codes.NETWORK, details(result)  # nothing listens there
+    argv = read_trace(trace)[0]["argv"]
+    assert argv == [
+        "find",
+        f"PACS@127.0.0.1:{port}",
+        "-l",
+        "study",
+        "-k",
+        "PatientName=<redacted>",
+        "-kPatientID=<redacted>",
+        "--key=AccessionNumber=<redacted>",
+        "--ke",
+        "StudyDescription=<redacted>",
+        "-qkPatientBirthDate=<redacted>",
+        "-k",
+        "StudyInstanceUID",
+        "--trace",
+        str(trace),
+    ]
+    text = trace.read_text(encoding="utf-8")
+    for value in ("DOE", "PAT001", "ACC42", "CHEST", "19700101"):
+        assert value not in text
+
+
+def test_neither_trace_nor_verbose_log_names_the_patient(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    """What was asked and what came back stays out of both: only commands, statuses,
+    sizes and UIDs are written."""
+    patient = find_patient(archive, "PAT001")
+    secrets = (patient.patient_id, patient.patient_name.split("^")[0], patient.birth_date)
+    find_trace, get_trace = tmp_path / "find.jsonl", tmp_path / "get.jsonl"
+    keys = ["-k", f"PatientID={patient.patient_id}", "-k", "PatientName=DOE*", "-v", "-q"]
+    found = qrclient("find", node(orthanc), "-l", "study", *keys, "--trace", str(find_trace))
+    assert found.returncode == exit_codes.OK, details(found)
+    assert patient.patient_id in found.stdout  # the matches themselves go to stdout
+    got = qrclient(
+        "get",
+        node(orthanc),
+        "-k",
+        f"PatientID={patient.patient_id}",
+        "-o",
+        str(tmp_path / "store"),
+        "-v",
+        "--trace",
+        str(get_trace),
+    )
+    assert got.returncode == exit_codes.OK, details(got)
+    assert "<- C-STORE-RQ" in got.stderr  # -v did log
+    assert "<- C-FIND-RSP" in found.stderr
+    for written in (found.stderr, got.stderr, find_trace.read_text(), get_trace.read_text()):
+        for secret in secrets:
+            assert secret not in written
+
+
+def test_a_trace_that_cannot_be_written_stops_and_says_why(tmp_path: Path) -> None:
+    class FillsUp(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            if self.writes > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(text)
+
+    file = FillsUp()
+    trace = Trace(file, "echo", ["echo"])
+    trace("connected", {"peer": "PACS@127.0.0.1:104"})
+    trace("released", {})  # the disk is full: no exception reaches the association
+    trace("released", {})
+    trace.close(0)
+    assert trace.failure == "No space left on device"
+    assert file.closed
+
+
+def test_a_full_disk_at_the_start_is_a_usage_error() -> None:
+    result = qrclient("echo", "PACS@127.0.0.1:104", "--trace", "/dev/full")
+    assert result.returncode == exit_codes.USAGE, details(result)
+    assert result.stderr == (
+        "qrclient: error: --trace /dev/full: cannot write it (No space left on device)\n"
+    )
+
+
+def test_an_empty_trace_name_is_refused() -> None:
+    result = qrclient("echo", "PACS@127.0.0.1:104", "--trace", "")
+    assert result.returncode == exit_codes.USAGE, details(result)
+    assert result.stderr.startswith("qrclient: error: --trace : cannot write it")

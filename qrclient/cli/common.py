@@ -13,11 +13,12 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_unverified
 from qrclient.config.errors import ConfigError
-from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts
+from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts, TlsSettings
 from qrclient.net.association import Observer
-from qrclient.net.errors import sole_error
 from qrclient.ops.events import describe_event
+from qrclient.ops.failures import main_error
 from qrclient.ops.node import NodeError, check_ae_title
+from qrclient.ops.printable import printable
 from qrclient.ops.query import QueryError
 from qrclient.ops.retrieve import Method
 
@@ -70,11 +71,8 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
         node = replace(node, tls=tls_from_options(args, node.tls))
     except TlsOptionError as exc:
         raise UsageError(str(exc)) from None
-    if node.tls is not None and node.tls.cert_file is None and _listens(args, node):
-        raise UsageError(
-            "C-MOVE to us over TLS: our storage listener needs a certificate: give "
-            "--tls-cert FILE (and --tls-key FILE), or --dest another AE"
-        )
+    if node.tls is not None and _listens(args, node):
+        _check_listener_tls(node.tls)
     warn_if_unverified(node.tls)
     return config, node, node.settings(calling, max_pdu, observer)
 
@@ -89,21 +87,38 @@ def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:
     return moves and not (getattr(args, "dest", None) or node.destination)
 
 
+def _check_listener_tls(tls: TlsSettings) -> None:
+    """Our storage listener over TLS presents our certificate and trusts only the CA
+    given for the PACS's certificate (a system CA would let anyone in)."""
+    if tls.cert_file is None:
+        raise UsageError(
+            "C-MOVE to us over TLS: our storage listener needs a certificate: give "
+            "--tls-cert FILE (and --tls-key FILE), or --dest another AE"
+        )
+    if tls.verify and tls.ca_file is None:
+        raise UsageError(
+            "C-MOVE to us over TLS: our storage listener trusts only the CA that signed the "
+            "PACS's certificate, never the system's: give --tls-ca FILE (or the node's "
+            "tls.ca), or --dest another AE"
+        )
+
+
 def log_event(event: str, details: Mapping[str, object]) -> None:
     """--verbose: each association or DIMSE event on stderr, as the UI's log pane says it
     (a headline, then indented details such as the proposed and accepted contexts)."""
     sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
 
 
-def fail(message: str) -> None:
-    sys.stderr.write(f"qrclient: error: {message}\n")
+def fail(message: str, hint: str = "") -> None:
+    """One error line (and its hint): what the peer wrote in them is shown inert."""
+    sys.stderr.write(f"qrclient: error: {printable(message)}\n")
+    if hint:
+        sys.stderr.write(f"qrclient: hint: {printable(hint)}\n")
 
 
 def report(error: DicomNetworkError) -> int:
     """Print a network failure as what happened plus what to fix; return its exit code."""
-    fail(error.message)
-    if error.hint:
-        sys.stderr.write(f"qrclient: hint: {error.hint}\n")
+    fail(error.message, error.hint)
     if isinstance(error, FailureStatus):
         return exit_codes.FAILURE_STATUS
     return exit_codes.NETWORK
@@ -120,8 +135,8 @@ def run_command(prepare: Callable[[], Callable[[], Awaitable[int]]]) -> int:
         try:
             return anyio.run(job)
         except BaseExceptionGroup as group:
-            # Task groups wrap what their tasks raise; one error is reported as itself.
-            raise sole_error(group) from None
+            # Task groups wrap what their tasks raise: report the one that matters.
+            raise main_error(group) from None
     # Found once running (e.g. --out).
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))

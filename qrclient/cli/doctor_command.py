@@ -11,6 +11,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.ops.doctor import Check, DoctorOptions, Report, State, Verdict, diagnose_peer
 from qrclient.ops.node import parse_listen
+from qrclient.ops.printable import printable
 
 _MARKS = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
 _EXIT_CODES = {
@@ -49,7 +50,10 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
 
 
 def _print_text(report: Report) -> None:
-    print(f"qrclient doctor: {report.peer}, our AE title {report.calling_ae}")
+    def say(line: str) -> None:
+        print(printable(line))  # details quote the peer (its version name, comments)
+
+    say(f"qrclient doctor: {report.peer}, our AE title {report.calling_ae}")
     width = max(len(check.name) for check in report.checks)
     checks = report.checks
     for index, check in enumerate(checks):
@@ -57,15 +61,15 @@ def _print_text(report: Report) -> None:
         if check.state is State.SKIPPED and all(c.state is State.SKIPPED for c in rest):
             # One line for the tail an early failure made pointless.
             reasons = sorted({c.detail for c in rest})
-            print(f"  {_MARKS[check.state]}  {len(rest)} further checks: {'; '.join(reasons)}")
+            say(f"  {_MARKS[check.state]}  {len(rest)} further checks: {'; '.join(reasons)}")
             break
-        print(f"  {_MARKS[check.state]}  {check.name:<{width}}  {check.detail}{_time(check)}")
+        say(f"  {_MARKS[check.state]}  {check.name:<{width}}  {check.detail}{_time(check)}")
     fixes = [c for c in report.checks if c.fix and c.state in (State.FAILED, State.WARNING)]
-    print(f"verdict: {_VERDICTS[report.verdict]}")
+    say(f"verdict: {_VERDICTS[report.verdict]}")
     if fixes:
-        print("to fix:")
+        say("to fix:")
         for check in fixes:
-            print(f"  - {check.name}: {check.fix}")
+            say(f"  - {check.name}: {check.fix}")
 
 
 def _time(check: Check) -> str:

@@ -14,6 +14,7 @@ from qrclient.cli.common import UsageError, peer_and_settings, run_command
 from qrclient.net import ContextRequest, open_association
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.echo import echo
+from qrclient.ops.printable import printable
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +31,10 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
         async with open_association(peer, [ContextRequest(VERIFICATION)], settings) as assoc:
             associated = time.perf_counter() - started
             if args.format == "text":
-                version = assoc.peer_implementation_version_name or "?"
+                version = printable(assoc.peer_implementation_version_name or "?")
                 print(
                     f"association with {peer} accepted in {associated * 1000:.1f} ms "
-                    f"(peer {version}, {assoc.peer_implementation_class_uid}, "
+                    f"(peer {version}, {printable(assoc.peer_implementation_class_uid)}, "
                     f"max PDU {assoc.peer_max_pdu or 'unlimited'})",
                     flush=True,
                 )

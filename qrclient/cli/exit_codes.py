@@ -1,6 +1,7 @@
 """Process exit codes, as documented in README and ``qrclient --help``."""
 
 OK = 0
+INTERNAL_ERROR = 1  # a bug in qrclient: one line (and with -v the traceback)
 USAGE = 2  # bad usage or input
 NETWORK = 3  # could not connect, rejected, aborted, timed out, protocol error
 FAILURE_STATUS = 4  # the peer answered with a failure status

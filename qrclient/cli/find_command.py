@@ -12,6 +12,7 @@ from qrclient.cli.common import peer_and_settings, run_command
 from qrclient.cli.output import make_writer
 from qrclient.net import ContextRequest, QueryOptions, open_association
 from qrclient.ops.find import FindState, find
+from qrclient.ops.printable import printable
 from qrclient.ops.query import build_query, parse_level, parse_model
 
 
@@ -33,7 +34,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
 
     def say(text: str) -> None:
         if not args.quiet:
-            sys.stderr.write(f"qrclient: {text}\n")
+            sys.stderr.write(f"qrclient: {printable(text)}\n")
 
     async def job() -> int:
         started = time.perf_counter()

@@ -10,12 +10,14 @@ import argparse
 import gc
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
+from qrclient.ops.failures import main_error
 
 if TYPE_CHECKING:
     from qrclient.ops.trace import Trace
@@ -27,7 +29,7 @@ has nothing matching a retrieve; 5 partial results (the peer truncated them, or 
 retrieve got only part); 6 the local store cannot be written (disk full, read-only,
 permission); 7 the store's index is damaged, or store verify found problems (qrclient
 store rebuild); 8 the store is in use by another qrclient (--wait SECONDS);
-130 interrupted.
+130 interrupted; 1 a bug in qrclient.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
 file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
 configuration folder; see 'qrclient nodes'). Options given override the node's settings,
@@ -521,8 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
+    warnings.showwarning = _show_warning
     name = "retrieve" if args.command in ("get", "move") else args.command
-    code = 1  # what the trace records if an unexpected exception escapes (as Python)
+    code = exit_codes.INTERNAL_ERROR  # what the trace records if an unexpected exception escapes
     trace = None
     try:
         # Inside the try: importing a command takes ~0.15 s (pydicom ~0.07 s of it), and Ctrl-C
@@ -533,7 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"qrclient: error: {exc}\n")
             return exit_codes.USAGE
         module = _import_quietly(f"qrclient.cli.{name}_command")
-        code = int(module.run(args))
+        try:
+            code = int(module.run(args))
+        except BaseExceptionGroup as group:
+            raise main_error(group) from None
     except KeyboardInterrupt:
         sys.stderr.write("qrclient: interrupted\n")
         code = exit_codes.INTERRUPTED
@@ -541,20 +547,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as a filter should.
         _silence_stdout()
         code = exit_codes.OK
+    except Exception as exc:  # a bug: one line naming it, never a traceback
+        _report_unexpected(exc, args)
     finally:
         if trace is not None:
             trace.close(code)
+            if trace.failure:
+                sys.stderr.write(
+                    f"qrclient: warning: --trace {args.trace}: writing stopped "
+                    f"({trace.failure}): the trace is incomplete\n"
+                )
     return code
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's warning (pydicom's, about an odd value a peer sent) as one line, its
+    text printable: it may quote the value."""
+    from qrclient.ops.printable import printable
+
+    sys.stderr.write(f"qrclient: warning: {printable(message)}\n")
+
+
+def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
+    from qrclient.ops.failures import describe
+    from qrclient.ops.printable import printable
+
+    message, hint = describe(error)
+    verbose = getattr(args, "verbose", None)  # None: the command has no -v
+    sys.stderr.write(f"qrclient: error: {printable(message)}\n")
+    if hint:
+        more = " (-v shows where it happened)" if verbose is False else ""
+        sys.stderr.write(f"qrclient: hint: {printable(hint)}{more}\n")
+    if verbose:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
 
 
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
     """--trace FILE: the observer that common.node_and_settings adds to the settings."""
     path = getattr(args, "trace", None)
-    if not path:
+    if path is None:
         return None
-    from qrclient.ops.trace import Trace
+    from qrclient.ops.trace import Trace, redact_keys
 
-    trace = Trace.open(path, str(args.command), list(given))
+    # Query values may name patients: the trace keeps only their keywords.
+    trace = Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
     args.trace_writer = trace
     return trace
 

@@ -15,6 +15,7 @@ from qrclient.config import Config, ConfigError, NodeConfig, config_path, load_c
 from qrclient.config.edit import add_node, check_node_name, remove_node
 from qrclient.config.model import MAX_PARALLEL, address
 from qrclient.ops.node import NodeError, check_ae_title, parse_listen, parse_node
+from qrclient.ops.printable import printable
 from qrclient.ops.query import QueryError, parse_model
 
 TIMEOUTS = ("connect", "association", "dimse", "network")
@@ -88,7 +89,7 @@ def _show(config: Config, node: NodeConfig, kind: str) -> int:
     ]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        print(f"{label.ljust(width)}  {value}")
+        print(f"{label.ljust(width)}  {printable(value)}")  # paths from the file
     return exit_codes.OK
 
 

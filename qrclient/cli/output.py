@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 
 from qrclient.ops.browse import HIDDEN_COLUMNS, text_of
 from qrclient.ops.dicomjson import to_json_dict
+from qrclient.ops.printable import printable, printable_json
 
 
 class MatchWriter(Protocol):
@@ -25,14 +26,14 @@ class _Columns:
         self.keywords = [k for k in keywords if k not in HIDDEN_COLUMNS]
 
     def row(self, dataset: Dataset) -> list[str]:
-        return [text_of(_element(dataset, k)) for k in self.keywords]
+        return [printable(text_of(_element(dataset, k))) for k in self.keywords]
 
 
 def _element(dataset: Dataset, keyword: str) -> DataElement | None:
     if keyword.startswith("("):
         tag = int(keyword[1:5] + keyword[6:10], 16)
         return dataset.get(tag)
-    return dataset.data_element(keyword)
+    return dataset.data_element(keyword) if keyword in dataset else None  # a peer may omit it
 
 
 class TableWriter(_Columns):
@@ -78,7 +79,9 @@ class NdjsonWriter:
         self._out = out
 
     def add(self, dataset: Dataset) -> None:
-        self._out.write(json.dumps(to_json_dict(dataset), ensure_ascii=False) + "\n")
+        self._out.write(
+            printable_json(json.dumps(to_json_dict(dataset), ensure_ascii=False)) + "\n"
+        )
         self._out.flush()
 
     def close(self) -> None:
@@ -96,7 +99,7 @@ class JsonWriter:
         self._items.append(to_json_dict(dataset))
 
     def close(self) -> None:
-        json.dump(self._items, self._out, ensure_ascii=False, indent=1)
+        self._out.write(printable_json(json.dumps(self._items, ensure_ascii=False, indent=1)))
         self._out.write("\n")
         self._out.flush()
 

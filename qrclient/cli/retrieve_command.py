@@ -16,6 +16,7 @@ from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
 from qrclient.net.errors import sole_error
 from qrclient.ops.node import check_ae_title, parse_listen
+from qrclient.ops.printable import printable
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
 from qrclient.ops.retrieve import (
     Method,
@@ -171,14 +172,14 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
         f"store {out}"
     )
     for note in outcome.notes:
-        sys.stderr.write(f"qrclient: note: {note}\n")
+        sys.stderr.write(f"qrclient: note: {printable(note)}\n")
     if outcome.state is RetrieveState.NOT_FOUND:
         sys.stderr.write(
             "qrclient: error: the peer has no instances matching these keys: check the "
             "UIDs (and --level / --model) with 'qrclient find'\n"
         )
     for error in outcome.errors[:10]:
-        sys.stderr.write(f"qrclient: error: {error}\n")
+        sys.stderr.write(f"qrclient: error: {printable(error)}\n")  # UIDs from the peer
     if len(outcome.errors) > 10:
         sys.stderr.write(f"qrclient: ... and {len(outcome.errors) - 10} more errors\n")
 

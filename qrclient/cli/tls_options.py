@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from qrclient.net.tls import TlsSettings, TlsSetupError, check_files
+from qrclient.ops.node import NodeError, check_host
 
 _FILE_OPTIONS = (
     ("tls_ca", "--tls-ca", "a PEM file of CA certificates"),
@@ -28,6 +29,12 @@ def tls_from_options(
     Each option given replaces the node's value; None means plain TCP. Every file is
     checked now (exists, is PEM, key matches): raises TlsOptionError naming the option.
     """
+    server_name = getattr(args, "tls_server_name", None)
+    if server_name is not None:
+        try:
+            check_host(server_name)
+        except NodeError as exc:
+            raise TlsOptionError(f"--tls-server-name: {exc}") from None
     if not any(getattr(args, name, None) for name in _ALL):
         tls = configured
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config, NodeConfig, NodeDefaults
@@ -60,10 +60,14 @@ def load_config(path: str | Path | None = None) -> Config:
     return parse_config(text, file)
 
 
+MAX_CHARACTERS = 1 << 20  # a configuration file is a few hundred bytes: 1 MiB is not one
+
+
 def read_text(file: Path, named_by: str | None) -> str | None:
     """The file's text; None for a missing default file (the built-in defaults apply)."""
     try:
-        return file.read_text(encoding="utf-8")
+        with file.open(encoding="utf-8") as stream:
+            return read_bounded(stream, file)
     except FileNotFoundError:
         if named_by is None:
             return None
@@ -75,6 +79,14 @@ def read_text(file: Path, named_by: str | None) -> str | None:
         raise ConfigError(f"{file}: cannot read it: {exc.strerror or exc}") from None
 
 
+def read_bounded(stream: TextIO, file: Path) -> str:
+    """All of ``stream`` (never more than MAX_CHARACTERS: it may be a device or a pipe)."""
+    text = stream.read(MAX_CHARACTERS + 1)
+    if len(text) > MAX_CHARACTERS:
+        raise ConfigError(f"{file}: larger than 1 MiB: expected a qrclient configuration file")
+    return text
+
+
 def parse_config(text: str, file: Path) -> Config:
     import tomllib  # here: without a configuration file, commands start without it
 
@@ -82,6 +94,10 @@ def parse_config(text: str, file: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(syntax_error(file, text, exc)) from None
+    except RecursionError:  # tomllib recurses into each nested array or inline table
+        raise ConfigError(
+            f"{file}: arrays or tables nested too deeply: expected a qrclient configuration file"
+        ) from None
     try:
         lines = key_lines(split_statements(text))
     except UnsplittableError:  # valid TOML our splitter does not follow: no line numbers

@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from qrclient.config import read_bounded
 from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config
 from qrclient.config.parse import NODE_NAME, NODE_NAME_RULE
@@ -115,7 +116,7 @@ def _without_empty_nodes(document: dict[str, Any]) -> dict[str, Any]:
 def _read(file: Path, *, missing_ok: bool) -> str:
     try:
         with file.open(encoding="utf-8", newline="") as stream:  # keep \r\n as it is
-            return stream.read()
+            return read_bounded(stream, file)
     except FileNotFoundError:
         if missing_ok:
             return ""

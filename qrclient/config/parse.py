@@ -153,18 +153,11 @@ def listen(value: object) -> tuple[str, int]:
 def _file(base: Path) -> Callable[[object], str]:
     def check(value: object) -> str:
         text = _string(value)
-        if not text:
+        if not text or "\0" in text:  # no file system takes a NUL
             raise ValueError(value)
         return str(base / Path(text).expanduser())  # relative: to the config's folder
 
     return check
-
-
-def _name(value: object) -> str:
-    text = _string(value)
-    if not text:
-        raise ValueError(value)
-    return text
 
 
 class ConfigParser:
@@ -283,5 +276,5 @@ class ConfigParser:
             files["cert"],
             files["key"],
             True if verify is None else verify,
-            self.value(table, (*path, "server_name"), _name, "a host name"),
+            self.value(table, (*path, "server_name"), host, "a host name or IP address"),
         )

@@ -137,14 +137,3 @@ def describe_abort(source: int, reason: int) -> tuple[str, str]:
 
 class ConnectionDropped(AssociationAborted):
     """The TCP connection closed without A-RELEASE or A-ABORT (the cause is chained)."""
-
-
-def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside nested single-member groups, else the group itself.
-
-    Task groups wrap what their tasks raise; a face reports one error as itself.
-    """
-    inner: BaseException = group
-    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-        inner = inner.exceptions[0]
-    return inner

@@ -2,7 +2,9 @@
 
 Verification is on unless turned off: the client checks the peer's certificate against
 the CA file (or the system's store) and its name against ``server_name`` or the host;
-our storage listener asks every peer for a certificate signed by that CA. TLS 1.2 is
+our storage listener asks every peer for a certificate signed by that CA, and only that
+CA: any system CA would let anyone with a certificate for any name deliver instances
+into the store, so without a CA file the listener refuses every peer. TLS 1.2 is
 the oldest version either side accepts. Failures become :class:`TlsFailed` naming the
 cause and the option that fixes it.
 """
@@ -68,20 +70,23 @@ def client_context(tls: TlsSettings) -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=16)
 def server_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The context for our storage listener: our certificate, peers' certificates required."""
+    """The context for our storage listener: our certificate, and peers' certificates
+    required and signed by the CA file (unless verification is off)."""
     if tls.cert_file is None:
         raise TlsSetupError(
             "our storage listener needs a certificate for TLS: give a certificate and key file"
         )
+    if tls.verify and tls.ca_file is None:
+        raise TlsSetupError(
+            "our storage listener trusts only the CA given for the PACS's certificate, "
+            "not the system's: give a CA file"
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_certificate(context, tls.cert_file, tls.key_file)
-    if tls.verify:
+    if tls.ca_file is not None and tls.verify:
         context.verify_mode = ssl.CERT_REQUIRED
-        if tls.ca_file is None:
-            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
-        else:
-            _load_ca(context, tls.ca_file)
+        _load_ca(context, tls.ca_file)
     return context
 
 
@@ -173,7 +178,11 @@ async def wrap_server(stream: ByteStream, tls: TlsSettings, seconds: float) -> T
     try:
         context = server_context(tls)
     except TlsSetupError as exc:
-        raise TlsFailed(str(exc), "give --tls-cert and --tls-key for the listener") from None
+        raise TlsFailed(
+            str(exc),
+            "give the listener's certificate with --tls-cert and --tls-key, and the CA that "
+            "signed the PACS's certificate with --tls-ca",
+        ) from None
     try:
         with anyio.fail_after(seconds):
             return await TLSStream.wrap(

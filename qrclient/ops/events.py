@@ -1,7 +1,8 @@
 """Association and DIMSE events (``Settings.observer``) as lines a person can read.
 
 Statuses are decoded from PS3.4 with their likely fix, so a log pane or trace shows
-"Unable to Process (0xC000): check ..." instead of a bare number.
+"Unable to Process (0xC000): check ..." instead of a bare number. What the peer wrote
+is shown inert (``qrclient.ops.printable``): a log line never carries an escape sequence.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from qrclient.net.status import Status
+from qrclient.ops.printable import printable
 
 # Command attributes worth a log line; UIDs and the rest stay out of the way.
 _SHOWN = {
@@ -24,7 +26,12 @@ _SHOWN = {
 
 
 def describe_event(event: str, details: Mapping[str, object]) -> list[str]:
-    """One headline and indented detail lines for an observer event."""
+    """One headline and indented detail lines for an observer event, safe to print:
+    the peer's text in them (version name, error comments, UIDs) is made printable."""
+    return [printable(line) for line in _describe(event, details)]
+
+
+def _describe(event: str, details: Mapping[str, object]) -> list[str]:
     if event == "associate-rq":
         lines = [
             f"A-ASSOCIATE-RQ {details.get('calling_ae')} -> {details.get('called_ae')}, "

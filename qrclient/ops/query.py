@@ -26,6 +26,7 @@ from qrclient.net.presentation import (
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
 )
+from qrclient.net.walk import EXPLICIT_LE
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -383,7 +384,26 @@ def build_query(
             )
         merged[key.tag] = key if key.value or previous is None else previous
     ordered = tuple(merged.values())
+    for key in ordered:
+        _check_fits(key)
     return Query(level, model, ordered, tuple(_hierarchy_warnings(level, model, ordered)))
+
+
+def _check_fits(key: Key) -> None:
+    """Refuse, before connecting, a value one request cannot carry: most VRs have a
+    16-bit length in explicit VR, so a list of some 1,000 UIDs is already too long."""
+    if not key.value:
+        return
+    try:
+        Identifier.of([Attribute(key.tag, key.vr, key.value)]).encode(EXPLICIT_LE)
+    except ValueError:
+        count = key.value.count("\\") + 1
+        size = len(key.value.encode())
+        raise QueryError(
+            f"{key.name}: {count:,} values of {size:,} bytes in all are more than one "
+            "request can carry (65,535 bytes; some 1,000 UIDs): split them over several "
+            "queries"
+        ) from None
 
 
 def _hierarchy_warnings(level: Level, model: Model, keys: Sequence[Key]) -> list[str]:

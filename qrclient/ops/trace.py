@@ -8,7 +8,11 @@ Data sets are never written, only their sizes, so a trace holds no pixel data an
 patient data beyond what command sets carry (UIDs).
 
 The file is line-buffered: every record is in the file as soon as it happens, so a
-trace is complete even when the command fails or is interrupted.
+trace is complete even when the command fails or is interrupted. Should writing fail
+(the disk fills), tracing stops and ``failure`` says why; the command goes on.
+
+The command's arguments are recorded without the values of its query keys (``-k
+PatientName=DOE*`` becomes ``-k PatientName=<redacted>``): they may name patients.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from enum import Enum
 from importlib import metadata
@@ -26,13 +31,34 @@ from typing import IO
 from qrclient import __version__
 from qrclient.net.association import Observer
 from qrclient.net.status import Status
+from qrclient.ops.printable import printable_json
 
 # PDU-level events go to the trace only, not to a --verbose log sharing the observer.
 _PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})
 
 
+REDACTED = "<redacted>"
+
+
 class TraceError(OSError):
     """The trace file cannot be written."""
+
+
+def redact_keys(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """``argv`` with the value of each ``KEY=VALUE`` in ``keys`` (the parsed ``-k``
+    values) replaced, whichever way it was written: ``-k K=V``, ``-kK=V``,
+    ``--key=K=V``, or after other short options (``-qkK=V``). Each such value is the
+    end of the argument that carried it; the keyword stays, for the bug report."""
+    values = sorted((k for k in keys if k.partition("=")[2]), key=len, reverse=True)
+    redacted = []
+    for argument in argv:
+        for key in values:
+            if argument.endswith(key):
+                keyword = key.partition("=")[0]
+                argument = f"{argument[: -len(key)]}{keyword}={REDACTED}"
+                break
+        redacted.append(argument)
+    return redacted
 
 
 class Trace:
@@ -44,6 +70,7 @@ class Trace:
         self._file = file
         self._started = time.perf_counter()
         self.also: Observer | None = None  # e.g. the --verbose log
+        self.failure = ""  # why writing stopped, if it did
         self._write(
             {
                 "event": "trace-start",
@@ -63,7 +90,10 @@ class Trace:
             file = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in close)
         except OSError as exc:
             raise TraceError(f"--trace {path}: cannot write it ({exc.strerror or exc})") from None
-        return cls(file, command, argv)
+        trace = cls(file, command, argv)
+        if trace.failure:
+            raise TraceError(f"--trace {path}: cannot write it ({trace.failure})")
+        return trace
 
     def __call__(self, event: str, details: Mapping[str, object]) -> None:
         record: dict[str, object] = {
@@ -88,15 +118,24 @@ class Trace:
                 "exit_code": exit_code,
             }
         )
-        self._file.close()
+        with suppress(OSError):  # the last buffered bytes: failure says so already
+            self._file.close()
 
     def _write(self, record: Mapping[str, object]) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
             self._file.write(_dumps(record) + "\n")
+        except OSError as exc:
+            # An observer must not break the association it watches: stop tracing.
+            self.failure = exc.strerror or str(exc)
+            with suppress(OSError):
+                self._file.close()
 
 
 def _dumps(record: Mapping[str, object]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # Readable non-ASCII text, but nothing a terminal would obey (`head trace.jsonl`).
+    return printable_json(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
 
 
 def _decode_status(record: dict[str, object]) -> None:

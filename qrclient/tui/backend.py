@@ -19,11 +19,11 @@ import anyio
 
 from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.association import Observer
-from qrclient.net.errors import DicomNetworkError, sole_error
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.browse import Row, match_row, remote_totals
+from qrclient.ops.failures import describe, main_error
 from qrclient.ops.find import FindOutcome, FindResults, find
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.progress import Snapshot
@@ -145,7 +145,7 @@ class _SharedListener:
             await ready
         except BaseException as exc:
             await self.stop()  # collect the failed task's error: it is reported here
-            raise (sole_error(exc) if isinstance(exc, BaseExceptionGroup) else exc) from None
+            raise main_error(exc) from None
 
     @property
     def alive(self) -> bool:
@@ -240,8 +240,8 @@ class RealBackend:
             try:
                 return await self._retrieve(node, request, on_progress)
             except BaseExceptionGroup as group:
-                # Task groups wrap the one error that ended the job: report it as itself.
-                raise sole_error(group) from None
+                # Task groups wrap what ended the job: report the error that matters.
+                raise main_error(group) from None
             finally:
                 self._retrieving -= 1
                 if not self._retrieving:
@@ -288,7 +288,7 @@ class RealBackend:
                 if node.method is Method.MOVE:
                     raise
                 # No listener: C-GET is the only way left; say why.
-                why = exc.message if isinstance(exc, DicomNetworkError) else str(exc)
+                why, _ = describe(exc)
                 return store, Method.GET, None, f"no C-MOVE to us ({why}): using C-GET"
             self._listeners[address] = shared
             return store, node.method, shared, ""

@@ -98,6 +98,7 @@ class FakeBackend:
         self.retrieved: list[RetrieveRequest] = []
         self.here: dict[str, int] = {_study_uid(0): 5, _study_uid(1): 4}
         self.store_failures = 0  # local_counts raises this many times first
+        self.retrieve_error: BaseException | None = None  # what retrieve raises, if anything
 
     @property
     def store_root(self) -> Path:
@@ -187,6 +188,8 @@ class FakeBackend:
         on_progress(
             Snapshot(remaining=3, completed=2, received=2, received_bytes=1_048_576, elapsed=0.5)
         )
+        if self.retrieve_error is not None:
+            raise self.retrieve_error
         if self.hold_retrieve:
             await asyncio.Event().wait()
         on_progress(

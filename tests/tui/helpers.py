@@ -35,3 +35,8 @@ async def run_query(pilot: Pilot[Any]) -> None:
     """Enter in the form, then wait for the final status."""
     await pilot.press("enter")
     await wait_until(pilot, lambda: " matches," in status_text(pilot))
+
+
+def toasts(pilot: Pilot[Any]) -> list[str]:
+    """The notifications on screen, as the user reads them (title, then message)."""
+    return [str(toast.render()) for toast in pilot.app.screen.query("Toast")]

@@ -15,7 +15,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from qrclient.net import DicomNetworkError
 from qrclient.ops.browse import (
     Row,
     child_level,
@@ -28,8 +27,10 @@ from qrclient.ops.browse import (
     retrieve_selections,
     unique_key,
 )
+from qrclient.ops.failures import describe
 from qrclient.ops.find import FindState
 from qrclient.ops.node import NodeError
+from qrclient.ops.printable import printable
 from qrclient.ops.query import Level, Model, Query, QueryError, build_query
 from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
@@ -53,6 +54,7 @@ from qrclient.tui.widgets.results import ResultsTable
 from qrclient.tui.widgets.store_panel import StorePanel
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
     from textual.worker import Worker
 
     from qrclient.tui.app import QrclientApp
@@ -153,7 +155,7 @@ class MainScreen(Screen[None]):
                 yield Breadcrumb(id="breadcrumb")
                 yield ResultsTable(id="results-table")
                 with Horizontal(id="filter-bar"):
-                    yield Static("", id="results-status")
+                    yield Static("", id="results-status", markup=False)
                     yield Static("", id="selection")
                     yield Input(placeholder="/ filter", id="filter", compact=True)
             with TabPane("Jobs", id="jobs"):
@@ -181,9 +183,25 @@ class MainScreen(Screen[None]):
 
     def _status(self, text: str, kind: str = "") -> None:
         status = self.query_one("#results-status", Static)
-        status.update(text, layout=False)  # fixed size: no layout for each batch
+        status.update(printable(text), layout=False)  # fixed size: no layout for each batch
         for name in ("running", "error", "warning"):
             status.set_class(kind == name, f"-{name}")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast as plain, printable text: toasts quote the peer (errors, warnings,
+        row labels), whose text must never act as markup (links run actions) or escapes."""
+        text = "\n".join(printable(line) for line in message.split("\n"))
+        super().notify(
+            text, title=printable(title), severity=severity, timeout=timeout, markup=False
+        )
 
     def report(self, message: str, hint: str = "", *, title: str = "Error") -> None:
         """An error for people: a notification, and the log pane for the record."""
@@ -213,10 +231,8 @@ class MainScreen(Screen[None]):
     async def _echo(self, node: Node) -> None:
         try:
             result = await self.qr_app.backend.echo(node)
-        except DicomNetworkError as exc:
-            self.post_message(EchoEnded(str(node), None, exc.message, exc.hint))
         except Exception as exc:
-            self.post_message(EchoEnded(str(node), None, str(exc)))
+            self.post_message(EchoEnded(str(node), None, *describe(exc)))
         else:
             self.post_message(EchoEnded(str(node), result))
 
@@ -297,12 +313,9 @@ class MainScreen(Screen[None]):
         except asyncio.CancelledError:
             self._end_find(generation, batch, matches, started)
             raise
-        except DicomNetworkError as exc:
-            self.post_message(MatchesArrived(generation, batch))
-            self.post_message(FindEnded(generation, None, 0.0, exc.message, exc.hint))
         except Exception as exc:
             self.post_message(MatchesArrived(generation, batch))
-            self.post_message(FindEnded(generation, None, 0.0, str(exc)))
+            self.post_message(FindEnded(generation, None, 0.0, *describe(exc)))
         else:
             self._end_find(generation, batch, matches, started)
 
@@ -499,10 +512,8 @@ class MainScreen(Screen[None]):
         except asyncio.CancelledError:
             self.post_message(JobEnded(job.id, None))
             raise
-        except DicomNetworkError as exc:
-            self.post_message(JobEnded(job.id, None, exc.message, exc.hint))
         except Exception as exc:
-            self.post_message(JobEnded(job.id, None, str(exc)))
+            self.post_message(JobEnded(job.id, None, *describe(exc)))
         else:
             self.post_message(JobEnded(job.id, outcome))
 
@@ -621,11 +632,8 @@ class MainScreen(Screen[None]):
     async def _totals(self, node: Node, uids: list[str]) -> None:
         try:
             totals = await self.qr_app.backend.remote_totals(node, uids)
-        except DicomNetworkError as exc:
-            self.app.call_later(self.report, exc.message, exc.hint)
-            return
         except Exception as exc:
-            self.app.call_later(self.report, str(exc))
+            self.app.call_later(self.report, *describe(exc))
             return
         self.post_message(TotalsArrived(totals))
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
+from qrclient.ops.printable import printable
+
 
 class Breadcrumb(Static):
     DEFAULT_CSS = """
@@ -24,5 +26,5 @@ class Breadcrumb(Static):
             if number:
                 text.append(" › ", style="dim")
             last = number == len(parts) - 1
-            text.append(part, style="bold" if last else "")
+            text.append(printable(part), style="bold" if last else "")  # values from the peer
         self.update(text)

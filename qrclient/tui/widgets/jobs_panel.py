@@ -11,6 +11,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Label, ProgressBar, Static
 
+from qrclient.ops.printable import printable
 from qrclient.tui.jobs import Job, JobState, fraction, progress_line
 
 
@@ -71,13 +72,13 @@ class JobView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Label(
-                f"#{self.job.id} {self.job.label} from {self.job.node}", classes="job-title"
-            )
+            # The label names what was selected: values from the peer, shown as text.
+            title = printable(f"#{self.job.id} {self.job.label} from {self.job.node}")
+            yield Label(title, classes="job-title", markup=False)
             yield Label("", classes="job-state")
         yield ProgressBar(show_eta=False, classes="job-bar")
         yield Static("", classes="job-detail")
-        yield Static("", classes="job-error")
+        yield Static("", classes="job-error", markup=False)
 
     def on_mount(self) -> None:
         self.refresh_job()
@@ -96,7 +97,7 @@ class JobView(Vertical, can_focus=True):
             total = progress = max(1.0, progress)
         bar.update(total=total, progress=progress)
         self.query_one(".job-detail", Static).update(progress_line(snapshot))
-        self.query_one(".job-error", Static).update(job.error)
+        self.query_one(".job-error", Static).update(printable(job.error))
         for state in JobState:
             self.set_class(job.state is state, f"-{state.name.lower().replace('_', '-')}")
 

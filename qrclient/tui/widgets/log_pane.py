@@ -1,7 +1,8 @@
 """The log pane: association negotiation, every DIMSE message, errors with their fix.
 
 Events can come thousands a second during a big C-FIND; they are buffered and written
-a few times a second, and only the latest lines are kept.
+a few times a second, and only the latest lines are kept. Lines are plain text (a Log
+parses no markup) made printable: what the peer wrote never reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from textual.widgets import Log
 
 from qrclient.ops.events import describe_event
+from qrclient.ops.printable import printable
 
 MAX_LINES = 5000
 
@@ -39,7 +41,8 @@ class LogPane(Log):
             self._pending.append(f"{stamp} {line}")
 
     def note(self, text: str) -> None:
-        self._pending.append(f"{self._stamp()} {text}")
+        """A line of ours, often quoting the peer (errors): shown printable."""
+        self._pending.append(f"{self._stamp()} {printable(text)}")
 
     def _stamp(self) -> str:
         stamp = getattr(self.app, "stamp", None)

@@ -10,6 +10,8 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static
 
+from qrclient.ops.printable import printable
+
 
 class NodeBar(Horizontal):
     """An input for ``AET@host:port`` or a configured name, an Echo button, the result."""
@@ -65,7 +67,7 @@ class NodeBar(Horizontal):
             + (", or " + ", ".join(self._names) if self._names else ""),
         )
         yield Button("Echo", id="echo", compact=True)
-        yield Static("", id="echo-status")
+        yield Static("", id="echo-status", markup=False)  # quotes the peer
 
     @property
     def node_text(self) -> str:
@@ -81,6 +83,6 @@ class NodeBar(Horizontal):
 
     def show_status(self, text: str, *, ok: bool | None = None) -> None:
         status = self.query_one("#echo-status", Static)
-        status.update(text)
+        status.update(printable(text))
         status.set_class(ok is True, "-ok")
         status.set_class(ok is False, "-error")

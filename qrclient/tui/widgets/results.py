@@ -2,7 +2,8 @@
 
 Textual's DataTable slows down past ~10k rows; this one keeps rows as plain dicts and
 draws each visible line on demand (Line API), so appending, filtering and sorting 50,000
-matches costs list operations, not widgets.
+matches costs list operations, not widgets. Cells are drawn as segments of text (no
+markup), made printable: a value from the peer never reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from qrclient.ops.browse import Row
+from qrclient.ops.printable import printable
 
 MAX_WIDTH = 30
 _MARK = 2  # the selection mark before each row
@@ -189,7 +191,7 @@ class ResultsTable(ScrollView, can_focus=True):
         for column in self.columns:
             if column.key == key:
                 for row in rows:
-                    width = min(MAX_WIDTH, cell_len(row.get(key, "")))
+                    width = min(MAX_WIDTH, cell_len(printable(row.get(key, ""))))
                     column.width = max(column.width, width)
         self._resize()
 
@@ -199,7 +201,7 @@ class ResultsTable(ScrollView, can_focus=True):
             for i in indices:
                 value = self._rows[i].get(key)
                 if value:
-                    width = max(width, min(MAX_WIDTH, cell_len(value)))
+                    width = max(width, min(MAX_WIDTH, cell_len(printable(value))))
             column.width = width
 
     def set_filter(self, text: str) -> None:
@@ -384,7 +386,7 @@ class ResultsTable(ScrollView, can_focus=True):
             style += self._line_styles["results--cursor"]
         segments = [Segment("● " if selected else "  ", style)]
         for column in self.columns:
-            value = row.get(column.key, "")
+            value = printable(row.get(column.key, ""))  # the peer's text, drawn as is
             if cell_len(value) > column.width:
                 value = set_cell_size(value, column.width - 1) + "…"
             segments.append(Segment(set_cell_size(value, column.width) + " ", style))

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from qrclient.ops.printable import printable
 from qrclient.store.overview import StudyHolding
 
 
@@ -19,6 +20,12 @@ def _of(here: int, total: int | None) -> Text:
         return Text(f"{here} of ?", style="dim")
     style = "green" if here >= total else "yellow"
     return Text(f"{here} of {total}", style=style)
+
+
+def _text(value: str, style: str = "") -> Text:
+    """A value the peer sent (kept in the store's index): a Text, which a DataTable shows
+    as is, where a str would be parsed as markup; printable."""
+    return Text(printable(value), style=style)
 
 
 def _megabytes(size: int) -> str:
@@ -51,7 +58,7 @@ class StorePanel(Vertical):
         self.root = ""
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="store-summary")
+        yield Static("", id="store-summary", markup=False)
         table = StoreTable(id="store-table", cursor_type="row", zebra_stripes=True)
         table.add_columns(
             "Patient / series", "Date", "Description", "Here", "Size", "Folder (in store)"
@@ -82,27 +89,27 @@ class StorePanel(Vertical):
         )
         if partial:
             summary += f", {partial} partial"
-        self.query_one("#store-summary", Static).update(summary)
+        self.query_one("#store-summary", Static).update(printable(summary))
         for study in self._holdings:
             patient = study.patient_name or study.patient_id or "?"
             table.add_row(
-                Text(patient, style="bold"),
-                study.study_date,
-                study.description,
+                _text(patient, style="bold"),
+                _text(study.study_date),
+                _text(study.description),
                 _of(study.instances, self._totals.get(study.study_uid)),
                 _megabytes(study.bytes),
-                self._relative(study.folder),
+                _text(self._relative(study.folder)),
                 key=study.study_uid,
             )
             for series in study.series:
                 number = "" if series.series_number is None else f"#{series.series_number} "
                 table.add_row(
-                    f"  └ {number}{series.modality}",
+                    _text(f"  └ {number}{series.modality}"),
                     "",
-                    series.description,
+                    _text(series.description),
                     _of(series.instances, self._totals.get(series.series_uid)),
                     _megabytes(series.bytes),
-                    self._relative(series.folder),
+                    _text(self._relative(series.folder)),
                     key=series.series_uid,
                 )
 
