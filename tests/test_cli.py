@@ -44,6 +44,7 @@ from qrclient.cli import exit_codes
 from qrclient.ops.query import DEFAULT_RETURN_KEYS, Level
 from tests.conftest import RealPacs, start_orthanc
 from tests.fakepeer import PeerConnection, Script, fake_peer, response
+from tests.scripted_pacs import ScriptedPacs, instances, scripted_pacs_in_thread
 
 TIMEOUT = 60.0
 C_FIND_RSP = 0x8020
@@ -744,3 +745,28 @@ def test_verbose_logs_negotiation_and_dimse(
     assert any(line.startswith("<- ") and "Success" in line for line in lines[sent_at:])
     if command[0] == "find":  # the logging goes to stderr only: stdout stays clean data
         assert len(datasets(result.stdout)) == len(study_uids(archive))
+
+
+# -- a PACS that repeats matches --------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json", "ndjson"])
+def test_repeated_matches_are_merged_warned_once_and_counted(output: str) -> None:
+    """A PACS answering a STUDY-level query with one response per instance."""
+    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    with scripted_pacs_in_thread(pacs) as fake:
+        result = run_cli("find", "-l", "study", "-f", output, fake)
+    assert_ok(result)
+    assert pacs.finds == [6]
+    records = output_records(output, result)
+    assert [r["StudyInstanceUID"] for r in records] == ["2.25.10", "2.25.11"], details(result)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "qrclient: warning: the peer sent the same study more than once (same "
+        "StudyInstanceUID): each is shown once"
+    ], details(result)
+    assert re.fullmatch(
+        r"qrclient: 2 matches, success, status Success \(0x0000\), [0-9.]+ s "
+        r"\(6 responses: 4 duplicates merged\)",
+        summary_line(result.stderr),
+    ), details(result)
