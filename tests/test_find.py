@@ -401,6 +401,11 @@ async def test_failure_status_is_decoded(code: int, words: str) -> None:
     assert words in caught.value.message
     assert "computer says no" in caught.value.message
     assert caught.value.hint
+    # A failed query gets a hint about queries, not about C-MOVE destinations.
+    assert "C-MOVE" not in caught.value.hint
+    assert "destination" not in caught.value.hint
+    if code == 0xC001:
+        assert caught.value.hint.startswith("the peer could not process the query")
 
 
 async def test_response_to_a_message_never_sent_is_a_protocol_error() -> None:
