@@ -135,9 +135,9 @@ _HINTS: dict[tuple[Service | None, int], str] = {
     ),
     (None, 0xC000): "the peer could not process the request: check its log",
     (Service.FIND, 0xC000): (
-        "the peer could not process the query: check its log; some PACSs refuse parts of "
-        "a query they do not support (a \\-separated list of UIDs, a key above the level "
-        "asked): try a simpler one"
+        "the peer could not process the query: check its log; strict PACSs refuse a query "
+        "without the unique keys of the levels above the one asked (e.g. -k "
+        "SeriesInstanceUID at IMAGE level) or with a \\-separated list"
     ),
     (Service.MOVE, 0xC000): (
         "the peer could not process the request: check its log; the destination AE "
