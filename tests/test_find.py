@@ -513,3 +513,55 @@ async def test_find_distinct_remembers_a_bounded_number_of_keys(
     assert found == ["2.25.10", "2.25.11", "2.25.12", "2.25.12"]
     assert matches.outcome.duplicates == 2
     assert sum("later duplicates are not merged" in w for w in matches.outcome.warnings) == 1
+
+
+# -- keys a PACS may ignore ---------------------------------------------------------------
+
+
+async def test_a_key_above_the_level_holds_on_both_pacs(
+    real_pacs: RealPacs, archive: Archive
+) -> None:
+    """Matching PatientID at SERIES level is optional: Orthanc does it, dcmqrscp answers
+    every series; find_distinct leaves out those whose PatientID is another one."""
+    keys = ["PatientID=PAT002", "StudyInstanceUID", "SeriesInstanceUID"]  # as dcmqrscp needs
+    query = build_query(Level.SERIES, Model.STUDY, keys, default_keys=False)
+    async with open_association(real_pacs.peer, BOTH_MODELS) as assoc:
+        async with find(assoc, query) as raw:
+            every = [ds async for ds in raw]
+        async with find_distinct(assoc, query) as matches:
+            kept = [ds async for ds in matches]
+    patient = find_patient(archive, "PAT002")
+    expected = sorted(se.series_instance_uid for s in patient.studies for se in s.series)
+    assert values(kept, "SeriesInstanceUID") == expected
+    assert {str(ds.PatientID) for ds in kept} == {"PAT002"}
+    ignored = [w for w in matches.outcome.warnings if "the peer ignored PatientID" in w]
+    if real_pacs.kind == "orthanc":
+        assert len(every) == len(kept)
+        assert matches.outcome.unmatched == 0
+        assert ignored == []
+    else:
+        assert len(every) == sum(1 for _ in all_series(archive))
+        assert matches.outcome.unmatched == len(every) - len(kept)
+        assert len(ignored) == 1
+
+
+async def test_find_leaves_matches_as_sent_and_find_distinct_checks_them() -> None:
+    """A scripted PACS that matches UIDs only, as if PatientID were not a key."""
+    pacs = ScriptedPacs(instances(studies=2, per_study=2))
+    query = build_query(Level.SERIES, Model.STUDY, ["PatientID=NOPE", "SeriesInstanceUID"])
+    async with fake_peer(pacs.serve) as (port, _):
+        with anyio.fail_after(10):
+            every, _ = await run_find(Peer("FAKE", "127.0.0.1", port), query)
+            async with (
+                open_association(Peer("FAKE", "127.0.0.1", port), BOTH_MODELS) as assoc,
+                find_distinct(assoc, query) as matches,
+            ):
+                kept = [ds async for ds in matches]
+    assert len(every) == 2
+    assert kept == []
+    assert (matches.outcome.count, matches.outcome.unmatched, matches.outcome.distinct) == (
+        2,
+        2,
+        0,
+    )
+    assert matches.outcome.state is FindState.SUCCESS

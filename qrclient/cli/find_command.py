@@ -57,12 +57,13 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             say(f"warning: {warning}")
         elapsed = time.perf_counter() - started
         status = f", status {outcome.status}" if outcome.status else ""
-        merged = (
-            f" ({outcome.count} responses: {outcome.duplicates} duplicates merged)"
-            if outcome.duplicates
-            else ""
-        )
-        say(f"{outcome.distinct} matches, {outcome.state.value}{status}, {elapsed:.2f} s{merged}")
+        dropped = [
+            f"{outcome.duplicates} duplicates merged" if outcome.duplicates else "",
+            f"{outcome.unmatched} not matching the query left out" if outcome.unmatched else "",
+        ]
+        told = "; ".join(d for d in dropped if d)
+        told = f" ({outcome.count} responses: {told})" if told else ""
+        say(f"{outcome.distinct} matches, {outcome.state.value}{status}, {elapsed:.2f} s{told}")
         if outcome.state is FindState.TRUNCATED:
             return exit_codes.PARTIAL
         return exit_codes.OK

@@ -25,10 +25,12 @@ from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dictionary import COMMON
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
+from qrclient.net.presentation import QueryOptions
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
 from qrclient.net.walk import scan_values
 from qrclient.ops.cancel import cancel_request
+from qrclient.ops.matching import AnswerCheck
 from qrclient.ops.query import UNIQUE_KEY, Level, Query
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class FindOutcome:
     aborted: bool = False  # the peer ignored C-CANCEL and the association was aborted
     error_comment: str | None = None
     duplicates: int = 0  # matches find_distinct dropped: their unique key came before
+    unmatched: int = 0  # matches find_distinct dropped: they contradict a key of the query
 
     @property
     def done(self) -> bool:
@@ -62,8 +65,8 @@ class FindOutcome:
 
     @property
     def distinct(self) -> int:
-        """Matches handed over: ``count`` less the duplicates dropped."""
-        return self.count - self.duplicates
+        """Matches handed over: ``count`` less those find_distinct dropped."""
+        return self.count - self.duplicates - self.unmatched
 
 
 class FindResults:
@@ -203,12 +206,16 @@ _NOUNS = {Level.PATIENT: "patient", Level.STUDY: "study", Level.SERIES: "series"
 
 
 class DistinctResults(FindResults):
-    """``FindResults`` handing over each match once, by the unique key of the level.
+    """``FindResults`` handing over each match of the query once.
 
     Some PACSs answer a STUDY-level query with one response per instance. A later match
     with a unique key (StudyInstanceUID for STUDY...) seen before is dropped and counted
     in ``outcome.duplicates``; the first one adds a warning. A match without the key
     (not asked for, or left out by the peer) is always handed over.
+
+    Matching on keys above the level asked, or on optional keys, is optional: a PACS
+    may ignore them (dcmqrscp does, silently). A match whose returned values contradict
+    a matching key is dropped and counted in ``outcome.unmatched``; see AnswerCheck.
     """
 
     def __init__(self, association: Association, query: Query, grace: float) -> None:
@@ -216,12 +223,22 @@ class DistinctResults(FindResults):
         self._keyword = UNIQUE_KEY[query.level]
         self._noun = _NOUNS.get(query.level, "instance")
         self._tag = COMMON[self._keyword][0]
-        self._wanted = frozenset((self._tag,))
+        granted = association.query_options.get(query.sop_class, QueryOptions())
+        self._check = AnswerCheck(
+            query,
+            self._warn,
+            fuzzy=granted.fuzzy_matching,
+            combined_datetime=granted.datetime_matching,
+        )
+        self._wanted = self._check.tags | {self._tag}
         self._seen: set[bytes] = set()
 
     async def next_identifier(self) -> bytes | None:
         while (identifier := await super().next_identifier()) is not None:
             raw = _match_values(identifier, self.transfer_syntax, self._wanted)
+            if not self._check.accepts(raw):
+                self.outcome.unmatched += 1
+                continue
             key = raw.get(self._tag, b"").rstrip(b" \x00")
             if not key or key not in self._seen:
                 self._remember(key)
