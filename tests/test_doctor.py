@@ -563,3 +563,10 @@ async def test_a_get_that_crashes_is_a_failed_check(
         "contexts, not 291"
     )
     assert get.fix.startswith("a defect of qrclient, not of the PACS")
+
+
+def test_the_hint_for_0xa801_names_both_causes_too() -> None:
+    hint = Status(0xA801, Service.MOVE).hint  # what 'qrclient move' prints with the error
+    assert hint.startswith("the PACS does not know the move destination, or (on some PACSs)")
+    assert "cannot connect to it" in hint
+    assert "check that the PACS can reach that host and port" in hint
