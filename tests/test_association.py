@@ -1,4 +1,4 @@
-"""The network core against the real Orthanc (and a fake peer for what Orthanc never does)."""
+"""The network core against both real PACSs (and a fake peer for what neither does)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from anyio.abc import SocketAttribute
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
-from fixtures.orthanc import OrthancServer, free_ports
+from fixtures.orthanc import free_ports
 from qrclient.net import (
     AssociationRejected,
     ConnectFailed,
@@ -29,19 +29,21 @@ from qrclient.net.presentation import (
     QueryOptions,
 )
 from qrclient.ops.echo import echo
+from tests.conftest import RealPacs
 from tests.fakepeer import PeerConnection, fake_peer
 
 pytestmark = pytest.mark.anyio
 DCMTK_ROOT = "1.2.276.0.7230010.3"
 
 
-async def test_echo_and_negotiated_parameters(peer: Peer) -> None:
+async def test_echo_and_negotiated_parameters(real_pacs: RealPacs) -> None:
+    peer = real_pacs.peer
     events: list[str] = []
     settings = Settings(observer=lambda name, _: events.append(name))
     contexts = [ContextRequest(VERIFICATION), ContextRequest(STUDY_ROOT_FIND)]
     async with open_association(peer, contexts, settings) as assoc:
         assert await echo(assoc) > 0
-        assert assoc.peer_implementation_class_uid.startswith(DCMTK_ROOT)
+        assert assoc.peer_implementation_class_uid.startswith(DCMTK_ROOT)  # both use DCMTK
         assert assoc.peer_max_pdu > 0
         assert [c.accepted for c in assoc.contexts] == [True, True]
         assert all(str(c.transfer_syntax) == "1.2.840.10008.1.2.1" for c in assoc.contexts)
@@ -52,8 +54,8 @@ async def test_echo_and_negotiated_parameters(peer: Peer) -> None:
     assert events[-2:] == ["release-rq", "released"]
 
 
-async def test_wrong_called_ae_title_is_rejected_and_explained(orthanc: OrthancServer) -> None:
-    wrong = Peer("NOT_ORTHANC", orthanc.host, orthanc.dicom_port)
+async def test_wrong_called_ae_title_is_rejected_and_explained(real_pacs: RealPacs) -> None:
+    wrong = Peer("NOT_THE_PACS", real_pacs.peer.host, real_pacs.peer.port)
     with pytest.raises(AssociationRejected) as caught:
         async with open_association(wrong, [ContextRequest(VERIFICATION)]):
             pass
@@ -77,20 +79,21 @@ async def test_unresolvable_host_is_named() -> None:
             pass
 
 
-async def test_every_context_rejected_says_which_and_why(peer: Peer) -> None:
+async def test_every_context_rejected_says_which_and_why(real_pacs: RealPacs) -> None:
     unsupported = ContextRequest("1.2.826.0.1.3680043.8.498.999999")
     with pytest.raises(NoAcceptedContext, match="abstract syntax not supported"):
-        async with open_association(peer, [unsupported]):
+        async with open_association(real_pacs.peer, [unsupported]):
             pass
 
 
-async def test_context_not_accepted_is_named_when_used(peer: Peer) -> None:
-    async with open_association(peer, [ContextRequest(VERIFICATION)]) as assoc:
+async def test_context_not_accepted_is_named_when_used(real_pacs: RealPacs) -> None:
+    async with open_association(real_pacs.peer, [ContextRequest(VERIFICATION)]) as assoc:
         with pytest.raises(NoAcceptedContext, match="not proposed"):
             assoc.accepted_context(PATIENT_ROOT_FIND)
 
 
-async def test_many_concurrent_associations_in_one_loop(peer: Peer) -> None:
+async def test_many_concurrent_associations_in_one_loop(real_pacs: RealPacs) -> None:
+    peer = real_pacs.peer
     times: list[float] = []
 
     async def one() -> None:

@@ -1,8 +1,9 @@
 """The command line end to end: ``python -m qrclient`` as real subprocesses.
 
-Results come from the real Orthanc (session fixture ``orthanc``) and are checked against
-the synthetic archive's manifest; behaviour Orthanc never shows (a failure status, a peer
-that streams forever) comes from ``tests.fakepeer`` served from a background thread.
+Results come from both real PACSs (``node`` runs each test against Orthanc and DCMTK's
+dcmqrscp) and are checked against the synthetic archive's manifest; behaviour neither
+shows (a failure status, a peer that streams forever or repeats matches) comes from
+``tests.fakepeer`` served from a background thread.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 from pydicom.dataset import Dataset
+from rich.cells import cell_len
 
 from fixtures.dataset import (
     REFERRING_PHYSICIAN,
@@ -37,11 +39,12 @@ from fixtures.dataset import (
     all_studies,
     find_patient,
 )
-from fixtures.orthanc import OrthancServer, free_ports
+from fixtures.orthanc import free_ports
 from qrclient.cli import exit_codes
 from qrclient.ops.query import DEFAULT_RETURN_KEYS, Level
-from tests.conftest import start_orthanc
+from tests.conftest import RealPacs, start_orthanc
 from tests.fakepeer import PeerConnection, Script, fake_peer, response
+from tests.scripted_pacs import ScriptedPacs, instances, scripted_pacs_in_thread
 
 TIMEOUT = 60.0
 C_FIND_RSP = 0x8020
@@ -159,8 +162,9 @@ def peer_in_thread(script: Script) -> Iterator[tuple[str, list[PeerConnection]]]
 
 
 @pytest.fixture
-def node(orthanc: OrthancServer) -> str:
-    return f"{orthanc.aet}@{orthanc.host}:{orthanc.dicom_port}"
+def node(real_pacs: RealPacs) -> str:
+    """Each real PACS in turn, as a command line's NODE."""
+    return real_pacs.node
 
 
 @pytest.fixture
@@ -321,7 +325,7 @@ def test_find_ndjson_one_object_per_line(node: str, archive: Archive) -> None:
     ],
 )
 def test_find_csv_header_and_rows(
-    node: str, archive: Archive, keys: tuple[str, ...], added: list[str]
+    real_pacs: RealPacs, node: str, archive: Archive, keys: tuple[str, ...], added: list[str]
 ) -> None:
     result = run_cli("find", "-l", "study", "-f", "csv", *keys, node)
     assert_ok(result)
@@ -337,8 +341,10 @@ def test_find_csv_header_and_rows(
         assert record["StudyDate"] == study.study_date
         assert record["AccessionNumber"] == study.accession_number
         assert record["StudyDescription"] == study.description
-        assert record["NumberOfStudyRelatedInstances"] == str(
-            sum(len(series.instances) for series in study.series)
+        # A key the PACS leaves out is a blank cell (dcmqrscp computes no counts).
+        instances = str(sum(len(series.instances) for series in study.series))
+        assert record["NumberOfStudyRelatedInstances"] == (
+            instances if real_pacs.computed_keys else ""
         )
         if "ReferringPhysicianName" in record:
             assert record["ReferringPhysicianName"] == REFERRING_PHYSICIAN
@@ -348,35 +354,125 @@ def test_find_csv_header_and_rows(
             assert record["PatientSex"] == patient.sex
 
 
-def test_find_table_is_aligned(node: str, archive: Archive) -> None:
-    result = run_cli("find", "-l", "study", "-f", "table", "-k", "PatientName=DOE*", node)
-    assert_ok(result)
-    lines = result.stdout.splitlines()
-    header, rule, rows = lines[0], lines[1], lines[2:]
+def screen_cells(line: str) -> list[str]:
+    """A line as the terminal shows it: one entry per screen column (a wide character
+    such as 山 takes two, the second one "")."""
+    cells: list[str] = []
+    for char in line:
+        cells += [char] + [""] * (cell_len(char) - 1)
+    return cells
+
+
+def read_table(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    """The rows of ``-f table`` output, checking every value sits in its column on screen."""
+    lines = [screen_cells(line) for line in result.stdout.splitlines()]
+    header, rule, rows = "".join(lines[0]), "".join(lines[1]), lines[2:]
     columns = [match.span() for match in re.finditer(r"-+", rule)]
     names = [header[start:end].strip() for start, end in columns]
-    assert names == list(DEFAULT_RETURN_KEYS[Level.STUDY]), details(result)
-    assert header.split() == names  # every name starts its column
-    expected = study_uids(archive, lambda p, s: p.patient_name.startswith("DOE"))
-    assert len(rows) == len(expected), details(result)
+    assert header.split() == names, details(result)  # every name starts its column
     table = []
     for row in rows:
         for start, end in columns:
-            # Every value sits in its column: the gap before the next one stays blank.
-            assert row[end : end + 2].strip() == "", row
-            assert start == 0 or row[start - 1] == " ", row
+            # The gap before the next column stays blank, whatever the width of the text.
+            assert "".join(row[end : end + 2]).strip() == "", "".join(row)
+            assert start == 0 or row[start - 1] == " ", "".join(row)
         table.append(
             {
-                name: row[start:end].strip()
+                name: "".join(row[start:end]).strip()
                 for name, (start, end) in zip(names, columns, strict=True)
             }
         )
-    assert sorted(r["StudyInstanceUID"] for r in table) == expected
+    return table
+
+
+def test_find_table_is_aligned(node: str, archive: Archive) -> None:
+    result = run_cli("find", "-l", "study", "-f", "table", node)
+    assert_ok(result)
+    table = read_table(result)
+    assert list(table[0]) == list(DEFAULT_RETURN_KEYS[Level.STUDY]), details(result)
+    assert sorted(r["StudyInstanceUID"] for r in table) == study_uids(archive)
     by_uid = {s.study_instance_uid: (p, s) for p, s in all_studies(archive)}
     for record in table:
         patient, study = by_uid[record["StudyInstanceUID"]]
+        # Names in Japanese, Greek, with umlauts: aligned by their width on screen.
         assert record["PatientName"] == patient.patient_name
         assert record["StudyDescription"] == study.description  # values with spaces too
+    assert any(not r["PatientName"].isascii() for r in table)
+
+
+# Default return keys dcmqrscp leaves out (it keeps no counts, no SeriesDescription and
+# no SOPClassUID in its index); Orthanc returns them all.
+LEFT_OUT_BY_DCMQRSCP = {
+    "study": {
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+    },
+    "series": {"SeriesDescription", "NumberOfSeriesRelatedInstances"},
+    "image": {"SOPClassUID"},
+}
+UNIQUE_COLUMN = {
+    "study": "StudyInstanceUID",
+    "series": "SeriesInstanceUID",
+    "image": "SOPInstanceUID",
+}
+
+
+def level_query(level: str, archive: Archive) -> tuple[list[str], list[str]]:
+    """The -k options for a query at ``level`` under PAT002's first study and series,
+    and the unique keys it must find."""
+    study = find_patient(archive, "PAT002").studies[0]
+    series = study.series[0]
+    if level == "study":
+        return [], study_uids(archive)
+    if level == "series":
+        keys = ["-k", f"StudyInstanceUID={study.study_instance_uid}"]
+        return keys, sorted(s.series_instance_uid for s in study.series)
+    keys = [
+        "-k",
+        f"StudyInstanceUID={study.study_instance_uid}",
+        "-k",
+        f"SeriesInstanceUID={series.series_instance_uid}",
+    ]
+    return keys, sorted(i.sop_instance_uid for i in series.instances)
+
+
+def output_records(output: str, result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    """Each match as column name -> text, whatever the output format."""
+    if output == "table":
+        return read_table(result)
+    if output == "csv":
+        rows = list(csv.reader(io.StringIO(result.stdout)))
+        return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    found = (
+        datasets(result.stdout)
+        if output == "ndjson"
+        else [Dataset.from_json(item) for item in json.loads(result.stdout)]
+    )
+    return [{element.keyword: str(element.value or "") for element in ds} for ds in found]
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json", "ndjson"])
+@pytest.mark.parametrize("level", ["study", "series", "image"])
+def test_every_format_at_every_level(
+    real_pacs: RealPacs, node: str, archive: Archive, level: str, output: str
+) -> None:
+    """A default return key the PACS leaves out is a blank cell (or absent in JSON),
+    never a crash: dcmqrscp leaves out several."""
+    keys, expected = level_query(level, archive)
+    result = run_cli("find", "-l", level, "-f", output, *keys, node)
+    assert_ok(result)
+    records = output_records(output, result)
+    assert sorted(r[UNIQUE_COLUMN[level]] for r in records) == expected, details(result)
+    assert f"{len(expected)} matches, success" in summary_line(result.stderr)
+    shown = DEFAULT_RETURN_KEYS[Level(level.upper())]
+    left_out = LEFT_OUT_BY_DCMQRSCP[level] if real_pacs.kind == "dcmqrscp" else set()
+    for record in records:
+        for keyword in shown:
+            if output in ("table", "csv"):
+                assert keyword in record, details(result)  # a column for every key
+            value = record.get(keyword, "")
+            assert (value == "") == (keyword in left_out), (keyword, details(result))
 
 
 # -- find: keys -----------------------------------------------------------------------
@@ -445,7 +541,7 @@ def test_image_level_of_the_big_study(node: str, archive: Archive, big_study: St
     assert f"{len(expected)} matches, success" in summary_line(result.stderr)
 
 
-def test_patient_root_patient_level(node: str, archive: Archive) -> None:
+def test_patient_root_patient_level(real_pacs: RealPacs, node: str, archive: Archive) -> None:
     result = run_cli("find", "--model", "patient", "--level", "patient", "-f", "ndjson", node)
     assert_ok(result)
     found = datasets(result.stdout)
@@ -454,28 +550,45 @@ def test_patient_root_patient_level(node: str, archive: Archive) -> None:
         patient = find_patient(archive, text(ds, "PatientID"))
         assert str(ds.PatientName) == patient.patient_name
         assert text(ds, "PatientBirthDate") == patient.birth_date
-        assert text(ds, "NumberOfPatientRelatedStudies") == str(len(patient.studies))
+        studies = str(len(patient.studies)) if real_pacs.computed_keys else ""
+        assert text(ds, "NumberOfPatientRelatedStudies") == studies
 
 
 # -- find: stderr ---------------------------------------------------------------------
 
 
-def test_summary_and_hierarchy_warning_on_stderr(node: str, archive: Archive) -> None:
+def test_summary_and_hierarchy_warning_on_stderr(
+    real_pacs: RealPacs, node: str, archive: Archive
+) -> None:
     patient = find_patient(archive, "PAT003")
     expected = sorted(i.sop_instance_uid for _, _, _, i in all_instances([patient]))
     result = run_cli("find", "-l", "image", "-f", "ndjson", "-k", "PatientID=PAT003", node)
     assert_ok(result)
+    # Both PACSs answer with PAT003's instances only: Orthanc matches PatientID at IMAGE
+    # level; dcmqrscp ignores it and answers every instance, and qrclient leaves out those
+    # whose PatientID is another one.
     assert sorted(text(ds, "SOPInstanceUID") for ds in datasets(result.stdout)) == expected
     lines = result.stderr.splitlines()
     warnings = [line for line in lines if line.startswith("qrclient: warning: ")]
-    assert len(warnings) == 1, details(result)
     assert "StudyInstanceUID" in warnings[0]
     assert "SeriesInstanceUID" in warnings[0]
     assert HIERARCHY_WARNING in warnings[0]
-    assert re.fullmatch(
-        rf"qrclient: {len(expected)} matches, success\b.*", summary_line(result.stderr)
-    ), details(result)
-    assert len(lines) == 2, details(result)
+    summary = summary_line(result.stderr)
+    assert summary.startswith(f"qrclient: {len(expected)} matches, success"), details(result)
+    if real_pacs.kind == "orthanc":
+        assert len(warnings) == 1, details(result)
+        assert summary.endswith(" s"), details(result)
+    else:
+        assert warnings[1:] == [
+            "qrclient: warning: the peer ignored PatientID=PAT003 (it returned matches with "
+            "other values): those matches are left out"
+        ], details(result)
+        every = sum(1 for _ in all_instances(archive))
+        left_out = every - len(expected)
+        assert summary.endswith(
+            f" s ({every} responses: {left_out} not matching the query left out)"
+        ), details(result)
+    assert len(lines) == len(warnings) + 1, details(result)
 
 
 def test_quiet_silences_summary_and_warnings(node: str, archive: Archive) -> None:
@@ -497,8 +610,8 @@ def test_closed_port_is_exit_3_with_a_hint(command: tuple[str, ...], closed_port
 
 
 @pytest.mark.parametrize("command", [("echo",), ("find", "-l", "study")])
-def test_wrong_called_ae_is_exit_3(command: tuple[str, ...], orthanc: OrthancServer) -> None:
-    result = run_cli(*command, f"WRONG@{orthanc.host}:{orthanc.dicom_port}")
+def test_wrong_called_ae_is_exit_3(command: tuple[str, ...], real_pacs: RealPacs) -> None:
+    result = run_cli(*command, f"WRONG@{real_pacs.peer.host}:{real_pacs.peer.port}")
     assert_network_error(result, "called AE title not recognised")
 
 
@@ -641,3 +754,28 @@ def test_verbose_logs_negotiation_and_dimse(
     assert any(line.startswith("<- ") and "Success" in line for line in lines[sent_at:])
     if command[0] == "find":  # the logging goes to stderr only: stdout stays clean data
         assert len(datasets(result.stdout)) == len(study_uids(archive))
+
+
+# -- a PACS that repeats matches --------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json", "ndjson"])
+def test_repeated_matches_are_merged_warned_once_and_counted(output: str) -> None:
+    """A PACS answering a STUDY-level query with one response per instance."""
+    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    with scripted_pacs_in_thread(pacs) as fake:
+        result = run_cli("find", "-l", "study", "-f", output, fake)
+    assert_ok(result)
+    assert pacs.finds == [6]
+    records = output_records(output, result)
+    assert [r["StudyInstanceUID"] for r in records] == ["2.25.10", "2.25.11"], details(result)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "qrclient: warning: the peer sent the same study more than once (same "
+        "StudyInstanceUID): each is shown once"
+    ], details(result)
+    assert re.fullmatch(
+        r"qrclient: 2 matches, success, status Success \(0x0000\), [0-9.]+ s "
+        r"\(6 responses: 4 duplicates merged\)",
+        summary_line(result.stderr),
+    ), details(result)

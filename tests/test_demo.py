@@ -24,7 +24,6 @@ from pydicom.dataset import Dataset
 
 import qrclient
 from fixtures.orthanc import free_ports
-from qrclient.demo.matching import matches
 from qrclient.demo.sample import sample_archive, sample_instances
 from qrclient.demo.server import DemoPacs, Destination
 from qrclient.demo.synthetic import (
@@ -41,6 +40,7 @@ from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
 from qrclient.ops.find import FindState
 from qrclient.ops.get import c_get
+from qrclient.ops.matching import matches
 from qrclient.ops.query import Level, Model
 from qrclient.ops.retrieve import Method, RetrieveJob, RetrieveRequest, run_with_listener
 from qrclient.store import Store

@@ -11,7 +11,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import peer_and_settings, run_command
 from qrclient.cli.output import make_writer
 from qrclient.net import ContextRequest, QueryOptions, open_association
-from qrclient.ops.find import FindState, find
+from qrclient.ops.find import FindState, find_distinct
 from qrclient.ops.printable import printable
 from qrclient.ops.query import build_query, parse_level, parse_model
 
@@ -44,7 +44,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
         try:
             async with (
                 open_association(peer, [context], settings) as assoc,
-                find(assoc, query) as matches,
+                find_distinct(assoc, query) as matches,
             ):
                 if options.wanted:
                     granted = assoc.query_options.get(query.sop_class, QueryOptions())
@@ -58,7 +58,13 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             say(f"warning: {warning}")
         elapsed = time.perf_counter() - started
         status = f", status {outcome.status}" if outcome.status else ""
-        say(f"{outcome.count} matches, {outcome.state.value}{status}, {elapsed:.2f} s")
+        dropped = [
+            f"{outcome.duplicates} duplicates merged" if outcome.duplicates else "",
+            f"{outcome.unmatched} not matching the query left out" if outcome.unmatched else "",
+        ]
+        told = "; ".join(d for d in dropped if d)
+        told = f" ({outcome.count} responses: {told})" if told else ""
+        say(f"{outcome.distinct} matches, {outcome.state.value}{status}, {elapsed:.2f} s{told}")
         if outcome.state is FindState.TRUNCATED:
             return exit_codes.PARTIAL
         return exit_codes.OK

@@ -246,8 +246,9 @@ def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
         help="check a PACS end to end and say what to fix (for PACS administrators)",
         description=(
             "Check NODE in order: name resolution, TCP, association, C-ECHO, the Q/R "
-            "contexts and transfer syntaxes it accepts, C-FIND, C-MOVE of one instance to "
-            "our listener (kept in a temporary directory), result caps and relational "
+            "contexts and transfer syntaxes it accepts, C-FIND, C-GET of one instance as "
+            "'qrclient get' does it, C-MOVE of one instance to our listener (both kept in "
+            "temporary directories), result caps, repeated matches and relational "
             "queries. Exit 0: no check failed; 3: the PACS cannot be reached or refuses "
             "the association; 4: it answers but a check failed."
         ),
@@ -267,7 +268,7 @@ def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
         type=float,
         default=20.0,
         metavar="SECONDS",
-        help="how long to wait for the moved instance (default 20)",
+        help="how long to wait for the instance got or moved (default 20)",
     )
     doctor.add_argument("--format", choices=("text", "json"), default="text", help="output")
 

@@ -9,7 +9,9 @@ from typing import Protocol, TextIO
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from rich.cells import cell_len
 
+from qrclient.net.dictionary import tag_of
 from qrclient.ops.browse import HIDDEN_COLUMNS, text_of
 from qrclient.ops.dicomjson import to_json_dict
 from qrclient.ops.printable import printable, printable_json
@@ -22,18 +24,32 @@ class MatchWriter(Protocol):
 
 
 class _Columns:
+    """One column per return key; a key the peer left out is a blank cell.
+
+    Any PACS may leave out what it does not keep (DCMTK's dcmqrscp: every computed key
+    and SeriesDescription), so a missing element is normal, never an error.
+    """
+
     def __init__(self, keywords: list[str]) -> None:
         self.keywords = [k for k in keywords if k not in HIDDEN_COLUMNS]
+        self._tags = [_tag(k) for k in self.keywords]
 
     def row(self, dataset: Dataset) -> list[str]:
-        return [printable(text_of(_element(dataset, k))) for k in self.keywords]
+        return [printable(text_of(_element(dataset, tag))) for tag in self._tags]
 
 
-def _element(dataset: Dataset, keyword: str) -> DataElement | None:
-    if keyword.startswith("("):
-        tag = int(keyword[1:5] + keyword[6:10], 16)
-        return dataset.get(tag)
-    return dataset.data_element(keyword) if keyword in dataset else None  # a peer may omit it
+def _tag(name: str) -> int:
+    """The tag of a column named by keyword or written ``(gggg,eeee)`` (Key.name)."""
+    if name.startswith("("):
+        return int(name[1:5] + name[6:10], 16)
+    tag = tag_of(name)
+    assert tag is not None, name  # the query checked every keyword
+    return tag
+
+
+def _element(dataset: Dataset, tag: int) -> DataElement | None:
+    element = dataset.get(tag)
+    return element if isinstance(element, DataElement) else None
 
 
 class TableWriter(_Columns):
@@ -51,9 +67,10 @@ class TableWriter(_Columns):
         header = self.keywords
         widths = [len(h) for h in header]
         for row in self._rows:
-            widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+            widths = [max(w, cell_len(v)) for w, v in zip(widths, row, strict=True)]
         for row in [header, ["-" * w for w in widths], *self._rows]:
-            line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))
+            # Padded to the width on screen: 山田 takes four columns, not two.
+            line = "  ".join(v + " " * (w - cell_len(v)) for v, w in zip(row, widths, strict=True))
             self._out.write(line.rstrip() + "\n")
         self._out.flush()
 

@@ -14,7 +14,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
-from qrclient.net.errors import sole_error
+from qrclient.ops.failures import main_error
 from qrclient.ops.node import check_ae_title, parse_listen
 from qrclient.ops.printable import printable
 from qrclient.ops.query import Level, QueryError, parse_level, parse_model
@@ -111,7 +111,7 @@ def _prepare(
         except (StoreError, BaseExceptionGroup) as exc:
             # The index failed (damaged, disk full), or could not commit its last rows
             # on closing: say what arrived, then what failed.
-            error = sole_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            error = main_error(exc)
             if not isinstance(error, StoreError):
                 raise
             if started:

@@ -15,7 +15,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from qrclient.demo.matching import Value, matches
+from qrclient.ops.matching import Value, matches
 from qrclient.ops.query import LEVEL_ORDER, UNIQUE_KEY
 
 LEVELS: tuple[str, ...] = LEVEL_ORDER  # Level is a StrEnum: "PATIENT", ... as in requests

@@ -133,15 +133,22 @@ _HINTS: dict[tuple[Service | None, int], str] = {
         "the identifier does not match the SOP class: check the level and that the "
         "keys belong to the query model (e.g. PATIENT level needs --model patient)"
     ),
-    (None, 0xC000): (
-        "the peer could not process the request: check its log; for C-MOVE, the "
-        "destination AE title must be registered on the PACS"
+    (None, 0xC000): "the peer could not process the request: check its log",
+    (Service.FIND, 0xC000): (
+        "the peer could not process the query: check its log; strict PACSs refuse a query "
+        "without the unique keys of the levels above the one asked (e.g. -k "
+        "SeriesInstanceUID at IMAGE level) or with a \\-separated list"
+    ),
+    (Service.MOVE, 0xC000): (
+        "the peer could not process the request: check its log; the destination AE "
+        "title must be registered on the PACS"
     ),
     (None, 0x0122): "the peer does not support this SOP class on this association",
     (None, 0x0124): "the peer refused: our AE title is not authorised for this service",
     (Service.MOVE, 0xA801): (
-        "the PACS does not know the move destination: register its AE title, host and "
-        "port on the PACS (e.g. Orthanc's DicomModalities)"
+        "the PACS does not know the move destination, or (on some PACSs) cannot connect "
+        "to it: register its AE title, host and port on the PACS (e.g. Orthanc's "
+        "DicomModalities), and check that the PACS can reach that host and port"
     ),
     (Service.FIND, 0xFE00): (
         "the peer stopped early: it was cancelled, or it truncated the results at its "

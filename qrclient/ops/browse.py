@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from qrclient.net.status import FailureStatus
 from qrclient.ops.query import Level, Model, QueryError
 from qrclient.ops.retrieve import RetrieveRequest
 
@@ -230,20 +231,47 @@ def ordered_columns(level: Level, keywords: Sequence[str]) -> list[str]:
 
 
 async def remote_totals(find_rows: FindRows, study_uids: Sequence[str]) -> dict[str, int]:
-    """Instances the peer holds per study and per series (one C-FIND at each level)."""
+    """Instances the peer holds per study and per series (one C-FIND at each level).
+
+    A PACS that does not compute the counts (they are optional: DCMTK's dcmqrscp returns
+    none) has the instances of the studies left uncounted listed at IMAGE level instead.
+    """
     totals: dict[str, int] = {}
-    if not study_uids:
-        return totals
     for level, uid_key, count_key in (
         (Level.STUDY, "StudyInstanceUID", "NumberOfStudyRelatedInstances"),
         (Level.SERIES, "SeriesInstanceUID", "NumberOfSeriesRelatedInstances"),
     ):
-        # Bounded UID lists: a PACS may refuse a long identifier.
-        for start in range(0, len(study_uids), _UIDS_PER_REQUEST):
-            uid_list = "\\".join(study_uids[start : start + _UIDS_PER_REQUEST])
-            keys = [f"StudyInstanceUID={uid_list}", uid_key, count_key]
-            async for row in find_rows(level, keys):
-                uid, count = row.get(uid_key, ""), row.get(count_key, "")
-                if uid and count.isdigit():
-                    totals[uid] = int(count)
+        async for row in _by_study_lists(find_rows, level, study_uids, [uid_key, count_key]):
+            uid, count = row.get(uid_key, ""), row.get(count_key, "")
+            if uid and count.isdigit():
+                totals[uid] = int(count)
+    uncounted = [uid for uid in study_uids if uid not in totals]
+    asked = set(uncounted)
+    keys = ["SeriesInstanceUID", "SOPInstanceUID"]
+    async for row in _by_study_lists(find_rows, Level.IMAGE, uncounted, keys):
+        study, series = row.get("StudyInstanceUID", ""), row.get("SeriesInstanceUID", "")
+        if study in asked and series and row.get("SOPInstanceUID"):
+            totals[study] = totals.get(study, 0) + 1
+            totals[series] = totals.get(series, 0) + 1
     return totals
+
+
+async def _by_study_lists(
+    find_rows: FindRows, level: Level, study_uids: Sequence[str], keys: list[str]
+) -> AsyncIterator[Row]:
+    """The rows of one C-FIND per bounded list of study UIDs (a PACS may refuse a long
+    identifier); a PACS that refuses a list is asked one study at a time."""
+    for start in range(0, len(study_uids), _UIDS_PER_REQUEST):
+        chunk = study_uids[start : start + _UIDS_PER_REQUEST]
+        uid_list = "\\".join(chunk)
+        answered = False
+        try:
+            async for row in find_rows(level, [f"StudyInstanceUID={uid_list}", *keys]):
+                answered = True
+                yield row
+        except FailureStatus:
+            if len(chunk) == 1 or answered:  # asking again would count twice
+                raise
+            for uid in chunk:
+                async for row in find_rows(level, [f"StudyInstanceUID={uid}", *keys]):
+                    yield row

@@ -15,20 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import anyio.lowlevel
 
 from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
+from qrclient.net.dictionary import COMMON
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
+from qrclient.net.presentation import QueryOptions
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
 from qrclient.net.walk import scan_values
 from qrclient.ops.cancel import cancel_request
-from qrclient.ops.query import Query
+from qrclient.ops.matching import AnswerCheck
+from qrclient.ops.query import UNIQUE_KEY, Level, Query
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -53,10 +56,17 @@ class FindOutcome:
     warnings: list[str] = field(default_factory=list)
     aborted: bool = False  # the peer ignored C-CANCEL and the association was aborted
     error_comment: str | None = None
+    duplicates: int = 0  # matches find_distinct dropped: their unique key came before
+    unmatched: int = 0  # matches find_distinct dropped: they contradict a key of the query
 
     @property
     def done(self) -> bool:
         return self.state is not FindState.RUNNING
+
+    @property
+    def distinct(self) -> int:
+        """Matches handed over: ``count`` less those find_distinct dropped."""
+        return self.count - self.duplicates - self.unmatched
 
 
 class FindResults:
@@ -71,7 +81,7 @@ class FindResults:
         self._started = False
         self.outcome = FindOutcome(warnings=list(query.warnings))
 
-    async def __aenter__(self) -> FindResults:
+    async def __aenter__(self) -> Self:
         transfer_syntax = str(self._context.transfer_syntax)
         identifier = encode_dataset(self._query.as_identifier(), transfer_syntax)
         self._message_id = self._association.next_message_id()
@@ -100,7 +110,7 @@ class FindResults:
             self.outcome.state = FindState.FAILURE
             await self._association.abort()
 
-    def __aiter__(self) -> FindResults:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Dataset:
@@ -189,6 +199,71 @@ class FindResults:
 def find(association: Association, query: Query, *, grace: float = CANCEL_GRACE) -> FindResults:
     """Start a C-FIND on an open association; see the module docstring."""
     return FindResults(association, query, grace)
+
+
+MAX_DISTINCT = 1_000_000  # unique keys remembered: a peer that never stops cannot fill memory
+_NOUNS = {Level.PATIENT: "patient", Level.STUDY: "study", Level.SERIES: "series"}
+
+
+class DistinctResults(FindResults):
+    """``FindResults`` handing over each match of the query once.
+
+    Some PACSs answer a STUDY-level query with one response per instance. A later match
+    with a unique key (StudyInstanceUID for STUDY...) seen before is dropped and counted
+    in ``outcome.duplicates``; the first one adds a warning. A match without the key
+    (not asked for, or left out by the peer) is always handed over.
+
+    Matching on keys above the level asked, or on optional keys, is optional: a PACS
+    may ignore them (dcmqrscp does, silently). A match whose returned values contradict
+    a matching key is dropped and counted in ``outcome.unmatched``; see AnswerCheck.
+    """
+
+    def __init__(self, association: Association, query: Query, grace: float) -> None:
+        super().__init__(association, query, grace)
+        self._keyword = UNIQUE_KEY[query.level]
+        self._noun = _NOUNS.get(query.level, "instance")
+        self._tag = COMMON[self._keyword][0]
+        granted = association.query_options.get(query.sop_class, QueryOptions())
+        self._check = AnswerCheck(
+            query,
+            self._warn,
+            fuzzy=granted.fuzzy_matching,
+            combined_datetime=granted.datetime_matching,
+        )
+        self._wanted = self._check.tags | {self._tag}
+        self._seen: set[bytes] = set()
+
+    async def next_identifier(self) -> bytes | None:
+        while (identifier := await super().next_identifier()) is not None:
+            raw = _match_values(identifier, self.transfer_syntax, self._wanted)
+            if not self._check.accepts(raw):
+                self.outcome.unmatched += 1
+                continue
+            key = raw.get(self._tag, b"").rstrip(b" \x00")
+            if not key or key not in self._seen:
+                self._remember(key)
+                return identifier
+            self.outcome.duplicates += 1
+            if self.outcome.duplicates == 1:
+                self._warn(
+                    f"the peer sent the same {self._noun} more than once (same "
+                    f"{self._keyword}): each is shown once"
+                )
+        return None
+
+    def _remember(self, key: bytes) -> None:
+        if not key or len(self._seen) > MAX_DISTINCT:
+            return
+        if len(self._seen) == MAX_DISTINCT:  # once: the set stops growing after this one
+            self._warn(f"more than {MAX_DISTINCT:,} matches: later duplicates are not merged")
+        self._seen.add(key)
+
+
+def find_distinct(
+    association: Association, query: Query, *, grace: float = CANCEL_GRACE
+) -> DistinctResults:
+    """``find`` with each match handed over once; see :class:`DistinctResults`."""
+    return DistinctResults(association, query, grace)
 
 
 async def find_values(association: Association, query: Query) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.browse import Row, match_row, remote_totals
 from qrclient.ops.failures import describe, main_error
-from qrclient.ops.find import FindOutcome, FindResults, find
+from qrclient.ops.find import FindOutcome, FindResults, find_distinct
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Level, Model, Query, build_query
@@ -224,7 +224,7 @@ class RealBackend:
         context = ContextRequest(query.sop_class)
         async with (
             open_association(node.peer, [context], self._settings(node)) as association,
-            find(association, query) as results,
+            find_distinct(association, query) as results,  # a PACS may repeat matches
         ):
             yield _RowStream(results)
 

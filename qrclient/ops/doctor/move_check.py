@@ -2,10 +2,10 @@
 
 The instance goes to a temporary directory, removed afterwards (never the user's
 store). What happened is gathered as evidence first, then diagnosed by a pure function:
-delivered; refused by our listener; "the PACS does not know our AE title" (status
-0xA801); "it knows it but cannot reach host:port" (failed sub-operations, or nothing
-arrives while the PACS keeps trying); or, when the PACS answers a bare failure without
-counts (Orthanc answers 0xC000 in both cases), the two causes named together.
+delivered; refused by our listener; "it knows our AE title but cannot reach host:port"
+(failed sub-operations, or nothing arrives while the PACS keeps trying); or, when the
+PACS refuses without counts, the two causes named together: "Move destination unknown"
+(0xA801) may mean either on some PACSs, and Orthanc answers 0xC000 in both cases.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from qrclient.ops.retrieve import move_listener
 from qrclient.ops.storing import Incoming
 
 NAME = "C-MOVE to us"
-MOVE_DESTINATION_UNKNOWN = 0xA801
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 
@@ -223,7 +222,7 @@ def diagnose(evidence: MoveEvidence, where: Where, peer_ae: str) -> Check:
     status = evidence.status
     register = (
         f"on the PACS, register {where.registration} as a DICOM destination "
-        "(Orthanc: DicomModalities)"
+        "(e.g. Orthanc: DicomModalities; DCMTK's dcmqrscp: HostTable in its configuration)"
     )
     reach = (
         f"check the host and port the PACS has for AE title {aet}: they must be "
@@ -254,14 +253,6 @@ def diagnose(evidence: MoveEvidence, where: Where, peer_ae: str) -> Check:
             evidence.error.hint,
             seconds,
         )
-    if status is not None and status.code == MOVE_DESTINATION_UNKNOWN:
-        return Check(
-            NAME,
-            State.FAILED,
-            f"the PACS does not know our AE title {aet} as a C-MOVE destination ({status})",
-            register,
-            seconds,
-        )
     nothing = f"nothing reached our listener ({where.listening})"
     if evidence.timed_out:
         return Check(
@@ -282,12 +273,14 @@ def diagnose(evidence: MoveEvidence, where: Where, peer_ae: str) -> Check:
             seconds,
         )
     if status is not None and status.is_failure:
+        # Even "Move destination unknown" (0xA801) may mean either: some PACSs answer
+        # it when the registered host and port cannot be connected to.
         return Check(
             NAME,
             State.FAILED,
             f"the PACS refused to move to {aet} ({status}) and {nothing}: either it does "
             f"not know AE title {aet}, or it knows it with a host or port it cannot reach "
-            "(this PACS answers both the same way)",
+            "(its answer does not say which)",
             f"{register}; if it is registered, {reach}",
             seconds,
         )

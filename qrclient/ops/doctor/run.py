@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrclient.net.association import Peer, Settings
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_MOVE
+from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from qrclient.ops.doctor.get_check import NAME as GET_CHECK
+from qrclient.ops.doctor.get_check import check_get
 from qrclient.ops.doctor.move_check import NAME as MOVE_CHECK
 from qrclient.ops.doctor.move_check import Where, check_move, local_address
 from qrclient.ops.doctor.negotiation import (
@@ -15,17 +17,16 @@ from qrclient.ops.doctor.negotiation import (
     check_resolution,
 )
 from qrclient.ops.doctor.report import Check, Report, State
-from qrclient.ops.doctor.sample import READ_AT_MOST, FindResult, check_find
+from qrclient.ops.doctor.sample import CAP, DUPLICATES, FIND, READ_AT_MOST, FindResult, check_find
 
 RELATIONAL = "relational queries"
-FIND_CHECKS = ("C-FIND", "C-FIND result cap")
 
 
 @dataclass(frozen=True, slots=True)
 class DoctorOptions:
     listen_host: str = "0.0.0.0"  # where our storage listener accepts the moved instance
     listen_port: int = 11113
-    move_wait: float = 20.0  # how long to wait for the moved instance
+    move_wait: float = 20.0  # how long to wait for the moved (or got) instance
     find_limit: int = READ_AT_MOST
 
 
@@ -44,8 +45,10 @@ async def diagnose_peer(
         return report
     found = await _find(peer, settings, negotiation, options)
     report.add(found.check)
-    report.add(await _move(peer, settings, negotiation, found, options))
+    for fetch in (GET_CHECK, MOVE_CHECK):
+        report.add(await _fetch(fetch, peer, settings, negotiation, found, options))
     report.add(found.cap)
+    report.add(found.duplicates)
     report.add(_relational(negotiation))
     return report
 
@@ -55,24 +58,31 @@ async def _find(
 ) -> FindResult:
     if not negotiation.accepts(STUDY_ROOT_FIND):
         why = "the PACS does not accept Study Root C-FIND"
-        return FindResult(
-            Check("C-FIND", State.SKIPPED, why), Check(FIND_CHECKS[1], State.SKIPPED, why), None
+        find, cap, duplicates = (
+            Check(name, State.SKIPPED, why) for name in (FIND, CAP, DUPLICATES)
         )
+        return FindResult(find, cap, duplicates, None)
     return await check_find(peer, settings, options.find_limit)
 
 
-async def _move(
+async def _fetch(
+    name: str,
     peer: Peer,
     settings: Settings,
     negotiation: Negotiation,
     found: FindResult,
     options: DoctorOptions,
 ) -> Check:
-    if not negotiation.accepts(STUDY_ROOT_MOVE):
-        return Check(MOVE_CHECK, State.SKIPPED, "the PACS does not accept Study Root C-MOVE")
+    """The C-GET or the C-MOVE check of one instance, where it can mean something."""
+    sop_class = STUDY_ROOT_GET if name == GET_CHECK else STUDY_ROOT_MOVE
+    if not negotiation.accepts(sop_class):
+        service = next(label for label, uid, _ in QR_CLASSES if uid == sop_class)
+        return Check(name, State.SKIPPED, f"the PACS does not accept {service}")
     if found.sample is None:
         why = "C-FIND does not work" if found.check.state is not State.OK else "no instance"
-        return Check(MOVE_CHECK, State.SKIPPED, f"nothing to move: {why}")
+        return Check(name, State.SKIPPED, f"nothing to fetch: {why}")
+    if name == GET_CHECK:
+        return await check_get(peer, settings, found.sample, options.move_wait)
     where = Where(
         settings.calling_ae,
         options.listen_host,
@@ -103,7 +113,7 @@ def _relational(negotiation: Negotiation) -> Check:
 def _skip_rest(report: Report, why: str, *, after: str) -> None:
     names = ["name resolution", "TCP connection", "association", "C-ECHO"]
     names += [name for name, _, _ in QR_CLASSES]
-    names += ["C-FIND", MOVE_CHECK, FIND_CHECKS[1], RELATIONAL]
+    names += [FIND, GET_CHECK, MOVE_CHECK, CAP, DUPLICATES, RELATIONAL]
     done = {check.name for check in report.checks}
     for name in names[names.index(after) + 1 :]:
         if name not in done:

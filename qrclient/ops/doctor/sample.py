@@ -1,9 +1,10 @@
 """C-FIND checks: does a query work, does the peer cap results, and one small instance.
 
 A STUDY-level query for every study (UIDs and instance counts only) shows whether
-C-FIND works and whether the peer truncates its answers (Orthanc ends a capped answer
-with status 0xFE00 instead of Success). The smallest study then gives one instance
-for the C-MOVE check.
+C-FIND works, whether the peer truncates its answers (Orthanc ends a capped answer
+with status 0xFE00 instead of Success) and whether it repeats matches (some send one
+STUDY-level response per instance). The smallest study then gives one instance for
+the C-GET and C-MOVE checks.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from qrclient.net.errors import DicomNetworkError
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import FailureStatus
 from qrclient.ops.doctor.report import Check, State, Stopwatch
-from qrclient.ops.find import FindState, find
+from qrclient.ops.find import FindOutcome, FindState, find, find_distinct
 from qrclient.ops.query import Level, Model, build_query
 
+FIND = "C-FIND"
+CAP = "C-FIND result cap"
+DUPLICATES = "C-FIND duplicates"
 READ_AT_MOST = 2000  # studies read for the cap check; a cap below this is found
 
 
@@ -34,6 +38,7 @@ class Sample:
 class FindResult:
     check: Check  # C-FIND works?
     cap: Check  # truncated results?
+    duplicates: Check  # the same study more than once?
     sample: Sample | None
 
 
@@ -57,7 +62,7 @@ async def check_find(peer: Peer, settings: Settings, limit: int = READ_AT_MOST) 
     try:
         async with (
             open_association(peer, [ContextRequest(Model.STUDY.find_sop_class)], settings) as a,
-            find(a, query) as matches,
+            find_distinct(a, query) as matches,
         ):
             async for match in matches:
                 uid = str(match.get("StudyInstanceUID", ""))
@@ -73,39 +78,57 @@ async def check_find(peer: Peer, settings: Settings, limit: int = READ_AT_MOST) 
             f"{exc.hint}; if the PACS restricts queries by AE title, allow "
             f"{settings.calling_ae} to query"
         ).lstrip("; ")
-        failed = Check("C-FIND", State.FAILED, exc.message, fix, watch.seconds)
-        return FindResult(failed, _skipped("C-FIND result cap"), None)
+        return _failed(Check(FIND, State.FAILED, exc.message, fix, watch.seconds))
     except DicomNetworkError as exc:
-        failed = Check("C-FIND", State.FAILED, exc.message, exc.hint, watch.seconds)
-        return FindResult(failed, _skipped("C-FIND result cap"), None)
-    found = f"{outcome.count} studies" if outcome.count != 1 else "1 study"
-    works = Check("C-FIND", State.OK, f"STUDY-level query answered: {found}", "", seconds)
+        return _failed(Check(FIND, State.FAILED, exc.message, exc.hint, watch.seconds))
+    works = Check(
+        FIND, State.OK, f"STUDY-level query answered: {_studies(outcome.distinct)}", "", seconds
+    )
     try:
-        # Its own failure is not C-FIND's: the move check then says it had nothing to move.
+        # Its own failure is not C-FIND's: the later checks then say they had no instance.
         sample = await _smallest_instance(peer, settings, sorted(studies))
     except DicomNetworkError:
         sample = None
-    return FindResult(works, _cap_check(outcome.state, outcome.count, limit), sample)
+    return FindResult(works, _cap_check(outcome, limit), _duplicates_check(outcome), sample)
 
 
-def _cap_check(state: FindState, count: int, limit: int) -> Check:
-    name = "C-FIND result cap"
-    if state is FindState.TRUNCATED:
+def _studies(count: int) -> str:
+    return "1 study" if count == 1 else f"{count} studies"
+
+
+def _cap_check(outcome: FindOutcome, limit: int) -> Check:
+    if outcome.state is FindState.TRUNCATED:
         return Check(
-            name,
+            CAP,
             State.WARNING,
-            f"the PACS stopped after {count} matches with status Cancel (0xFE00): it caps "
-            "C-FIND answers, so broad queries miss matches",
+            f"the PACS stopped after {outcome.count} matches with status Cancel (0xFE00): it "
+            "caps C-FIND answers, so broad queries miss matches",
             "narrow queries (e.g. by date), or raise the PACS's limit (Orthanc: "
             "LimitFindResults); qrclient find exits with 5 when results are truncated",
         )
-    if state is FindState.CANCELLED:
-        return Check(name, State.OK, f"no cap below {limit} matches (stopped reading there)")
-    return Check(name, State.OK, f"no cap: all {count} studies returned")
+    if outcome.state is FindState.CANCELLED:
+        return Check(CAP, State.OK, f"no cap below {limit} matches (stopped reading there)")
+    return Check(CAP, State.OK, f"no cap: all {_studies(outcome.distinct)} returned")
 
 
-def _skipped(name: str) -> Check:
-    return Check(name, State.SKIPPED, "C-FIND does not work")
+def _duplicates_check(outcome: FindOutcome) -> Check:
+    if not outcome.duplicates:
+        return Check(DUPLICATES, State.OK, "none: each study was answered once")
+    return Check(
+        DUPLICATES,
+        State.WARNING,
+        f"the PACS sent {outcome.count} responses for {_studies(outcome.distinct)}: it repeats "
+        "matches (e.g. one per instance)",
+        "nothing to do for qrclient, which shows each match once; other tools may list a "
+        "study many times: the PACS's vendor or configuration should send each match once",
+    )
+
+
+def _failed(check: Check) -> FindResult:
+    skipped = "C-FIND does not work"
+    return FindResult(
+        check, Check(CAP, State.SKIPPED, skipped), Check(DUPLICATES, State.SKIPPED, skipped), None
+    )
 
 
 async def _smallest_instance(
