@@ -47,9 +47,8 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
 
     config = load_config(getattr(args, "config", None))
     node = config.resolve(args.node)
-    calling = config.ae_title
-    if args.aet is not None:
-        calling = check_ae_title(args.aet, "calling AE title (--aet)")
+    given = None if args.aet is None else check_ae_title(args.aet, "calling AE title (--aet)")
+    calling = config.calling_ae(node, given)
     max_pdu = config.max_pdu if args.max_pdu is None else args.max_pdu
     if not 4096 <= max_pdu <= 0x7FFFFFFF:
         raise UsageError(f"--max-pdu {max_pdu}: expected 4096 to 2147483647 bytes")

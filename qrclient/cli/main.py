@@ -325,6 +325,11 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
     add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
     add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
+    add.add_argument(
+        "--calling-aet",
+        metavar="AET",
+        help="our AE title toward this node, as registered on it (default: the file's)",
+    )
     add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
     add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
     for name in ("connect", "association", "dimse", "network"):

@@ -47,12 +47,25 @@ def _list(config: Config, kind: str) -> int:
             "qrclient nodes add NAME AET@host:port\n"
         )
         return exit_codes.OK
-    rows = [("NAME", "NODE", "MODEL", "METHOD", "DESTINATION", "LISTEN", "PARALLEL", "TLS")]
+    rows = [
+        (
+            "NAME",
+            "NODE",
+            "CALLING-AE",
+            "MODEL",
+            "METHOD",
+            "DESTINATION",
+            "LISTEN",
+            "PARALLEL",
+            "TLS",
+        )
+    ]
     for node in nodes:
         rows.append(
             (
                 node.name,
                 address(node.peer),
+                config.calling_ae(node),
                 node.model.value,
                 node.method.value,
                 node.destination or "-",
@@ -79,12 +92,15 @@ def _show(config: Config, node: NodeConfig, kind: str) -> int:
         ("node", address(node.peer)),
         ("model", node.model.value),
         ("method", node.method.value),
-        ("destination", node.destination or f"{config.ae_title} (ours: our storage listener)"),
+        (
+            "destination",
+            node.destination or f"{config.calling_ae(node)} (ours: our storage listener)",
+        ),
         ("listen", node.listen),
         ("parallel", str(node.parallel)),
         ("timeouts", timeouts),
         ("tls", _describe_tls(_tls(node))),
-        ("calling AE", config.ae_title),
+        ("calling AE", config.calling_ae(node)),
         ("file", str(config.path)),
     ]
     width = max(len(label) for label, _ in lines)
@@ -122,7 +138,8 @@ def _as_json(config: Config, node: NodeConfig) -> dict[str, Any]:
         "port": node.peer.port,
         "model": node.model.value,
         "method": node.method.value,
-        "destination": node.destination or config.ae_title,
+        "destination": node.destination or config.calling_ae(node),
+        "calling_ae": config.calling_ae(node),
         "listen": node.listen,
         "parallel": node.parallel,
         "timeouts": {name: getattr(node.timeouts, name) for name in TIMEOUTS},
@@ -141,6 +158,8 @@ def _add(args: argparse.Namespace) -> int:
         table["method"] = args.method
     if args.dest is not None:
         table["destination"] = check_ae_title(args.dest, "--dest")
+    if args.calling_aet is not None:
+        table["calling_ae"] = check_ae_title(args.calling_aet, "--calling-aet")
     if args.listen is not None:
         parse_listen(args.listen)
         table["listen"] = args.listen

@@ -36,7 +36,7 @@ GLOBAL_KEYS = ("ae_title", "store", "max_pdu", "model", "method", "listen", "par
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
-    *("timeouts", "tls"),
+    *("calling_ae", "timeouts", "tls"),
 )
 TIMEOUT_KEYS = ("connect", "association", "dimse", "network")
 TLS_KEYS = ("ca", "cert", "key", "verify", "server_name")
@@ -253,6 +253,12 @@ class ConfigParser:
             own.parallel,
             own.timeouts,
             self.tls(at, table.get("tls")),
+            calling_ae=self.value(
+                table,
+                (*at, "calling_ae"),
+                ae_title,
+                "our AE title for this node: 1 to 16 characters",
+            ),
         )
 
     def tls(self, at: KeyPath, value: object) -> TlsSettings | None:

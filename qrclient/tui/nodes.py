@@ -20,6 +20,7 @@ class NodeBook:
         listen: tuple[str, int] | None = None,
     ) -> None:
         self.config = config or Config()
+        self.given_ae = calling_ae  # --aet: wins over every node's own calling_ae
         self.calling_ae = calling_ae or self.config.ae_title
         self.listen = listen  # --listen: where our listener waits, whatever the node says
 
@@ -62,7 +63,9 @@ class NodeBook:
             config.peer,
             config.method,
             config.name if config.configured else "",
-            settings=config.settings(self.calling_ae, self.config.max_pdu),
+            settings=config.settings(
+                self.config.calling_ae(config, self.given_ae), self.config.max_pdu
+            ),
             destination=config.destination,
             listen=own if has_own and self.listen is None else None,
         )

@@ -1,0 +1,139 @@
+"""The administrator's command-line rough edges (issue 16): a calling AE title per node,
+-q on every command, Ctrl-C, a port that speaks HTTP, lenient input, the demo's config.
+
+Every command runs as a real subprocess with its own configuration folder, against the
+session's real Orthanc or DCMTK's dcmqrscp.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures.dataset import Archive, find_patient
+from fixtures.orthanc import OrthancServer
+from qrclient.cli import exit_codes
+from qrclient.config import load_config
+from qrclient.config.errors import ConfigError
+from qrclient.tui.nodes import NodeBook
+from tests.conftest import THIRD_PARTY_AE
+from tests.test_cli_nodes import details, home, instances, ok, qrclient, stored
+
+__all__ = ["home"]  # a fixture, used by name
+
+
+def node_of(orthanc: OrthancServer) -> str:
+    return f"{orthanc.aet}@{orthanc.host}:{orthanc.dicom_port}"
+
+
+# -- a calling AE title per node --------------------------------------------------------
+
+
+def config_with_calling_ae(path: Path, orthanc: OrthancServer, listen_port: int) -> Path:
+    path.write_text(
+        'ae_title = "NOBODY"   # the file\'s: no PACS knows it\n'
+        "[nodes.pacs]\n"
+        f'ae_title = "{orthanc.aet}"\nhost = "{orthanc.host}"\nport = {orthanc.dicom_port}\n'
+        f'calling_ae = "{THIRD_PARTY_AE}"\nlisten = "127.0.0.1:{listen_port}"\n'
+        "[nodes.plain]\n"
+        f'ae_title = "{orthanc.aet}"\nhost = "{orthanc.host}"\nport = {orthanc.dicom_port}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_calling_ae_precedence_in_the_configuration(orthanc: OrthancServer, tmp_path: Path) -> None:
+    config = load_config(config_with_calling_ae(tmp_path / "c.toml", orthanc, 11113))
+    pacs, plain = config.nodes["pacs"], config.nodes["plain"]
+    assert pacs.calling_ae == THIRD_PARTY_AE
+    assert config.calling_ae(pacs) == THIRD_PARTY_AE  # the node's over the file's
+    assert config.calling_ae(plain) == "NOBODY"  # the file's
+    assert config.calling_ae(pacs, "OPTION") == "OPTION"  # --aet over both
+    assert config.settings(pacs).calling_ae == THIRD_PARTY_AE
+
+    # The UI resolves nodes the same way; --aet (given to the book) wins.
+    def ui_calling_ae(book: NodeBook, name: str) -> str:
+        settings = book.resolve(name).settings
+        assert settings is not None
+        return settings.calling_ae
+
+    assert ui_calling_ae(NodeBook(config), "pacs") == THIRD_PARTY_AE
+    assert ui_calling_ae(NodeBook(config), "plain") == "NOBODY"
+    assert ui_calling_ae(NodeBook(config, calling_ae="GIVEN"), "pacs") == "GIVEN"
+
+
+def test_a_bad_calling_ae_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[nodes.p]\nae_title = "P"\nhost = "h"\nport = 104\ncalling_ae = "WAY_TOO_LONG_AE_TITLE"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"line 5: nodes\.p\.calling_ae = .*1 to 16 characters"):
+        load_config(bad)
+
+
+def test_the_nodes_calling_ae_is_what_the_pacs_sees(
+    home: Path,
+    orthanc: OrthancServer,
+    archive: Archive,
+    tmp_path: Path,
+    listen_ports: tuple[int, int],
+) -> None:
+    """Orthanc knows THIRDPARTY at listen_ports[1] and not NOBODY: a C-MOVE to us by the
+    node (whose calling_ae is THIRDPARTY) arrives only if the association said so."""
+    config = str(config_with_calling_ae(tmp_path / "c.toml", orthanc, listen_ports[1]))
+    logged = qrclient(home, "--config", config, "echo", "pacs", "-v")
+    ok(logged)
+    assert f"A-ASSOCIATE-RQ {THIRD_PARTY_AE} -> {orthanc.aet}" in logged.stderr
+    overridden = qrclient(home, "--config", config, "echo", "pacs", "-v", "--aet", "OPTION")
+    ok(overridden)
+    assert f"A-ASSOCIATE-RQ OPTION -> {orthanc.aet}" in overridden.stderr
+    plain = qrclient(home, "--config", config, "echo", "plain", "-v")
+    ok(plain)
+    assert f"A-ASSOCIATE-RQ NOBODY -> {orthanc.aet}" in plain.stderr
+
+    study = find_patient(archive, "PAT008").studies[0]
+    moved = qrclient(
+        home,
+        "--config",
+        config,
+        "move",
+        "pacs",
+        "-k",
+        f"StudyInstanceUID={study.study_instance_uid}",
+        "-o",
+        str(tmp_path / "store"),
+        "--format",
+        "json",
+    )
+    assert json.loads(ok(moved))["received"] == len(instances(study))
+    assert stored(tmp_path / "store") == instances(study)
+
+
+def test_nodes_add_calling_aet(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "nodes.toml"
+    ok(
+        qrclient(
+            home, "nodes", "add", "pacs", "PACS@10.0.0.5:104", "--calling-aet", "WS12",
+            "--config", str(config),
+        )
+    )  # fmt: skip
+    assert 'calling_ae = "WS12"' in config.read_text(encoding="utf-8")
+    shown = ok(qrclient(home, "nodes", "show", "pacs", "--config", str(config)))
+    assert "calling AE   WS12" in shown
+    as_json = json.loads(
+        ok(qrclient(home, "nodes", "show", "pacs", "--config", str(config), "--format", "json"))
+    )
+    assert as_json["calling_ae"] == "WS12"
+    assert as_json["ae_title"] == "PACS"  # the PACS's own, unchanged
+    listed = ok(qrclient(home, "nodes", "list", "--config", str(config)))
+    assert "CALLING-AE" in listed.splitlines()[0]
+    assert "WS12" in listed.splitlines()[1]
+    bad = qrclient(
+        home, "nodes", "add", "other", "P@h:104", "--calling-aet", "A\\B", "--config", str(config)
+    )
+    assert bad.returncode == exit_codes.USAGE, details(bad)
+    assert "--calling-aet" in bad.stderr
+    assert "[nodes.other]" not in config.read_text(encoding="utf-8")
