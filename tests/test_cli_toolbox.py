@@ -137,3 +137,39 @@ def test_nodes_add_calling_aet(home: Path, tmp_path: Path) -> None:
     assert bad.returncode == exit_codes.USAGE, details(bad)
     assert "--calling-aet" in bad.stderr
     assert "[nodes.other]" not in config.read_text(encoding="utf-8")
+
+
+# -- a port that speaks HTTP ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("echo",),
+        ("find", "-l", "study"),
+        ("get", "-k", "StudyInstanceUID=1.2.3"),
+        ("doctor", "--format", "json"),
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_web_port_is_named_as_such(
+    home: Path, orthanc: OrthancServer, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Someone gave the PACS's web port: every command says so where the answer to our
+    A-ASSOCIATE-RQ is read, not 'unknown PDU type 0x48'."""
+    web = f"{orthanc.aet}@{orthanc.host}:{orthanc.http_port}"
+    out = ("-o", str(tmp_path / "store")) if command[0] == "get" else ()
+    result = qrclient(home, command[0], web, *command[1:], *out)
+    assert result.returncode == exit_codes.NETWORK, details(result)
+    assert "Traceback" not in result.stderr
+    said = result.stdout + result.stderr
+    assert f"{orthanc.host}:{orthanc.http_port} speaks HTTP, not DICOM" in said, details(result)
+    assert "'HTTP/1." in said  # the status line it answered, quoted
+    assert "give the PACS's DICOM port" in said
+    assert "0x48" not in said
+    if command[0] == "doctor":
+        report = json.loads(result.stdout)
+        association = next(c for c in report["checks"] if c["name"] == "association")
+        assert association["state"] == "failed"
+        assert "speaks HTTP, not DICOM" in association["detail"]
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.dcm"))

@@ -276,6 +276,8 @@ class Association:
             raise _failed(
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
             ) from None
+        except ProtocolError as exc:
+            raise _failed(settings, _http_instead(reader.unread(), peer) or exc) from None
         if pdu_type == PduType.ASSOCIATE_RJ:
             rj = acse.decode_associate_rj(body)
             rejection = AssociationRejected(rj.result, rj.source, rj.reason)
@@ -684,6 +686,19 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
         if isinstance(exc, DicomNetworkError):
             raise _failed(settings, exc) from None
         raise
+
+
+def _http_instead(answer: bytes, peer: Peer) -> ProtocolError | None:
+    """A port that answered our A-ASSOCIATE-RQ with HTTP (someone gave the PACS's web
+    port), else None. DICOM PDUs start with a type byte of 1 to 7, HTTP with "HTTP/"."""
+    if not answer.startswith(b"HTTP/"):
+        return None
+    status = answer.split(b"\r\n", 1)[0][:60].decode("ascii", "replace")
+    return ProtocolError(
+        f"{peer.host}:{peer.port} speaks HTTP, not DICOM (it answered {status!r})",
+        "that is a web port (perhaps the PACS's web interface or REST API): give the "
+        "PACS's DICOM port (often 104, 4242 or 11112)",
+    )
 
 
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:

@@ -230,6 +230,10 @@ class PduReader:
         else:
             self._chunk, self._offset = data, 0
 
+    def unread(self) -> bytes:
+        """The bytes received and not handed out yet: what a peer that is not DICOM sent."""
+        return b"".join((*self._parts, self._chunk[self._offset :]))
+
     async def read(self) -> tuple[int, bytes]:
         """Return the next (PDU type, body), the body copied (for the rare PDUs)."""
         while (item := self.next_buffered()) is None:
