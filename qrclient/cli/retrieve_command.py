@@ -42,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_command(lambda: _prepare(args, started))
     except KeyboardInterrupt:
-        # Interrupted after files arrived: say what is here, and exit 5 (partial).
+        # Interrupted after files arrived: say what is here, then exit 130 as shells
+        # expect of Ctrl-C (5 stays for what the PACS left partial).
         if not started or not started[0][0].outcome.received:
             raise
         retrieve, out = started[0]
         sys.stderr.write("qrclient: interrupted\n")
         _report(retrieve.outcome, out, args.format)
-        return _exit_code(retrieve.outcome)
+        return exit_codes.INTERRUPTED
 
 
 def _request(args: argparse.Namespace) -> RetrieveRequest:
