@@ -8,12 +8,16 @@ session's real Orthanc or DCMTK's dcmqrscp.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from fixtures.dataset import Archive, find_patient
-from fixtures.orthanc import OrthancServer
+from fixtures.orthanc import OrthancServer, free_ports
 from qrclient.cli import exit_codes
 from qrclient.config import load_config
 from qrclient.config.errors import ConfigError
@@ -173,3 +177,106 @@ def test_a_web_port_is_named_as_such(
         assert association["state"] == "failed"
         assert "speaks HTTP, not DICOM" in association["detail"]
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.dcm"))
+
+
+# -- -q on every command ----------------------------------------------------------------
+
+
+def quiet_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit 0 and nothing on stderr; returns stdout."""
+    out = ok(result)
+    assert result.stderr == "", details(result)
+    return out
+
+
+def test_quiet_network_commands(
+    home: Path, orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    node = node_of(orthanc)
+    assert quiet_ok(qrclient(home, "echo", node, "-q", "--count", "2")) == ""
+    assert json.loads(quiet_ok(qrclient(home, "echo", node, "-q", "--format", "json")))["peer"]
+    # Errors still say what happened.
+    refused = qrclient(home, "echo", f"WRONG@{orthanc.host}:{orthanc.dicom_port}", "-q")
+    assert refused.returncode == exit_codes.NETWORK
+    assert "called AE title not recognised" in refused.stderr
+
+    study = find_patient(archive, "PAT004").studies[0]
+    key = f"StudyInstanceUID={study.study_instance_uid}"
+    store = tmp_path / "store"
+    assert quiet_ok(qrclient(home, "get", node, "-k", key, "-o", str(store), "-q")) == ""
+    assert stored(store) == instances(study)
+    again = json.loads(
+        quiet_ok(qrclient(home, "get", node, "-k", key, "-o", str(store), "-q", "--format", "json"))
+    )
+    assert again["already_here"] == len(instances(study))
+
+    matches = quiet_ok(qrclient(home, "find", node, "-l", "study", "-q", "-k", key, "-f", "csv"))
+    assert study.study_instance_uid in matches
+
+
+def test_quiet_doctor_prints_only_problems(
+    home: Path, orthanc: OrthancServer, listen_ports: tuple[int, int]
+) -> None:
+    node = node_of(orthanc)
+    listen = ("--listen", f"127.0.0.1:{listen_ports[0]}", "--move-wait", "5")
+    healthy = qrclient(home, "doctor", node, "-q", *listen)
+    assert quiet_ok(healthy) == ""
+    sick = qrclient(home, "doctor", node, "-q", "--aet", "UNKNOWNAE", *listen)
+    assert sick.returncode == exit_codes.FAILURE_STATUS, details(sick)
+    lines = sick.stdout.splitlines()
+    assert lines[0].startswith("  FAIL  C-MOVE to us"), details(sick)
+    assert not any(line.startswith("  ok    ") for line in lines)
+    assert "verdict: the PACS answers, but some checks failed" in lines
+    assert any("register AE title UNKNOWNAE" in line for line in lines)
+
+
+def test_quiet_store_and_nodes(
+    home: Path, orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    assert (
+        quiet_ok(
+            qrclient(home, "nodes", "add", "p", node_of(orthanc), "--config", str(config), "-q")
+        )
+        == ""
+    )
+    assert "[nodes.p]" in config.read_text(encoding="utf-8")
+    assert quiet_ok(qrclient(home, "nodes", "list", "-q")) == ""  # none: no hint either
+    store = tmp_path / "store"
+    study = find_patient(archive, "PAT003").studies[0]
+    key = f"StudyInstanceUID={study.study_instance_uid}"
+    quiet_ok(qrclient(home, "get", "p", "--config", str(config), "-k", key, "-o", str(store), "-q"))
+    listing = quiet_ok(qrclient(home, "store", "ls", "-o", str(store), "-q"))
+    assert study.study_instance_uid in listing
+    assert " in " + str(store) not in listing  # no totals line
+    assert quiet_ok(qrclient(home, "store", "verify", "-o", str(store), "-q")) == ""
+    assert quiet_ok(qrclient(home, "store", "rebuild", "-o", str(store), "-q")) == ""
+    assert quiet_ok(qrclient(home, "nodes", "remove", "p", "--config", str(config), "-q")) == ""
+    assert "[nodes.p]" not in config.read_text(encoding="utf-8")
+
+
+def test_quiet_demo_serves_without_its_request_log(home: Path) -> None:
+    (port,) = free_ports(1)
+    node = f"DEMO@127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qrclient", "demo", "--serve", "--port", str(port), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            echo = qrclient(home, "echo", node, "-q")
+            if echo.returncode == exit_codes.OK:
+                break
+            time.sleep(0.1)
+        assert echo.returncode == exit_codes.OK, details(echo)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert out == ""  # no 'ready' line
+    assert err == ""  # no request log, no 'stopped'

@@ -86,11 +86,22 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log negotiation and DIMSE messages to stderr"
     )
+    _add_quiet_option(parser)
     parser.add_argument(
         "--trace",
         metavar="FILE",
         help="write the association and DIMSE traffic to FILE as JSON Lines (no data sets), "
         "for a bug report",
+    )
+
+
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only what was asked for (results, JSON) and errors: no summary, progress, "
+        "notes or warnings; the exit code tells the outcome",
     )
 
 
@@ -235,9 +246,6 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
     find.add_argument(
         "--datetime-matching", action="store_true", help="propose combined date-time matching"
     )
-    find.add_argument(
-        "-q", "--quiet", action="store_true", help="no summary line or warnings on stderr"
-    )
 
 
 def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -314,6 +322,7 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     for sub in (listing, show):
         _add_config_option(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        _add_quiet_option(sub)
     add = actions.add_parser(
         "add",
         help="add a node (settings not given are inherited from the file's defaults)",
@@ -336,9 +345,11 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
         add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
     _add_tls_options(add)
     add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
+    _add_quiet_option(add)
     remove = actions.add_parser("remove", help="remove a node")
     remove.add_argument("name", metavar="NAME")
     _add_config_option(remove)
+    _add_quiet_option(remove)
 
 
 def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -448,6 +459,7 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
         )
         _add_config_option(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        _add_quiet_option(sub)
         if action == "ls":
             sub.set_defaults(wait=None)  # reads without the lock
         else:
@@ -482,6 +494,7 @@ def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
     demo.add_argument(
         "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
     )
+    _add_quiet_option(demo)
 
 
 _RETRIEVE_SUMMARIES = {

@@ -29,19 +29,21 @@ def run(args: argparse.Namespace) -> int:
             return _remove(args)
         config = load_config(args.config)
         if args.nodes_command == "list":
-            return _list(config, args.format)
+            return _list(config, args.format, quiet=args.quiet)
         return _show(config, config.resolve(args.name), args.format)
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))
         return exit_codes.USAGE
 
 
-def _list(config: Config, kind: str) -> int:
+def _list(config: Config, kind: str, *, quiet: bool = False) -> int:
     nodes = [config.nodes[name] for name in sorted(config.nodes)]
     if kind == "json":
         print(json.dumps([_as_json(config, node) for node in nodes], indent=2))
         return exit_codes.OK
     if not nodes:
+        if quiet:
+            return exit_codes.OK
         sys.stderr.write(
             f"qrclient: no named nodes in {config.path}; add one with: "
             "qrclient nodes add NAME AET@host:port\n"
@@ -182,7 +184,8 @@ def _add(args: argparse.Namespace) -> int:
     file = _file(args)
     existed = file.exists() and name in load_config(file).nodes
     add_node(file, name, table, replace=args.replace)
-    print(f"{'replaced' if existed else 'added'} node {name} ({address(peer)}) in {file}")
+    if not args.quiet:
+        print(f"{'replaced' if existed else 'added'} node {name} ({address(peer)}) in {file}")
     return exit_codes.OK
 
 
@@ -210,7 +213,8 @@ def _tls_table(args: argparse.Namespace) -> dict[str, Any] | bool | None:
 def _remove(args: argparse.Namespace) -> int:
     file = _file(args)
     remove_node(file, args.name)
-    print(f"removed node {args.name} from {file}")
+    if not args.quiet:
+        print(f"removed node {args.name} from {file}")
     return exit_codes.OK
 
 

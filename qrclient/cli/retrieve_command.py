@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         retrieve, out = started[0]
         sys.stderr.write("qrclient: interrupted\n")
-        _report(retrieve.outcome, out, args.format)
+        _report(retrieve.outcome, out, args.format, quiet=args.quiet)
         return exit_codes.INTERRUPTED
 
 
@@ -116,7 +116,7 @@ def _prepare(
             if not isinstance(error, StoreError):
                 raise
             if started:
-                _report(started[0][0].outcome, out, args.format)
+                _report(started[0][0].outcome, out, args.format, quiet=args.quiet)
             return report_store_error(error)
 
     async def _into(store: Store) -> int:
@@ -131,20 +131,22 @@ def _prepare(
                 destination=destination,
             )
             started.append((retrieve, out))
-            bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
+            shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
+            bar = ProgressBar(enabled=shown)
             async with anyio.create_task_group() as group:
                 group.start_soon(bar.follow, retrieve.progress)
                 try:
                     outcome = await run_with_listener(retrieve, listen_host, listen_port)
                 finally:
                     group.cancel_scope.cancel()
-        _report(outcome, out, args.format)
+        _report(outcome, out, args.format, quiet=args.quiet)
         return _exit_code(outcome)
 
     return job
 
 
-def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
+def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = False) -> None:
+    """The summary (JSON, or a line), notes and errors; ``quiet``: JSON and errors only."""
     if kind == "json":
         json.dump(
             {
@@ -166,14 +168,15 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
         return
     megabytes = outcome.received_bytes / 1e6
     rate = megabytes / outcome.seconds if outcome.seconds else 0.0
-    print(
-        f"{outcome.received} instances received ({outcome.skipped} already here), "
-        f"{megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s), "
-        f"{outcome.failed} failed, {outcome.warning} warnings: {outcome.state.value}; "
-        f"store {out}"
-    )
-    for note in outcome.notes:
-        sys.stderr.write(f"qrclient: note: {printable(note)}\n")
+    if not quiet:
+        print(
+            f"{outcome.received} instances received ({outcome.skipped} already here), "
+            f"{megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s), "
+            f"{outcome.failed} failed, {outcome.warning} warnings: {outcome.state.value}; "
+            f"store {out}"
+        )
+        for note in outcome.notes:
+            sys.stderr.write(f"qrclient: note: {printable(note)}\n")
     if outcome.state is RetrieveState.NOT_FOUND:
         sys.stderr.write(
             "qrclient: error: the peer has no instances matching these keys: check the "
