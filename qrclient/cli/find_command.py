@@ -27,6 +27,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
         parse_model(args.model),
         args.keys,
         default_keys=not args.no_default_keys,
+        lenient=True,
     )
     options = QueryOptions(args.relational, args.datetime_matching, args.fuzzy)
     context = ContextRequest(query.sop_class, query_options=options if options.wanted else None)
@@ -38,6 +39,8 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
 
     async def job() -> int:
         started = time.perf_counter()
+        for note in query.notes:
+            say(f"note: {note}")
         for warning in query.warnings:
             say(f"warning: {warning}")
         matches = None

@@ -17,7 +17,14 @@ from qrclient.cli.store_command import report_store_error
 from qrclient.ops.failures import main_error
 from qrclient.ops.node import check_ae_title, parse_listen
 from qrclient.ops.printable import printable
-from qrclient.ops.query import Level, QueryError, parse_level, parse_model
+from qrclient.ops.query import (
+    LEVEL_ORDER,
+    UNIQUE_KEY,
+    Level,
+    QueryError,
+    parse_level,
+    parse_model,
+)
 from qrclient.ops.retrieve import (
     Method,
     RetrieveJob,
@@ -58,9 +65,11 @@ def _request(args: argparse.Namespace) -> RetrieveRequest:
     allowed = _UNIQUE_KEYS[level]
     for key in request.keys:
         if key.keyword not in allowed:
+            below = next((lv for lv in LEVEL_ORDER if key.keyword == UNIQUE_KEY[lv]), None)
+            suggestion = f"; did you mean -l {below.value.lower()}?" if below else ""
             raise QueryError(
                 f"{key.name} cannot select a {level.value}-level retrieve: "
-                f"expected {', '.join(sorted(allowed))}"
+                f"expected {', '.join(sorted(allowed))}{suggestion}"
             )
         if not key.value or any(c in key.value for c in "*?"):
             raise QueryError(

@@ -12,7 +12,8 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from qrclient.net.presentation import (
     STUDY_ROOT_MOVE,
 )
 from qrclient.net.walk import EXPLICIT_LE
+from qrclient.ops.dates import DateError, date_range
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -142,6 +144,7 @@ class Key:
     keyword: str
     vr: str
     value: str | None = None
+    note: str = field(default="", compare=False)  # how a lenient reading changed the value
 
     @property
     def name(self) -> str:
@@ -165,8 +168,12 @@ def _resolve_tag(text: str) -> int:
     )
 
 
-def parse_key(text: str) -> Key:
-    """Parse ``KEY`` or ``KEY=VALUE`` as given to ``-k``."""
+def parse_key(text: str, *, lenient: bool = False) -> Key:
+    """Parse ``KEY`` or ``KEY=VALUE`` as given to ``-k``.
+
+    ``lenient``: read a value whose intent is clear (``Modality=ct``, ``StudyDate=2020``)
+    as DICOM wants it, and say so in the key's ``note``.
+    """
     name, sep, value = text.partition("=")
     if not name.strip():
         raise QueryError(f"empty key in {text!r}: expected KEY or KEY=VALUE")
@@ -183,9 +190,36 @@ def parse_key(text: str) -> Key:
     if keyword in _RESERVED:
         raise QueryError(f"{keyword} cannot be given with -k: {_RESERVED[keyword]}")
     key = Key(tag, keyword, vr, value if sep else None)
+    if key.value and lenient:
+        key = _leniently(key)
     if key.value:
         _validate_value(key)
     return key
+
+
+def _leniently(key: Key) -> Key:
+    """``key`` with each value read as its VR wants it where the intent is clear: a
+    lower-case code string upper-cased, a date typed as people do (see ops.dates)."""
+    items = []
+    for item in (key.value or "").split("\\"):
+        if key.vr == "CS" and not _CS_RE.fullmatch(item) and _CS_RE.fullmatch(item.upper()):
+            item = item.upper()
+        elif key.vr == "DA" and not _valid_date_item(key, item):
+            with suppress(DateError):  # else the validation that follows says what is wrong
+                item = date_range(item)
+        items.append(item)
+    value = "\\".join(items)
+    if value == key.value:
+        return key
+    return replace(key, value=value, note=f"{key.name}={key.value} read as {key.name}={value}")
+
+
+def _valid_date_item(key: Key, item: str) -> bool:
+    try:
+        _validate_range(key, item, _check_date, "YYYYMMDD")
+    except QueryError:
+        return False
+    return True
 
 
 def _validate_value(key: Key) -> None:
@@ -300,6 +334,11 @@ class Query:
         return self.model.find_sop_class
 
     @property
+    def notes(self) -> list[str]:
+        """What a lenient reading changed in the values given (see parse_key)."""
+        return [k.note for k in self.keys if k.note]
+
+    @property
     def return_keywords(self) -> list[str]:
         """Column names in the order asked."""
         return [k.name for k in self.keys]
@@ -363,13 +402,15 @@ def build_query(
     keys: Iterable[str | Key] = (),
     *,
     default_keys: bool = True,
+    lenient: bool = False,
 ) -> Query:
-    """Build a query from ``-k`` texts; defaults for the level come first unless disabled."""
+    """Build a query from ``-k`` texts; defaults for the level come first unless disabled.
+    ``lenient``: see parse_key (``Query.notes`` says what it changed)."""
     if level is Level.PATIENT and model is Model.STUDY:
         raise QueryError(
             "the study root model has no PATIENT level: use --model patient, or --level study"
         )
-    given = [k if isinstance(k, Key) else parse_key(k) for k in keys]
+    given = [k if isinstance(k, Key) else parse_key(k, lenient=lenient) for k in keys]
     merged: dict[int, Key] = {}
     if default_keys or not given:
         for keyword in DEFAULT_RETURN_KEYS[level]:
