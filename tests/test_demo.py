@@ -341,9 +341,15 @@ def test_cli_move_to_an_unknown_destination(demo: DemoPacs, tmp_path: Path) -> N
 def test_cli_move_to_a_destination_it_cannot_reach(demo: DemoPacs, tmp_path: Path) -> None:
     study = find_patient(ARCHIVE, "DEMO003").studies[0]
     key = f"StudyInstanceUID={study.study_instance_uid}"
-    result = run_cli("move", demo.node, "-k", key, "--dest", "GHOST", "--out", str(tmp_path))
+    result = run_cli("move", demo.node, "-k", key, "--dest", "GHOST", "--out", str(tmp_path), "-v")
     assert result.returncode == 4
-    assert "0xA801" in result.stderr
+    # As DCMTK's dcmqrscp answers: it knows GHOST, every sub-operation failed (not 0xA801,
+    # which would say it does not know GHOST).
+    assert "0xA702" in result.stderr
+    count = sum(len(s.instances) for s in study.series)
+    assert f"completed=0 failed={count}" in result.stderr
+    assert "0xA801" not in result.stderr
+    assert "cannot connect to the host and port it has for the destination" in result.stderr
 
 
 @pytest.mark.anyio

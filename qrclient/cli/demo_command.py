@@ -93,7 +93,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _open_ui(pacs: DemoPacs, out: str | None) -> int:
     import qrclient.tui
+    from qrclient.config import ConfigError
     from qrclient.store.location import default_store
+    from qrclient.tui.nodes import NodeBook
 
     run_ui = getattr(qrclient.tui, "run", None)
     if run_ui is None:
@@ -101,5 +103,11 @@ def _open_ui(pacs: DemoPacs, out: str | None) -> int:
         return exit_codes.USAGE
     store = Path(out) if out else default_store().parent / "demo-store"
     listen = (OUR_DESTINATION.host, OUR_DESTINATION.port)
-    # Our AE title is the destination the demo knows, whatever the config file says.
-    return int(run_ui(pacs.node, store=store, calling_ae=OUR_DESTINATION.ae_title, listen=listen))
+    try:
+        # Our AE title is the destination the demo knows, whatever the config file says;
+        # a file $QRCLIENT_CONFIG names but 'nodes add' has not created yet is no error.
+        nodes = NodeBook.load(calling_ae=OUR_DESTINATION.ae_title, listen=listen, missing_ok=True)
+    except ConfigError as exc:
+        fail(str(exc))
+        return exit_codes.USAGE
+    return int(run_ui(pacs.node, store=store, nodes=nodes))

@@ -31,9 +31,12 @@ class NodeBook:
         *,
         calling_ae: str | None = None,
         listen: tuple[str, int] | None = None,
+        missing_ok: bool = False,
     ) -> NodeBook:
-        """The user's configuration; ConfigError (a ValueError, one line) if unusable."""
-        return cls(load_config(config_path), calling_ae=calling_ae, listen=listen)
+        """The user's configuration; ConfigError (a ValueError, one line) if unusable.
+        ``missing_ok``: a named file that does not exist yet is the defaults."""
+        config = load_config(config_path, missing_ok=missing_ok)
+        return cls(config, calling_ae=calling_ae, listen=listen)
 
     @property
     def default_listen(self) -> tuple[str, int]:
