@@ -7,15 +7,11 @@ session's real Orthanc or DCMTK's dcmqrscp.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -29,7 +25,7 @@ from qrclient.config.errors import ConfigError
 from qrclient.tui.nodes import NodeBook
 from tests.conftest import THIRD_PARTY_AE
 from tests.test_cli_nodes import details, home, instances, ok, qrclient, stored
-from tests.test_demo import read_until
+from tests.test_demo import demo_in_a_terminal, read_until
 
 __all__ = ["home"]  # a fixture, used by name
 
@@ -294,33 +290,11 @@ def test_quiet_demo_serves_without_its_request_log(home: Path) -> None:
 def test_demo_opens_with_a_config_file_not_created_yet(tmp_path: Path) -> None:
     """$QRCLIENT_CONFIG names a file 'qrclient nodes add' would create: the demo opens
     (it needs no configuration), as 'nodes add' does, instead of stopping."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     missing = tmp_path / "not-yet" / "config.toml"
-    env = {
-        **os.environ,
-        "TERM": "xterm-256color",
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "QRCLIENT_CONFIG": str(missing),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qrclient", "demo"],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-        close_fds=True,
-    )
-    os.close(terminal)
     seen = bytearray()
-    try:
+    with demo_in_a_terminal(tmp_path, QRCLIENT_CONFIG=str(missing)) as (process, controller):
         assert read_until(controller, "DEMO@127.0.0.1:", seen), seen.decode(errors="replace")
         os.write(controller, b"\x11")  # Ctrl+Q
         assert process.wait(timeout=30) == 0
-        assert "no such configuration file" not in seen.decode(errors="replace")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
+    assert "no such configuration file" not in seen.decode(errors="replace")
     assert not missing.exists()  # read as the defaults, not written

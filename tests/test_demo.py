@@ -16,6 +16,7 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
@@ -484,27 +485,40 @@ def read_until(fd: int, wanted: str, seen: bytearray, within: float = 30) -> boo
     return False
 
 
-def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
-    """`qrclient demo` in a real terminal: the UI on DEMO@..., a query shows the sample."""
+@contextmanager
+def demo_in_a_terminal(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`qrclient demo` in a real 120x40 terminal: the process and the terminal's end."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {
+    environment = {
         **os.environ,
         "TERM": "xterm-256color",
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        **env,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "qrclient", "demo"],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        env=env,
+        env=environment,
         close_fds=True,
     )
     os.close(terminal)
-    seen = bytearray()
     try:
+        yield process, controller
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+
+
+def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
+    """`qrclient demo` in a real terminal: the UI on DEMO@..., a query shows the sample."""
+    seen = bytearray()
+    with demo_in_a_terminal(tmp_path) as (process, controller):
         assert read_until(controller, "DEMO@127.0.0.1:", seen), seen.decode(errors="replace")
         os.write(controller, b"\r")  # run the query the UI opens with
         assert read_until(controller, "DOE^JANE", seen), seen.decode(errors="replace")
@@ -512,8 +526,3 @@ def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
         assert process.wait(timeout=30) == 0
         # Whatever it wrote while ending, up to the terminal's close.
         assert not read_until(controller, "Traceback", seen, within=5)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
