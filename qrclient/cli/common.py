@@ -108,6 +108,17 @@ def log_event(event: str, details: Mapping[str, object]) -> None:
     sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
 
 
+def stderr_lines(*, quiet: bool) -> Callable[[str], None]:
+    """Writes ``qrclient: TEXT`` lines (summaries, notes, warnings) unless ``quiet``; what
+    they quote from the peer is shown inert."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"qrclient: {printable(text)}\n")
+
+    return say
+
+
 def fail(message: str, hint: str = "") -> None:
     """One error line (and its hint): what the peer wrote in them is shown inert."""
     sys.stderr.write(f"qrclient: error: {printable(message)}\n")

@@ -216,27 +216,7 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
         help="patient, study, series or image",
     )
     find.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
-    find.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        metavar="KEY[=VALUE]",
-        help="a matching or return key; repeat for more",
-    )
-    find.add_argument(
-        "--no-default-keys",
-        action="store_true",
-        help="return only the keys given with -k, not the level's defaults",
-    )
-    find.add_argument(
-        "-f",
-        "--format",
-        choices=("table", "json", "ndjson", "csv"),
-        default=None,
-        help="output format (default: table on a terminal, ndjson otherwise)",
-    )
+    _add_key_options(find)
     find.add_argument(
         "--relational", action="store_true", help="propose relational queries (extended neg.)"
     )
@@ -245,6 +225,60 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     find.add_argument(
         "--datetime-matching", action="store_true", help="propose combined date-time matching"
+    )
+
+
+def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
+    worklist = commands.add_parser(
+        name,
+        help="Modality Worklist C-FIND: the procedures scheduled, by date, modality, station",
+        description=(
+            "Ask a worklist SCP (RIS, PACS broker) what is scheduled. --date, --modality and "
+            "--station match in the Scheduled Procedure Step; -k takes any other key, "
+            "nested ones as SEQUENCE.KEY, e.g. -k ScheduledProcedureStepSequence."
+            "ScheduledStationName=CT1 or -k 'PatientName=DOE*'."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    _add_connection_options(worklist)
+    worklist.add_argument(
+        "--date",
+        metavar="DATE",
+        help="scheduled start date or range: today, 2024-03-14, 20240314, 2024-03, "
+        "2024-03-01-2024-03-31",
+    )
+    worklist.add_argument("--modality", metavar="MODALITY", help="e.g. CT, MR, US")
+    worklist.add_argument(
+        "--station", metavar="AET", help="the scheduled station's AE title (a modality's own)"
+    )
+    _add_key_options(worklist)
+
+
+def _add_key_options(parser: argparse.ArgumentParser) -> None:
+    """-k, --no-default-keys and -f, as find has them."""
+    parser.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY[=VALUE]",
+        help="a matching or return key; repeat for more",
+    )
+    parser.add_argument(
+        "--no-default-keys",
+        action="store_true",
+        help="return only the keys given with -k, not the defaults",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("table", "json", "ndjson", "csv"),
+        default=None,
+        help="output format (default: table on a terminal, ndjson otherwise)",
     )
 
 
@@ -507,6 +541,7 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     "echo": _add_echo_parser,
     "find": _add_find_parser,
     **dict.fromkeys(_RETRIEVE_SUMMARIES, _add_retrieve_parser),
+    "worklist": _add_worklist_parser,
     "doctor": _add_doctor_parser,
     "nodes": _add_nodes_parser,
     "store": _add_store_parser,

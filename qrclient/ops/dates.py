@@ -2,8 +2,8 @@
 
 ``2020`` is the whole year, ``2020-03`` the whole month, ``2020-03-14``, ``2020/03/14``
 and ``20200314`` one day; a range joins two of those with ``-`` (``2020-01-01-2020-06-30``,
-``2019-2021``), and either side may be left open (``2020-``, ``-2020-06``). The command
-line and the UI's query form read dates with the same code.
+``2019-2021``), and either side may be left open (``2020-``, ``-2020-06``); ``today`` is
+today. The command line and the UI's query form read dates with the same code.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ def date_bound(text: str, *, end: bool = False) -> str:
 
 
 def date_range(text: str) -> str:
-    """A DICOM date matching value (``YYYYMMDD`` or a range) for what was typed."""
+    """A DICOM date matching value (``YYYYMMDD`` or a range) for what was typed;
+    ``today`` is today's date."""
     text = text.strip()
+    if text.lower() == "today":
+        return f"{datetime.date.today():%Y%m%d}"
     found = period(text)
     if found is not None:
         first, last = found
