@@ -454,6 +454,47 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         )
 
 
+def _add_send_parser(commands: _Commands, name: str, options: bool) -> None:
+    send = commands.add_parser(
+        name,
+        help="C-STORE files, folders, or studies of the local store to a peer",
+        description=(
+            "Send DICOM files to NODE by C-STORE: files, folders (recursively; files that "
+            "are not DICOM are skipped), and with --study/--series instances of the local "
+            "store. Each file is sent in its own transfer syntax where the peer accepts it, "
+            "else converted to an uncompressed one where pydicom can. Exit 0: all sent; "
+            "5: some failed; 4: the peer refused all; 3: it could not be reached."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    _add_connection_options(send)
+    send.add_argument("paths", nargs="*", metavar="PATH", help="a DICOM file or a folder")
+    send.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="a study of the local store"
+    )
+    send.add_argument(
+        "--series", action="append", default=[], metavar="UID", help="a series of the store"
+    )
+    send.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        help="the local store of --study and --series (default: configured, else qrclient's)",
+    )
+    send.add_argument(
+        "-p", "--parallel", type=int, metavar="N", help="concurrent associations (default 2)"
+    )
+    send.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write each file's outcome to FILE as CSV ('-': stdout)",
+    )
+    send.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
+
+
 def _add_wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
@@ -542,6 +583,7 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     "find": _add_find_parser,
     **dict.fromkeys(_RETRIEVE_SUMMARIES, _add_retrieve_parser),
     "worklist": _add_worklist_parser,
+    "send": _add_send_parser,
     "doctor": _add_doctor_parser,
     "nodes": _add_nodes_parser,
     "store": _add_store_parser,
@@ -568,7 +610,14 @@ def _import_quietly(name: str) -> ModuleType:
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(given))
-    args = parser.parse_args(given)
+    args, extra = parser.parse_known_args(given)
+    if extra and isinstance(getattr(args, "paths", None), list):
+        # send's PATHs after its options: argparse takes positionals in one run only.
+        if any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.paths += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
         # `qrclient` alone on a terminal (perhaps with --config): the UI.
         args = build_parser("tui").parse_args([*given, "tui"])

@@ -162,6 +162,22 @@ class StoreView:
             sop_instance_uids,
         )
 
+    def study_files(self, study_uid: str) -> list[str]:
+        """The paths (relative to the root) of every instance indexed in the study."""
+        rows = self._rows(
+            "SELECT i.path FROM instance i JOIN series se ON se.uid = i.series_uid "
+            "WHERE se.study_uid = ? ORDER BY i.series_uid, i.path",
+            (study_uid,),
+        )
+        return [str(path) for (path,) in rows]
+
+    def series_files(self, series_uid: str) -> list[str]:
+        """The paths (relative to the root) of every instance indexed in the series."""
+        rows = self._rows(
+            "SELECT path FROM instance WHERE series_uid = ? ORDER BY path", (series_uid,)
+        )
+        return [str(path) for (path,) in rows]
+
     def holdings(self) -> list[StudyHolding]:
         """Every study in the store with its series, newest study first."""
         return _holdings(self.root, self._rows(_SQL))
