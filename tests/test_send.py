@@ -49,9 +49,13 @@ from qrclient.ops.store_scu import Instance, NotSent, _data_set_of
 from tests.conftest import start_orthanc
 from tests.fakepeer import PeerConnection, fake_peer, response
 from tests.test_cli import RELEASE_RP, run_cli
+from tests.test_cli_retrieve import assert_imports_neither_pydicom_nor_tomllib
 
 C_STORE_RSP = 0x8001
 SEND = (sys.executable, "-m", "qrclient", "send")
+# dcmqrscp names a stored file after the time: two associations storing at once may
+# collide, and it answers 0xC000. One association for it.
+ONE = ("--parallel", "1")
 
 
 # -- peers and files --------------------------------------------------------------------
@@ -258,7 +262,7 @@ def test_refused_syntaxes_are_converted_or_reported(
         path.rename(tmp_path / "in" / path.name)
     jpeg = jpeg_file(tmp_path / "in" / "jpeg.dcm", "1.2.826.0.1.3680043.8.498.424242")
     report = tmp_path / "report.csv"
-    result = run_cli("send", node(strict), str(tmp_path / "in"), "--report", str(report))
+    result = run_cli("send", node(strict), str(tmp_path / "in"), *ONE, "--report", str(report))
     assert result.returncode == exit_codes.PARTIAL, result.stderr
     rows = report_rows(report)
     converted = rows[str(deflated)]
@@ -285,10 +289,10 @@ def test_an_unknown_sop_class_fails_alone(
     dataset = pydicom.dcmread(odd_path)
     dataset.SOPClassUID = UID("1.2.826.0.1.3680043.8.498.77")  # save_as copies it
     dataset.save_as(odd_path, enforce_file_format=True)
-    result = run_cli("send", node(strict), str(tmp_path / "in"), "--format", "json")
+    result = run_cli("send", node(strict), str(tmp_path / "in"), *ONE, "--format", "json")
     assert result.returncode == exit_codes.PARTIAL, result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["sent"], summary["failed"]) == (len(files) - 1, 1)
+    assert (summary["sent"], summary["failed"]) == (len(files) - 1, 1), result.stdout
     (failure,) = summary["failures"]
     assert failure["path"] == str(odd_path)
     assert "the peer does not accept 1.2.826.0.1.3680043.8.498.77" in failure["detail"]
@@ -500,3 +504,10 @@ async def test_the_data_set_is_streamed_as_the_file_holds_it_and_warnings_count(
     (warned,) = [f for f in outcome.files if f.state is FileState.WARNING]
     assert warned.detail == "Coercion of Data Elements (0xB000)"
     assert warned.status == 0xB000
+
+
+def test_send_never_imports_pydicom(target: OrthancServer, tmp_path: Path) -> None:
+    """Files in a syntax the peer accepts are streamed, never decoded: no pydicom."""
+    write_files(tmp_path / "in", bulk_archive(3, 16, 16, "SENDNOPY"))
+    args = ["send", node(target), str(tmp_path / "in")]
+    assert_imports_neither_pydicom_nor_tomllib(args, tmp_path / "no-config")

@@ -163,6 +163,13 @@ def read_instance(path: str) -> Instance:
     )
 
 
+def _lost(error: DicomNetworkError | None, associated: bool) -> str:
+    """Why a file failed with its association: sent or not, as far as we know."""
+    if associated or isinstance(error, NoAcceptedContext):
+        return str(error)
+    return f"not sent: {error}"
+
+
 def _kind(error: DicomNetworkError | None) -> Failure:
     """A peer that accepts none of the contexts refuses the files; else the network failed."""
     return Failure.REFUSED if isinstance(error, NoAcceptedContext) else Failure.NETWORK
@@ -256,23 +263,26 @@ class SendJob:
             instance = next(queue, None)
             if instance is None:
                 return
+            associated = False
             try:
                 async with open_association(self.peer, contexts, self.settings) as association:
+                    associated = True
                     while instance is not None:
                         await self._send_one(association, instance)
                         instance = next(queue, None)
             except DicomNetworkError as exc:  # this worker is done; the others go on
                 self._last_error = exc
-                if instance is not None:  # the one in flight: the peer did not answer
-                    self._end(_outcome(instance, FileState.FAILED, str(exc)), _kind(exc))
+                if instance is not None:  # in flight (the peer did not answer), or first
+                    self._end(
+                        _outcome(instance, FileState.FAILED, _lost(exc, associated)), _kind(exc)
+                    )
 
         async with anyio.create_task_group() as group:
             for _ in range(min(self.parallel, len(instances))):
                 group.start_soon(worker)
         for instance in queue:  # every worker's association failed
-            error, kind = self._last_error, _kind(self._last_error)
-            detail = f"not sent: {error}" if kind is Failure.NETWORK else str(error)
-            self._end(_outcome(instance, FileState.FAILED, detail), kind)
+            error = self._last_error
+            self._end(_outcome(instance, FileState.FAILED, _lost(error, False)), _kind(error))
 
     async def _send_one(self, association: Association, instance: Instance) -> None:
         try:
