@@ -30,7 +30,7 @@ from qrclient.net.status import Category
 from qrclient.net.storage_classes import MAX_CONTEXTS
 from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
 from qrclient.ops.progress import Progress
-from qrclient.ops.store_scu import Instance, NotSent, c_store
+from qrclient.ops.store_scu import Instance, NotSent, c_store, file_identity
 from qrclient.store.part10 import (
     MEDIA_SOP_CLASS,
     MEDIA_SOP_INSTANCE,
@@ -146,11 +146,12 @@ def read_instance(path: str) -> Instance:
         raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
     try:
         meta, offset = read_meta(file)
-        size = os.fstat(file).st_size - offset
+        status = os.fstat(file)
     except OSError as exc:
         raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
     finally:
         os.close(file)
+    size = status.st_size - offset
     if size <= 0:
         raise ValueError("a DICOM file without a data set")
     return Instance(
@@ -160,6 +161,7 @@ def read_instance(path: str) -> Instance:
         clean_uid(meta.get(TRANSFER_SYNTAX, ""), "its Transfer Syntax UID"),
         offset,
         size,
+        file_identity(status),
     )
 
 

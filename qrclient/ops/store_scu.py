@@ -11,10 +11,9 @@ is not sent, and the reason says why.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import anyio.to_thread
 
@@ -24,7 +23,6 @@ from qrclient.net.errors import ProtocolError
 from qrclient.net.presentation import NegotiatedContext, sop_class_name
 from qrclient.net.status import Service, Status
 from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
-from qrclient.store.part10 import MEDIA_SOP_INSTANCE, TRANSFER_SYNTAX, read_meta
 
 # What a refused syntax is converted to, in this order of preference.
 CONVERSION_TARGETS = (EXPLICIT_LE, IMPLICIT_LE)
@@ -42,6 +40,13 @@ class Instance:
     transfer_syntax: str
     data_offset: int  # where the data set starts in the file
     size: int  # the data set's bytes
+    # The file as it was read (device, inode, size, modification time): one that
+    # differs when it is sent has been changed or replaced meanwhile.
+    identity: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+def file_identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +117,8 @@ async def c_store(association: Association, instance: Instance) -> Stored:
         priority=Priority.MEDIUM,
     )
     if syntax == instance.transfer_syntax:
-        with _data_set_of(instance) as file:
-            await association.send_streamed(context.context_id, command, file.read, instance.size)
+        with _data_set_of(instance) as read:
+            await association.send_streamed(context.context_id, command, read, instance.size)
         size = instance.size
     else:
         data = await anyio.to_thread.run_sync(convert, instance, syntax)
@@ -131,25 +136,28 @@ async def c_store(association: Association, instance: Instance) -> Stored:
 
 
 @contextmanager
-def _data_set_of(instance: Instance) -> Iterator[BinaryIO]:
-    """The file, positioned at its data set, checked to be what was read when it was
-    scanned (it may have been replaced since); NotSent if not."""
+def _data_set_of(instance: Instance) -> Iterator[Callable[[int], bytes]]:
+    """A reader of the file's data set, the file checked to be the one scanned (it may
+    have been changed or replaced since); NotSent if not. Plain system calls: opening a
+    Python file object costs more than the small instance it holds."""
     try:
-        file = open(instance.path, "rb")  # noqa: SIM115 - closed below
+        file = os.open(instance.path, os.O_RDONLY)
     except OSError as exc:
         raise NotSent(f"cannot read it: {exc.strerror or exc}") from None
-    with file:
-        try:
-            meta, offset = read_meta(file.fileno())
-            size = os.fstat(file.fileno()).st_size - offset
-        except (OSError, ValueError) as exc:
-            raise NotSent(f"cannot read it any more: {exc}") from None
-        now = (meta.get(MEDIA_SOP_INSTANCE), meta.get(TRANSFER_SYNTAX), offset, size)
-        then = (instance.sop_instance_uid, instance.transfer_syntax, instance.data_offset)
-        if now != (*then, instance.size):
+    try:
+        if file_identity(os.fstat(file)) != instance.identity:
             raise NotSent("the file changed after it was read; send it again")
-        file.seek(offset)
-        yield file
+        offset = instance.data_offset
+
+        def read(size: int) -> bytes:
+            nonlocal offset
+            data = os.pread(file, size, offset)
+            offset += len(data)
+            return data
+
+        yield read
+    finally:
+        os.close(file)
 
 
 def convert(instance: Instance, target: str) -> bytes:
