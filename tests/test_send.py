@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -226,6 +227,16 @@ def test_send_studies_and_series_of_the_store(
     unknown = run_cli("send", node(target), "--study", "1.2.3.999", "-o", str(store))
     assert unknown.returncode == exit_codes.USAGE
     assert f"the store {store} holds no study 1.2.3.999" in unknown.stderr
+    # An index that names a path out of the store is never followed: exit 7.
+    victim = series.instances[0].sop_instance_uid
+    with sqlite3.connect(store / ".qrclient" / "index.sqlite") as index:
+        index.execute("UPDATE instance SET path = ? WHERE sop_instance_uid = ?", ("../x", victim))
+    damaged = run_cli(
+        "send", node(target), "--series", series.series_instance_uid, "-o", str(store)
+    )
+    assert damaged.returncode == exit_codes.STORE_DAMAGED, damaged.stderr
+    assert "names '../x' is not a path inside the store" in damaged.stderr
+    assert "qrclient store rebuild" in damaged.stderr
 
 
 def test_a_peer_that_aborts_on_c_store(archive: Archive, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import anyio
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
+from qrclient.cli.store_command import report_store_error
 from qrclient.config.model import MAX_PARALLEL
 from qrclient.net.association import Peer
 from qrclient.ops.printable import printable
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     started: list[SendJob] = []
     try:
         return run_command(lambda: _prepare(args, started))
+    except StoreError as exc:  # the index of --study/--series cannot be read
+        return report_store_error(exc)
     except KeyboardInterrupt:
         if not started:
             raise
@@ -93,25 +96,23 @@ def _prepare(args: argparse.Namespace, started: list[SendJob]) -> Callable[[], A
 
 
 def _from_store(out: Path, studies: list[str], series: list[str]) -> list[str]:
-    """The files of the store's studies and series; UsageError for one it does not hold."""
-    try:
-        with StoreView(out) as view:
-            chosen = []
-            for what, uids, files_of in (
-                ("study", studies, view.study_files),
-                ("series", series, view.series_files),
-            ):
-                for uid in uids:
-                    try:
-                        files = files_of(clean_uid(uid, f"--{what}"))
-                    except ValueError as exc:
-                        raise QueryError(str(exc)) from None
-                    if not files:
-                        raise UsageError(f"the store {out} holds no {what} {uid}")
-                    chosen += [str(out / path) for path in files]
-            return chosen
-    except StoreError as exc:
-        raise UsageError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
+    """The files of the store's studies and series; UsageError for one it does not hold,
+    StoreError if its index cannot be read."""
+    with StoreView(out) as view:
+        chosen = []
+        for what, uids, files_of in (
+            ("study", studies, view.study_files),
+            ("series", series, view.series_files),
+        ):
+            for uid in uids:
+                try:
+                    files = files_of(clean_uid(uid, f"--{what}"))
+                except ValueError as exc:
+                    raise QueryError(str(exc)) from None
+                if not files:
+                    raise UsageError(f"the store {out} holds no {what} {uid}")
+                chosen += [str(out / path) for path in files]
+        return chosen
 
 
 def exit_code(outcome: SendOutcome) -> int:
