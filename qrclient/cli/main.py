@@ -26,10 +26,10 @@ _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
 or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
 has nothing matching a retrieve, or refused all a send offered; 5 partial results (the
-peer truncated them, a retrieve got only part, a send sent only some files); 6 the local store cannot be written (disk full, read-only,
-permission); 7 the store's index is damaged, or store verify found problems (qrclient
-store rebuild); 8 the store is in use by another qrclient (--wait SECONDS);
-130 interrupted; 1 a bug in qrclient.
+peer truncated them, a retrieve got only part, a send sent only some files); 6 the
+local store cannot be written (disk full, read-only, permission); 7 the store's index
+is damaged, or store verify found problems (qrclient store rebuild); 8 the store is in
+use by another qrclient (--wait SECONDS); 130 interrupted; 1 a bug in qrclient.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
 file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
 configuration folder; see 'qrclient nodes'). Options given override the node's settings,
