@@ -522,3 +522,15 @@ def test_send_never_imports_pydicom(target: OrthancServer, tmp_path: Path) -> No
     write_files(tmp_path / "in", bulk_archive(3, 16, 16, "SENDNOPY"))
     args = ["send", node(target), str(tmp_path / "in")]
     assert_imports_neither_pydicom_nor_tomllib(args, tmp_path / "no-config")
+
+
+def test_quiet_send_says_only_what_failed(target: OrthancServer, tmp_path: Path) -> None:
+    write_files(tmp_path / "in", bulk_archive(2, 16, 16, "SENDQUIET"))
+    (tmp_path / "in" / "notes.txt").write_text("skipped, silently")
+    quiet = run_cli("send", node(target), str(tmp_path / "in"), "-q")
+    assert quiet.returncode == exit_codes.OK, quiet.stderr
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    refused = run_cli("send", "NOBODY@127.0.0.1:1", str(tmp_path / "in"), "-q")
+    assert refused.returncode == exit_codes.NETWORK
+    assert refused.stdout == ""
+    assert "connection refused" in refused.stderr
