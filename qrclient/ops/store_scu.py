@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from qrclient.net.association import Association
+from qrclient.net.datasets import encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
 from qrclient.net.presentation import NegotiatedContext, sop_class_name
@@ -174,11 +175,14 @@ def convert(instance: Instance, target: str) -> bytes:
             refused=True,
         )
     try:
+        if file_identity(os.stat(instance.path)) != instance.identity:
+            raise NotSent("the file changed after it was read; send it again")
+    except OSError as exc:
+        raise NotSent(f"cannot read it: {exc.strerror or exc}") from None
+    try:
         dataset = pydicom.dcmread(instance.path)
         if source not in _PLAIN:
             dataset.decompress(generate_instance_uid=False)  # same instance, same UID
-        from qrclient.net.datasets import encode_dataset
-
         return encode_dataset(dataset, target)
     except Exception as exc:  # pydicom's errors: a missing codec, a damaged file
         detail = " ".join(str(exc).split())
