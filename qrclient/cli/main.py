@@ -63,7 +63,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
     _add_config_option(parser)
     group = parser.add_argument_group("association")
-    group.add_argument("--aet", help="our calling AE title (default QRCLIENT)")
+    group.add_argument(
+        "--aet",
+        help="our calling AE title (default: the node's calling_ae, else the file's "
+        "ae_title, else QRCLIENT)",
+    )
     group.add_argument(
         "--max-pdu",
         type=int,
