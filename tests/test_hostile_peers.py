@@ -34,10 +34,12 @@ from qrclient.net import (
 from qrclient.net.association import Association, PeerReleased
 from qrclient.net.dimse import Command
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
+from qrclient.net.presentation import STUDY_ROOT_GET, STUDY_ROOT_MOVE, VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.ops.get import c_get
+from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
+from qrclient.ops.retrieve import move_listener
 from qrclient.ops.storing import Arrival, receive_instance
 from qrclient.store import Store
 from tests.fakepeer import (
@@ -626,3 +628,201 @@ async def test_c_store_with_climbing_uids_on_the_listener(tmp_path: Path) -> Non
         assert len(recorder.errors) == REFUSED
         assert files_outside(tmp_path, store.root) == []
         assert_store_true(store, good)
+
+
+# -- a value a peer sends may cost its own message, never the job (issue 13, item 2) -------
+
+NON_ASCII_UID = b"1.2.826.\xe9\xff.1"  # what a broken or hostile peer may put in a UID
+GARBAGE_UID = b"\x1b[2J\x00\x80\xc3("
+
+
+def with_raw(dataset: Dataset, keyword: str, raw: bytes) -> bytes:
+    """``dataset`` as a command set whose ``keyword`` value is exactly ``raw``.
+
+    pydicom will not write such bytes itself: the value is written as a placeholder of
+    the same length, then swapped for them.
+    """
+    placeholder = "7" * len(raw)
+    setattr(dataset, keyword, placeholder)
+    encoded = encode_command_set(dataset)
+    assert encoded.count(placeholder.encode()) == 1
+    return encoded.replace(placeholder.encode(), raw)
+
+
+def echo_rq_with(sop_class: bytes, message_id: int = 5) -> bytes:
+    ds = Dataset()
+    ds.CommandField = 0x0030
+    ds.MessageID = message_id
+    ds.CommandDataSetType = 0x0101
+    return p_data(1, 0x03, with_raw(ds, "AffectedSOPClassUID", sop_class))
+
+
+def c_store_with(
+    context_id: int, message_id: int, uid: bytes, data: bytes, originator: int | None = None
+) -> bytes:
+    """A C-STORE-RQ announcing ``uid`` (raw bytes), then ``data`` as its data set."""
+    ds = c_store_rq(message_id, CT, "")
+    ds.CommandDataSetType = 0x0000
+    if originator is not None:
+        ds.MoveOriginatorMessageID = originator
+    command_set = with_raw(ds, "AffectedSOPInstanceUID", uid)
+    return p_data(context_id, 0x03, command_set) + p_data(context_id, 0x02, data)
+
+
+async def store_and_answer(conn: PeerConnection, message: bytes) -> int:
+    """Send a whole C-STORE (command and data set); the status of its answer."""
+    await conn.send_raw(message)
+    _, answer, _ = await conn.read_message()
+    return int(answer.Status)
+
+
+def good_instance(number: int) -> tuple[bytes, bytes]:
+    uid = f"{ROOT}.4.{number}"
+    return uid.encode(), encode_instance(instance(uid, "PAT", number))
+
+
+@UNCHECKED_VALUES
+async def test_non_ascii_uids_sent_to_the_listener_cost_only_their_message_in_a_move(
+    tmp_path: Path,
+) -> None:
+    """A C-ECHO and a C-STORE with non-ASCII UIDs reach our listener in mid-move: the echo
+    is refused (SOP class not supported), the instance refused, and the move goes on."""
+    echo_statuses: list[int] = []
+    store_statuses: list[int] = []
+    listening_on: list[int] = []  # our listener's port, once it listens
+
+    async def moving_pacs(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        move_id = int(request.MessageID)
+        (port,) = listening_on
+        async with hostile_client(port) as storage, hostile_client(port) as echo:
+            assert await storage.associate(LISTENER_AE, "FAKE", [VERIFICATION, CT]) == 2
+            uid, data = good_instance(1)
+            store_statuses.append(
+                await store_and_answer(storage, c_store_with(3, 1, uid, data, move_id))
+            )
+            assert await echo.associate(LISTENER_AE, "FAKE", [VERIFICATION]) == 2
+            for sop_class in (NON_ASCII_UID, GARBAGE_UID, VERIFICATION.encode()):
+                await echo.send_raw(echo_rq_with(sop_class))
+                _, answer, _ = await echo.read_message()
+                echo_statuses.append(int(answer.Status))
+            for number, bad in enumerate((NON_ASCII_UID, GARBAGE_UID), start=2):
+                data = encode_instance(instance(f"{ROOT}.5.{number}", "PAT", number))
+                store_statuses.append(
+                    await store_and_answer(storage, c_store_with(3, number, bad, data, move_id))
+                )
+            uid, data = good_instance(4)
+            store_statuses.append(
+                await store_and_answer(storage, c_store_with(3, 4, uid, data, move_id))
+            )
+            for association in (storage, echo):
+                await association.send_raw(pdu(5, b"\x00" * 4))
+                assert (await association.read_pdu())[0] == 6
+        final = response(0x8021, move_id, 0xB000, STUDY_ROOT_MOVE)
+        final.NumberOfCompletedSuboperations = 2
+        final.NumberOfFailedSuboperations = 2
+        await conn.send_message(context_id, final)
+        await drain(conn)
+
+    with Store.open(tmp_path / "store") as store:
+        router = MoveRouter(LISTENER_AE, store)
+        settings = Settings(calling_ae=LISTENER_AE)
+        async with move_listener(router, "127.0.0.1", 0, settings) as listener:
+            assert listener is not None
+            listening_on.append(listener.port)
+            async with fake_peer(moving_pacs) as (port, _):
+                with anyio.fail_after(LIMIT * 2):
+                    async with open_association(
+                        Peer("FAKE", "127.0.0.1", port), [ContextRequest(STUDY_ROOT_MOVE)], settings
+                    ) as assoc:
+                        move_id = assoc.next_message_id()
+                        with router.expect("FAKE", move_id, None, Progress()) as move:
+                            result = await c_move(
+                                assoc,
+                                study_identifier(),
+                                STUDY_ROOT_MOVE,
+                                LISTENER_AE,
+                                message_id=move_id,
+                            )
+        assert echo_statuses == [0x0122, 0x0122, 0x0000]
+        assert store_statuses == [0x0000, 0xA700, 0xA700, 0x0000]
+        assert (result.completed, result.failed) == (2, 2)
+        assert len(move.errors) == 2
+        assert all("not a UID" in e for e in move.errors), move.errors
+        assert listener.refusals == []
+        assert_store_true(store, {f"{ROOT}.4.1", f"{ROOT}.4.4"})
+
+
+def study_identifier() -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = f"{ROOT}.1"
+    return identifier
+
+
+@UNCHECKED_VALUES
+async def test_a_non_ascii_uid_in_a_c_get_costs_only_that_instance(tmp_path: Path) -> None:
+    statuses: list[int] = []
+
+    async def pacs(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        storage = next(i for i, uid in conn.contexts.items() if uid == CT)
+        for number, bad in enumerate((NON_ASCII_UID, GARBAGE_UID), start=1):
+            data = encode_instance(instance(f"{ROOT}.5.{number}", "PAT", number))
+            statuses.append(await store_and_answer(conn, c_store_with(storage, number, bad, data)))
+        uid, data = good_instance(3)
+        statuses.append(await store_and_answer(conn, c_store_with(storage, 3, uid, data)))
+        final = response(0x8010, int(request.MessageID), 0xB000, STUDY_ROOT_GET)
+        final.NumberOfCompletedSuboperations = 1
+        final.NumberOfFailedSuboperations = 2
+        await conn.send_message(context_id, final)
+        await drain(conn)
+
+    with Store.open(tmp_path / "store") as store:
+        async with fake_peer(pacs) as (port, _):
+            with anyio.fail_after(LIMIT):
+                async with open_association(
+                    Peer("FAKE", "127.0.0.1", port),
+                    [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
+                ) as assoc:
+                    result = await c_get(assoc, study_identifier(), STUDY_ROOT_GET, store)
+        assert statuses == [0xA700, 0xA700, 0x0000]
+        assert (result.completed, result.failed) == (1, 2)
+        assert len(result.store_errors) == 2
+        assert all("not a UID" in e for e in result.store_errors), result.store_errors
+        assert_store_true(store, {f"{ROOT}.4.3"})
+
+
+class Faulty(Recorder):
+    """A handler with a bug: it fails on every instance."""
+
+    async def store(self, association: Association, context_id: int, command: Command) -> Arrival:
+        raise RuntimeError("a bug in a handler")
+
+
+async def test_a_bug_handling_one_association_costs_only_that_association(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path / "store") as store:
+        handler = Faulty(store)
+        settings = Settings(calling_ae=LISTENER_AE)
+        listener = StorageListener(
+            LISTENER_AE, handler, host="127.0.0.1", port=0, settings=settings
+        )
+        async with anyio.create_task_group() as group:
+            await group.start(listener.serve)
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    await associated(conn)
+                    uid, data = good_instance(1)
+                    await conn.send_raw(c_store_with(3, 1, uid, data))
+                    with pytest.raises((anyio.EndOfStream, anyio.IncompleteRead)):
+                        await drain(conn)
+                    assert conn.log[-1] == "pdu-07", conn.log
+                await assert_still_serving(listener.port)
+            group.cancel_scope.cancel()
+    (refusal,) = listener.refusals
+    assert "internal error" in refusal.reason
+    assert "a bug in a handler" in refusal.reason

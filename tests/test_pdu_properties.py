@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 
 from qrclient.net import ContextRequest, DicomNetworkError, Peer, ProtocolError, Settings
 from qrclient.net.association import Association
-from qrclient.net.dimse import _TABLE, Command, decode_command, encode_command
+from qrclient.net.dimse import (
+    _TABLE,
+    Command,
+    CommandField,
+    decode_command,
+    encode_command,
+    response_to,
+)
 from qrclient.net.listener import StorageListener
 from qrclient.net.pdu import (
     HEADER,
@@ -302,6 +309,32 @@ def test_mutated_command_sets_decode_or_are_refused(
     data = mutate(encode_command(Command(**values)), edits)  # type: ignore[arg-type]
     result = typed(lambda: decode_command(data))
     assert isinstance(result, Command | ProtocolError)
+
+
+@given(values=command_values(), edits=EDITS)
+def test_whatever_decodes_can_be_echoed_in_a_response(
+    values: dict[str, object], edits: list[tuple[int, int, int]]
+) -> None:
+    """A response echoes the request's UIDs (PS3.7): whatever bytes they hold, the
+    response encodes, and carries the peer's own bytes back."""
+    data = mutate(encode_command(Command(**values)), edits)  # type: ignore[arg-type]
+    request = typed(lambda: decode_command(data))
+    if isinstance(request, DicomNetworkError):
+        return
+    echoed = decode_command(encode_command(response_to(request, CommandField.C_STORE_RSP, 0)))
+    assert echoed.affected_sop_class_uid == request.affected_sop_class_uid
+    assert echoed.affected_sop_instance_uid == request.affected_sop_instance_uid
+
+
+def test_a_non_ascii_uid_is_echoed_byte_for_byte() -> None:
+    raw = b"1.2.\xe9\xff.3"
+    request = encode_command(Command(CommandField.C_ECHO_RQ, message_id=1))
+    element = struct.pack("<HHL", 0, 0x0002, len(raw)) + raw
+    request = (
+        struct.pack("<HHLL", 0, 0, 4, len(request) - 12 + len(element)) + element + request[12:]
+    )
+    answer = encode_command(response_to(decode_command(request), CommandField.C_ECHO_RSP, 0))
+    assert element in answer
 
 
 # -- association negotiation on both sides ----------------------------------------------------

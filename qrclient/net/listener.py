@@ -49,6 +49,8 @@ ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): permanent, by the service user.
 _CALLING_AE_NOT_RECOGNISED = 3
 _CALLED_AE_NOT_RECOGNISED = 7
+_SUCCESS = 0x0000
+_SOP_CLASS_NOT_SUPPORTED = 0x0122  # C-ECHO refused (PS3.7 C.5.1.1)
 
 
 class StoreAnswer(Protocol):
@@ -133,6 +135,15 @@ class StorageListener:
             # The peer broke the protocol, went silent or dropped the connection: tell it
             # (A-ABORT) and close; one bad peer never ends the listener for the others.
             # The move's own status reports what it means for the retrieve.
+            if association is not None:
+                await association.abort()
+        except Exception as exc:
+            # A value we failed to handle is a bug of ours, but it too may cost only this
+            # association: never the listener, and with it a running move.
+            calling = association.peer.ae_title if association is not None else "?"
+            reason = f"internal error serving {calling!r} from {address}: {exc!r}"
+            self.refusals.append(Refusal(calling, address, reason))
+            notify(self.settings, "error", {"error": reason})
             if association is not None:
                 await association.abort()
 
@@ -239,11 +250,18 @@ class StorageListener:
                     answer.settle()
             elif command.command_field == CommandField.C_ECHO_RQ:
                 await association.send(
-                    context_id, response_to(command, CommandField.C_ECHO_RSP, 0x0000)
+                    context_id, response_to(command, CommandField.C_ECHO_RSP, _echo_status(command))
                 )
             else:
                 await association.abort()
                 return
+
+
+def _echo_status(command: Command) -> int:
+    """Success for a C-ECHO of Verification; anything else is refused (PS3.7 9.3.5)."""
+    if command.affected_sop_class_uid == VERIFICATION:
+        return _SUCCESS
+    return _SOP_CLASS_NOT_SUPPORTED
 
 
 async def _abort(stream: ByteStream, settings: Settings) -> None:
