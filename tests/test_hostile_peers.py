@@ -9,7 +9,7 @@ or hostile peer connecting to our storage listener.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +34,19 @@ from qrclient.net import (
 from qrclient.net.association import Association, PeerReleased
 from qrclient.net.dimse import Command
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import STUDY_ROOT_GET, STUDY_ROOT_MOVE, VERIFICATION
+from qrclient.net.presentation import (
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    VERIFICATION,
+)
+from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
-from qrclient.ops.get import c_get
+from qrclient.ops.find import find, find_values
+from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
+from qrclient.ops.query import Level, Model, Query, build_query, parse_key
 from qrclient.ops.retrieve import move_listener
 from qrclient.ops.storing import Arrival, receive_instance
 from qrclient.store import Store
@@ -761,33 +769,44 @@ def study_identifier() -> Dataset:
     return identifier
 
 
-@UNCHECKED_VALUES
-async def test_a_non_ascii_uid_in_a_c_get_costs_only_that_instance(tmp_path: Path) -> None:
+async def c_get_serving(
+    store: Store, instances: Sequence[tuple[bytes, bytes]], settings: Settings | None = None
+) -> tuple[list[int], SubOperations]:
+    """A C-GET from a PACS that sends each (UID, data set) as a C-STORE and ends with
+    the counts our answers make; returns our answers' statuses and the C-GET's result."""
     statuses: list[int] = []
 
     async def pacs(conn: PeerConnection) -> None:
         await conn.accept()
         context_id, request, _ = await conn.read_message()
         storage = next(i for i, uid in conn.contexts.items() if uid == CT)
-        for number, bad in enumerate((NON_ASCII_UID, GARBAGE_UID), start=1):
-            data = encode_instance(instance(f"{ROOT}.5.{number}", "PAT", number))
-            statuses.append(await store_and_answer(conn, c_store_with(storage, number, bad, data)))
-        uid, data = good_instance(3)
-        statuses.append(await store_and_answer(conn, c_store_with(storage, 3, uid, data)))
+        for number, (uid, data) in enumerate(instances, start=1):
+            statuses.append(await store_and_answer(conn, c_store_with(storage, number, uid, data)))
         final = response(0x8010, int(request.MessageID), 0xB000, STUDY_ROOT_GET)
-        final.NumberOfCompletedSuboperations = 1
-        final.NumberOfFailedSuboperations = 2
+        final.NumberOfCompletedSuboperations = statuses.count(0)
+        final.NumberOfFailedSuboperations = len(statuses) - statuses.count(0)
         await conn.send_message(context_id, final)
         await drain(conn)
 
+    async with fake_peer(pacs) as (port, _):
+        with anyio.fail_after(LIMIT):
+            async with open_association(
+                Peer("FAKE", "127.0.0.1", port),
+                [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
+                settings,
+            ) as assoc:
+                result = await c_get(assoc, study_identifier(), STUDY_ROOT_GET, store)
+    return statuses, result
+
+
+@UNCHECKED_VALUES
+async def test_a_non_ascii_uid_in_a_c_get_costs_only_that_instance(tmp_path: Path) -> None:
+    instances = [
+        (bad, encode_instance(instance(f"{ROOT}.5.{number}", "PAT", number)))
+        for number, bad in enumerate((NON_ASCII_UID, GARBAGE_UID))
+    ]
     with Store.open(tmp_path / "store") as store:
-        async with fake_peer(pacs) as (port, _):
-            with anyio.fail_after(LIMIT):
-                async with open_association(
-                    Peer("FAKE", "127.0.0.1", port),
-                    [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
-                ) as assoc:
-                    result = await c_get(assoc, study_identifier(), STUDY_ROOT_GET, store)
+        statuses, result = await c_get_serving(store, [*instances, good_instance(3)])
         assert statuses == [0xA700, 0xA700, 0x0000]
         assert (result.completed, result.failed) == (1, 2)
         assert len(result.store_errors) == 2
@@ -826,3 +845,95 @@ async def test_a_bug_handling_one_association_costs_only_that_association(
     (refusal,) = listener.refusals
     assert "internal error" in refusal.reason
     assert "a bug in a handler" in refusal.reason
+
+
+# -- deep nesting (issue 13, item 7) -------------------------------------------------------
+
+
+def nested_sequences(depth: int) -> bytes:
+    """A Content Sequence nested ``depth`` levels deep, undefined lengths, explicit VR LE:
+    some 24 bytes a level."""
+    inner = struct.pack("<HH2sH", 0x0010, 0x0020, b"LO", 4) + b"DEEP"
+    sequence = struct.pack("<HH2s2xL", 0x0040, 0xA730, b"SQ", 0xFFFFFFFF)
+    item = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    ends = struct.pack("<HHL", 0xFFFE, 0xE00D, 0) + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    return (sequence + item) * depth + inner + ends * depth
+
+
+def find_answering(match: bytes) -> Script:
+    """A PACS answering any C-FIND with ``match`` (explicit VR LE), then success."""
+
+    async def script(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        pending = response(0x8020, int(request.MessageID), 0xFF00, STUDY_ROOT_FIND)
+        pending.CommandDataSetType = 0x0000
+        await conn.send_raw(p_data(context_id, 0x03, encode_command_set(pending)))
+        await conn.send_raw(p_data(context_id, 0x02, match))
+        final = response(0x8020, int(request.MessageID), 0, STUDY_ROOT_FIND)
+        await conn.send_message(context_id, final)
+        await drain(conn)
+
+    return script
+
+
+def deep_match(depth: int) -> bytes:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = f"{ROOT}.1"
+    return encode_instance(ds) + nested_sequences(depth)
+
+
+async def find_all(port: int, query: Query, decoded: bool) -> None:
+    """Every match, decoded by pydicom (``find``) or read raw (``find_values``)."""
+    async with open_association(
+        Peer("FAKE", "127.0.0.1", port), [ContextRequest(STUDY_ROOT_FIND)]
+    ) as assoc:
+        if decoded:
+            async with find(assoc, query) as results:
+                async for _ in results:
+                    pass
+        else:
+            await find_values(assoc, query)
+
+
+@pytest.mark.parametrize("decoded", [True, False], ids=["find", "find-values"])
+async def test_a_c_find_match_nested_600_deep_is_refused_cleanly(decoded: bool) -> None:
+    query = build_query(Level.STUDY, Model.STUDY, [parse_key(f"StudyInstanceUID={ROOT}.1")])
+    async with fake_peer(find_answering(deep_match(600))) as (port, conns):
+        with anyio.fail_after(LIMIT), pytest.raises(ProtocolError) as caught:
+            await find_all(port, query, decoded)
+        with anyio.fail_after(LIMIT):
+            await conns[0].closed.wait()
+    assert "nested deeper than 64 levels" in caught.value.message
+    assert_explained(caught.value)
+    assert "pdu-07" in conns[0].log  # the association was aborted
+
+
+async def test_a_c_find_match_nested_as_deep_as_allowed_decodes() -> None:
+    query = build_query(Level.STUDY, Model.STUDY, [parse_key(f"StudyInstanceUID={ROOT}.1")])
+    async with fake_peer(find_answering(deep_match(MAX_DEPTH))) as (port, _):
+        with anyio.fail_after(LIMIT):
+            async with (
+                open_association(
+                    Peer("FAKE", "127.0.0.1", port), [ContextRequest(STUDY_ROOT_FIND)]
+                ) as assoc,
+                find(assoc, query) as results,
+            ):
+                matches = [match async for match in results]
+    (match,) = matches
+    level = match
+    for _ in range(MAX_DEPTH):
+        level = level.ContentSequence[0]
+    assert level.PatientID == "DEEP"
+
+
+async def test_a_c_store_nested_600_deep_is_refused_and_the_get_goes_on(tmp_path: Path) -> None:
+    uid = f"{ROOT}.4.1"
+    deep = encode_instance(instance(uid, "PAT", 1)) + nested_sequences(600)
+    with Store.open(tmp_path / "store") as store:
+        statuses, result = await c_get_serving(store, [(uid.encode(), deep), good_instance(2)])
+        assert statuses == [0xA700, 0x0000]
+        (error,) = result.store_errors
+        assert "nested deeper than 64 levels" in error
+        assert_store_true(store, {f"{ROOT}.4.2"})
