@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pydicom
 import pytest
+from anyio.abc import ByteStream
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
@@ -31,14 +32,16 @@ from qrclient.net import (
     Timeouts,
     open_association,
 )
+from qrclient.net.acse import UserInformation
 from qrclient.net.association import Association, PeerReleased
-from qrclient.net.dimse import Command
+from qrclient.net.dimse import Command, CommandField
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
     VERIFICATION,
+    NegotiatedContext,
 )
 from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
@@ -54,6 +57,7 @@ from tests.fakepeer import (
     HEADER,
     PeerConnection,
     Script,
+    associate_rq,
     c_store_rq,
     encode_command_set,
     fake_peer,
@@ -367,8 +371,19 @@ async def test_a_pdu_that_stops_mid_way_is_a_named_timeout() -> None:
         await conn.send_raw(echo_rsp(1)[:16])
         await drain(conn)
 
-    settings = Settings(timeouts=Timeouts(dimse=0.3, network=0.3))
-    async with fake_peer(stall) as (port, conns):
+    error, conn = await echo_timing_out(stall, Timeouts(dimse=0.3, network=0.3))
+    assert error.which == "dimse"
+    assert "--dimse-timeout" in error.hint
+    assert "pdu-07" in conn.log
+
+
+async def echo_timing_out(
+    script: Script, timeouts: Timeouts
+) -> tuple[DicomTimeout, PeerConnection]:
+    """A C-ECHO to the peer ``script`` plays, which must end in a timeout; the timeout
+    and the peer's connection once we closed it."""
+    settings = Settings(timeouts=timeouts)
+    async with fake_peer(script) as (port, conns):
         with anyio.fail_after(LIMIT), pytest.raises(DicomTimeout) as caught:
             async with open_association(
                 Peer("FAKE", "127.0.0.1", port), [ContextRequest(VERIFICATION)], settings
@@ -376,9 +391,7 @@ async def test_a_pdu_that_stops_mid_way_is_a_named_timeout() -> None:
                 await echo(assoc)
         with anyio.fail_after(LIMIT):
             await conns[0].closed.wait()
-    assert caught.value.which == "dimse"
-    assert "--dimse-timeout" in caught.value.hint
-    assert "pdu-07" in conns[0].log
+    return caught.value, conns[0]
 
 
 # -- C-STORE sub-operations that try to climb out of the store ---------------------------
@@ -769,6 +782,17 @@ def study_identifier() -> Dataset:
     return identifier
 
 
+async def c_get_from(port: int, store: Store, settings: Settings | None = None) -> SubOperations:
+    """A C-GET of a study from the fake PACS on ``port``, into ``store``."""
+    with anyio.fail_after(LIMIT):
+        async with open_association(
+            Peer("FAKE", "127.0.0.1", port),
+            [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
+            settings,
+        ) as assoc:
+            return await c_get(assoc, study_identifier(), STUDY_ROOT_GET, store)
+
+
 async def c_get_serving(
     store: Store, instances: Sequence[tuple[bytes, bytes]], settings: Settings | None = None
 ) -> tuple[list[int], SubOperations]:
@@ -789,14 +813,7 @@ async def c_get_serving(
         await drain(conn)
 
     async with fake_peer(pacs) as (port, _):
-        with anyio.fail_after(LIMIT):
-            async with open_association(
-                Peer("FAKE", "127.0.0.1", port),
-                [ContextRequest(STUDY_ROOT_GET), ContextRequest(CT, scp_role=True)],
-                settings,
-            ) as assoc:
-                result = await c_get(assoc, study_identifier(), STUDY_ROOT_GET, store)
-    return statuses, result
+        return statuses, await c_get_from(port, store, settings)
 
 
 @UNCHECKED_VALUES
@@ -937,3 +954,128 @@ async def test_a_c_store_nested_600_deep_is_refused_and_the_get_goes_on(tmp_path
         (error,) = result.store_errors
         assert "nested deeper than 64 levels" in error
         assert_store_true(store, {f"{ROOT}.4.2"})
+
+
+# -- a byte now and then cannot stretch a timeout (issue 13, item 5) -----------------------
+
+TRICKLE = 0.05  # seconds between the bytes of a trickling peer
+SHORT = 0.5  # seconds: the timeout under test
+# Bytes a trickling peer gets out before a SHORT deadline fires, with room for a slow
+# machine: far fewer than any trickled message here (an idle timer would take them all).
+BEFORE_THE_DEADLINE = 4 * SHORT / TRICKLE
+
+
+async def trickle(conn: PeerConnection, data: bytes, sent: list[int]) -> None:
+    """Send ``data`` a byte at a time; ``sent[0]`` counts those sent."""
+    sent.append(0)
+    for index in range(len(data)):
+        await conn.send_raw(data[index : index + 1])
+        sent[0] += 1
+        await anyio.sleep(TRICKLE)
+
+
+@pytest.mark.parametrize(
+    ("dimse", "network", "which"),
+    [(SHORT, 30.0, "dimse"), (30.0, SHORT, "network")],
+    ids=["response-deadline", "pdu-deadline"],
+)
+async def test_a_trickled_response_fires_the_deadline_on_time(
+    dimse: float, network: float, which: str
+) -> None:
+    answer = echo_rsp(1) + p_data(1, 0x03, b"\x00" * 200)  # more than a deadline lets through
+    sent: list[int] = []
+
+    async def trickling(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        await trickle(conn, answer, sent)
+
+    error, _ = await echo_timing_out(trickling, Timeouts(dimse=dimse, network=network))
+    assert error.which == which
+    assert error.seconds == SHORT
+    assert_explained(error)
+    assert 0 < sent[0] < BEFORE_THE_DEADLINE, sent
+
+
+async def test_a_trickled_c_store_in_a_c_get_fires_the_pdu_deadline(tmp_path: Path) -> None:
+    sent: list[int] = []
+
+    async def pacs(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        storage = next(i for i, uid in conn.contexts.items() if uid == CT)
+        uid, data = good_instance(1)
+        whole = c_store_with(storage, 1, uid, data + b"\x00" * 400)
+        command_length = HEADER.size + struct.unpack_from(">L", whole, 2)[0]
+        await conn.send_raw(whole[:command_length])
+        await trickle(conn, whole[command_length:], sent)
+
+    settings = Settings(timeouts=Timeouts(dimse=30, network=SHORT))
+    with Store.open(tmp_path / "store") as store:
+        async with fake_peer(pacs) as (port, _):
+            with pytest.raises(DicomTimeout) as caught:
+                await c_get_from(port, store, settings)
+        assert caught.value.which == "network"
+        assert 0 < sent[0] < BEFORE_THE_DEADLINE, sent
+        assert_store_true(store, set())
+
+
+async def test_the_listener_closes_a_trickled_associate_rq_on_time(tmp_path: Path) -> None:
+    request = associate_rq(LISTENER_AE, HOSTILE_AE, [VERIFICATION, CT])
+    sent: list[int] = []
+    settings = Settings(calling_ae=LISTENER_AE, timeouts=Timeouts(association=SHORT))
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store, settings) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    with pytest.raises((anyio.BrokenResourceError, ConnectionError)):
+                        await trickle(conn, request, sent)
+                await assert_still_serving(listener.port)
+    assert 0 < sent[0] < BEFORE_THE_DEADLINE, sent
+
+
+async def test_the_listener_aborts_a_trickled_c_store_on_time(tmp_path: Path) -> None:
+    uid, data = good_instance(1)
+    sent: list[int] = []
+    settings = Settings(calling_ae=LISTENER_AE, timeouts=Timeouts(dimse=30, network=SHORT))
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store, settings) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    await associated(conn)
+                    with pytest.raises((anyio.BrokenResourceError, ConnectionError)):
+                        await trickle(conn, c_store_with(3, 1, uid, data), sent)
+                await assert_still_serving(listener.port)
+        assert_store_true(store, set())
+    assert 0 < sent[0] < BEFORE_THE_DEADLINE, sent
+
+
+class Deaf(ByteStream):
+    """A peer that takes nothing we send (its receive window stays shut)."""
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(self, item: bytes) -> None:
+        await anyio.sleep_forever()
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_peer_that_stops_reading_fires_the_send_deadline() -> None:
+    settings = Settings(timeouts=Timeouts(network=SHORT))
+    context = NegotiatedContext(1, VERIFICATION, 0, "1.2.840.10008.1.2")
+    user = UserInformation(16384, "1.2.3", "")
+    assoc = Association(Deaf(), Peer("DEAF", "127.0.0.1", 104), settings, [context], user)
+    request = Command(CommandField.C_ECHO_RQ, message_id=1)
+    with anyio.fail_after(LIMIT), pytest.raises(DicomTimeout) as caught:
+        await assoc.send(1, request)
+    assert caught.value.which == "network"
+    assert "room to send" in caught.value.message
+    assert_explained(caught.value)
+    assert not assoc.is_open

@@ -50,7 +50,7 @@ from qrclient.net.presentation import (
     sop_class_name,
 )
 from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
-from qrclient.net.transport import connect_tcp
+from qrclient.net.transport import SocketStream, connect_tcp
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
@@ -182,7 +182,7 @@ class Association:
         peer_user: UserInformation,
     ) -> None:
         self._stream = stream
-        self._reader = pdu.PduReader(stream, settings.max_pdu)
+        self._reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         self._pdvs: deque[pdu.Pdv] = deque()
         self._closed = False
         self.peer = peer
@@ -267,11 +267,15 @@ class Association:
                 },
             )
         await stream.send(encoded)
-        reader = pdu.PduReader(stream, settings.max_pdu)
+        reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         timeout = settings.timeouts.association
         try:
-            with anyio.fail_after(timeout):
-                pdu_type, body = await reader.read()
+            pdu_type, body = await reader.read(time.monotonic() + timeout)
+        except pdu.PduTimeout:
+            network = settings.timeouts.network
+            raise _failed(
+                settings, DicomTimeout("network", network, "whole PDU", "of its first byte")
+            ) from None
         except TimeoutError:
             raise _failed(
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
@@ -393,12 +397,18 @@ class Association:
                     "dataset_bytes": 0 if dataset is None else len(dataset),
                 },
             )
+        seconds = self.settings.timeouts.network
         try:
             if sum(map(len, pdus)) <= _SEND_JOIN_LIMIT:
-                await self._stream.send(b"".join(pdus))
+                await self._send_within(b"".join(pdus), seconds)
             else:
                 for item in pdus:
-                    await self._stream.send(item)
+                    await self._send_within(item, seconds)
+        except TimeoutError:  # before OSError: the peer is there but takes nothing
+            await self._close()
+            raise self._fail(
+                DicomTimeout("network", seconds, "room to send", "(the peer stopped reading)")
+            ) from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             await self._close()
             raise self._fail(
@@ -408,11 +418,25 @@ class Association:
                 )
             ) from exc
 
+    async def _send_within(self, data: bytes, seconds: float) -> None:
+        """Send, within ``seconds`` (else TimeoutError); times only an actual wait."""
+        stream = self._stream
+        if isinstance(stream, SocketStream):
+            await stream.send_within(data, seconds)
+        else:
+            with anyio.fail_after(seconds):
+                await stream.send(data)
+
     # -- receiving ---------------------------------------------------------------------
 
     async def receive_command(self, waiting_for: str = "DIMSE response") -> tuple[int, Command]:
-        """Read the next command set; its data set (if any) must be read next."""
-        first = await self._next_pdv(self.settings.timeouts.dimse, "dimse", waiting_for)
+        """Read the next command set; its data set (if any) must be read next.
+
+        The whole command set must be in within the DIMSE timeout (a deadline: a peer
+        trickling bytes does not extend it).
+        """
+        deadline = time.monotonic() + self.settings.timeouts.dimse
+        first = await self._next_pdv(deadline, "dimse", waiting_for)
         if not first.is_command:
             raise self._fail(
                 ProtocolError(
@@ -423,7 +447,7 @@ class Association:
         parts = [first.data]
         pdv = first
         while not pdv.is_last:
-            pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+            pdv = await self._next_pdv(deadline, "dimse", waiting_for)
             if not pdv.is_command or pdv.context_id != first.context_id:
                 raise self._fail(
                     ProtocolError(
@@ -470,7 +494,7 @@ class Association:
         return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
-        pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+        pdv = await self._next_pdv(None, "network", "PDU")
         if pdv.is_command or pdv.context_id != context_id:
             raise self._fail(
                 ProtocolError(
@@ -480,18 +504,33 @@ class Association:
             )
         return pdv
 
-    async def _next_pdv(self, seconds: float, which: str, waiting_for: str) -> pdu.Pdv:
-        """The next PDV; awaits (with the named timeout) only when none is buffered."""
+    async def _next_pdv(self, deadline: float | None, which: str, waiting_for: str) -> pdu.Pdv:
+        """The next PDV; awaits only when none is buffered.
+
+        ``deadline`` (``time.monotonic()``) bounds the wait, as the ``which`` timeout;
+        None: the network timeout from each wait's start (a data set's next PDU).
+        """
         while not self._pdvs:
             self._check_open()
             try:
                 item = self._reader.next_buffered()
                 if item is None:
-                    await self._reader.receive_more(seconds)
+                    if deadline is None:
+                        await self._reader.receive_more(
+                            time.monotonic() + self.settings.timeouts.network
+                        )
+                    else:
+                        await self._reader.receive_more(deadline)
                     continue
                 if self._pdu_observer is not None:
                     self._pdu_observer("pdu-received", _pdu_record(*item))
+            except pdu.PduTimeout:
+                network = self.settings.timeouts.network
+                raise self._fail(
+                    DicomTimeout("network", network, "whole PDU", "of its first byte")
+                ) from None
             except TimeoutError:
+                seconds = getattr(self.settings.timeouts, which)
                 raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
             except AssociationAborted as exc:
                 await self._close()

@@ -62,11 +62,12 @@ class ProtocolError(DicomNetworkError):
 class DicomTimeout(DicomNetworkError):
     """One of the configured timeouts expired; ``which`` names it (as the option does)."""
 
-    def __init__(self, which: str, seconds: float, waiting_for: str) -> None:
+    def __init__(self, which: str, seconds: float, waiting_for: str, since: str = "") -> None:
         self.which = which
         self.seconds = seconds
+        since = f" {since}" if since else ""
         super().__init__(
-            f"{which} timeout: no {waiting_for} within {seconds:g} s",
+            f"{which} timeout: no {waiting_for} within {seconds:g} s{since}",
             f"the peer may be overloaded or stalled; raise --{which}-timeout if it is just slow",
         )
 

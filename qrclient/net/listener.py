@@ -159,7 +159,7 @@ class StorageListener:
 
     async def _negotiate(self, stream: ByteStream, address: str) -> Association | None:
         """Answer the A-ASSOCIATE-RQ; None when the peer is refused or talks nonsense."""
-        reader = pdu.PduReader(stream, self.settings.max_pdu)
+        reader = pdu.PduReader(stream, self.settings.max_pdu, self.settings.timeouts.network)
         try:
             with anyio.fail_after(self.settings.timeouts.association):
                 pdu_type, body = await reader.read()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -124,6 +125,10 @@ def encode_p_data(
             return
 
 
+class PduTimeout(TimeoutError):
+    """A PDU begun was not complete within the reader's ``pdu_seconds``."""
+
+
 class PduReader:
     """Reads whole PDUs from a byte stream; safe to cancel at any await.
 
@@ -134,13 +139,22 @@ class PduReader:
     kept. Only a PDU that spans chunks is joined, once. Nothing is consumed until a
     whole PDU is there, so a cancelled read loses nothing and the next read resumes
     where it stopped.
+
+    Time is bounded by deadlines, not idle timers, so a peer trickling a byte now and
+    then cannot stretch them: each wait is given the caller's deadline, and once part
+    of a PDU is buffered, the rest must come within ``pdu_seconds`` of the first wait
+    for it (PduTimeout). Only actual waits look at the clock.
     """
 
     _CHUNK = 1 << 18
 
-    def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
+    def __init__(
+        self, stream: ByteReceiveStream, max_pdu: int, pdu_seconds: float = math.inf
+    ) -> None:
         self._stream = stream
         self._max_pdu = max_pdu
+        self._pdu_seconds = pdu_seconds
+        self._pdu_deadline = 0.0  # for the PDU partly buffered; 0: none set yet
         self._chunk = memoryview(b"")  # the latest chunk received
         self._offset = 0  # its first byte not handed out
         # The start of a PDU that continues beyond the chunk it began in, and its size.
@@ -159,6 +173,7 @@ class PduReader:
             end = start + HEADER_LENGTH + length
             if end <= len(chunk):
                 self._offset = end
+                self._pdu_deadline = 0.0  # the next PDU gets its own
                 return pdu_type, chunk[start + HEADER_LENGTH : end]
         if available:  # the PDU continues in chunks still to come
             self._parts, self._parts_size = [chunk[start:]], available
@@ -192,6 +207,7 @@ class PduReader:
             break
         whole = memoryview(b"".join(pieces))
         self._parts, self._parts_size = [], 0
+        self._pdu_deadline = 0.0
         self._chunk, self._offset = memoryview(b""), 0
         if len(rest) == 1:
             self._chunk = rest[0]
@@ -199,11 +215,27 @@ class PduReader:
             self._parts, self._parts_size = rest, sum(map(len, rest))
         return pdu_type, whole[HEADER_LENGTH:]
 
-    async def receive_more(self, seconds: float = math.inf) -> None:
-        """Await more bytes from the peer, at most ``seconds`` (else TimeoutError).
+    async def receive_more(self, deadline: float = math.inf) -> None:
+        """Await more bytes from the peer until ``deadline`` (``time.monotonic()``).
 
-        A closed connection becomes ConnectionDropped.
+        TimeoutError when the deadline passes; PduTimeout when the PDU partly buffered
+        is not complete in time (whichever comes first). A closed connection becomes
+        ConnectionDropped.
         """
+        now = time.monotonic()
+        pdu_deadline = self._pdu_deadline
+        if self._parts or self._offset < len(self._chunk):  # a PDU is under way
+            if not pdu_deadline:
+                pdu_deadline = self._pdu_deadline = now + self._pdu_seconds
+            if pdu_deadline < deadline:
+                try:
+                    await self._receive(pdu_deadline - now)
+                except TimeoutError:
+                    raise PduTimeout from None
+                return
+        await self._receive(deadline - now)
+
+    async def _receive(self, seconds: float) -> None:
         try:
             stream = self._stream
             if isinstance(stream, SocketStream):  # times only an actual wait
@@ -230,10 +262,10 @@ class PduReader:
         else:
             self._chunk, self._offset = data, 0
 
-    async def read(self) -> tuple[int, bytes]:
+    async def read(self, deadline: float = math.inf) -> tuple[int, bytes]:
         """Return the next (PDU type, body), the body copied (for the rare PDUs)."""
         while (item := self.next_buffered()) is None:
-            await self.receive_more()
+            await self.receive_more(deadline)
         pdu_type, body = item
         return pdu_type, bytes(body)
 
