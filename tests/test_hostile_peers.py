@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +32,11 @@ from qrclient.net import (
     Timeouts,
     open_association,
 )
+from qrclient.net import association as association_module
 from qrclient.net.acse import UserInformation
-from qrclient.net.association import Association, PeerReleased
+from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association, PeerReleased
 from qrclient.net.dimse import Command, CommandField
+from qrclient.net.errors import DataSetTooLarge
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import (
     STUDY_ROOT_FIND,
@@ -51,7 +53,7 @@ from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
 from qrclient.ops.query import Level, Model, Query, build_query, parse_key
 from qrclient.ops.retrieve import move_listener
-from qrclient.ops.storing import Arrival, receive_instance
+from qrclient.ops.storing import TOO_LARGE, Arrival, receive_instance
 from qrclient.store import Store
 from tests.fakepeer import (
     HEADER,
@@ -269,6 +271,24 @@ REQUESTOR_CASES = [
         ProtocolError,
         "command set that does not decode (element (0008,0010)",
         id="command-set-outside-group-0000",
+    ),
+    pytest.param(
+        after_echo_rq(p_data(1, 0x03, b"\x00" * 70_000)),
+        ProtocolError,
+        "command set of over 65536 bytes",
+        id="command-set-of-70-kb",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 0x01, b"\x00" * 40_000)) * 2 + echo_rsp(1)),
+        ProtocolError,
+        "command set of over 65536 bytes",
+        id="command-set-of-80-kb-in-fragments",
+    ),
+    pytest.param(
+        after_echo_rq(pdu(4, pdv(1, 0x01, b"") * 100) + echo_rsp(1)),
+        ProtocolError,
+        "split a message into 65 fragments for 0 bytes",
+        id="command-set-in-empty-fragments",
     ),
     pytest.param(
         after_echo_rq(p_data(1, 0x03, command(MessageIDBeingRespondedTo=1, Status=0))),
@@ -590,6 +610,11 @@ LISTENER_CASES = [
     ),
     pytest.param(True, store_rq_with(p_data(3, 0x03, b"\x00" * 8)), id="command-inside-data-set"),
     pytest.param(True, store_rq_with(b"\x04\x00\x7f\xff\xff\xff"), id="c-store-of-2-gb"),
+    pytest.param(True, p_data(1, 0x03, b"\x00" * 70_000), id="command-set-of-70-kb"),
+    pytest.param(True, pdu(4, pdv(1, 0x01, b"") * 100), id="command-set-in-empty-fragments"),
+    pytest.param(
+        True, store_rq_with(pdu(4, pdv(3, 0, b"") * 100)), id="data-set-in-empty-fragments"
+    ),
 ]
 
 
@@ -690,10 +715,15 @@ def c_store_with(
     return p_data(context_id, 0x03, command_set) + p_data(context_id, 0x02, data)
 
 
-async def store_and_answer(conn: PeerConnection, message: bytes) -> int:
-    """Send a whole C-STORE (command and data set); the status of its answer."""
+async def store_and_answer(
+    conn: PeerConnection, message: bytes, comments: list[str] | None = None
+) -> int:
+    """Send a whole C-STORE (command and data set); the status of its answer, whose
+    Error Comment (if any) goes to ``comments``."""
     await conn.send_raw(message)
     _, answer, _ = await conn.read_message()
+    if comments is not None and "ErrorComment" in answer:
+        comments.append(str(answer.ErrorComment))
     return int(answer.Status)
 
 
@@ -794,10 +824,14 @@ async def c_get_from(port: int, store: Store, settings: Settings | None = None) 
 
 
 async def c_get_serving(
-    store: Store, instances: Sequence[tuple[bytes, bytes]], settings: Settings | None = None
+    store: Store,
+    instances: Sequence[tuple[bytes, bytes]],
+    settings: Settings | None = None,
+    comments: list[str] | None = None,
 ) -> tuple[list[int], SubOperations]:
     """A C-GET from a PACS that sends each (UID, data set) as a C-STORE and ends with
-    the counts our answers make; returns our answers' statuses and the C-GET's result."""
+    the counts our answers make; returns our answers' statuses (their Error Comments
+    go to ``comments``) and the C-GET's result."""
     statuses: list[int] = []
 
     async def pacs(conn: PeerConnection) -> None:
@@ -805,7 +839,8 @@ async def c_get_serving(
         context_id, request, _ = await conn.read_message()
         storage = next(i for i, uid in conn.contexts.items() if uid == CT)
         for number, (uid, data) in enumerate(instances, start=1):
-            statuses.append(await store_and_answer(conn, c_store_with(storage, number, uid, data)))
+            message = c_store_with(storage, number, uid, data)
+            statuses.append(await store_and_answer(conn, message, comments))
         final = response(0x8010, int(request.MessageID), 0xB000, STUDY_ROOT_GET)
         final.NumberOfCompletedSuboperations = statuses.count(0)
         final.NumberOfFailedSuboperations = len(statuses) - statuses.count(0)
@@ -1079,3 +1114,113 @@ async def test_a_peer_that_stops_reading_fires_the_send_deadline() -> None:
     assert "room to send" in caught.value.message
     assert_explained(caught.value)
     assert not assoc.is_open
+
+
+# -- the size of one DIMSE message is bounded (issue 13, item 3) ----------------------------
+
+
+async def flood(conn: PeerConnection, prefix: bytes, one_pdu: bytes, total: int) -> int:
+    """Send ``prefix``, then ``one_pdu`` again and again up to ``total`` bytes or until
+    we close the connection; returns the bytes of PDUs sent."""
+    await conn.send_raw(prefix)
+    sent = 0
+    with suppress(anyio.BrokenResourceError, ConnectionError):
+        while sent < total:
+            await conn.send_raw(one_pdu)
+            sent += len(one_pdu)
+    return sent
+
+
+async def test_a_flood_of_empty_pdvs_in_a_c_store_is_refused_at_once(tmp_path: Path) -> None:
+    sent: list[int] = []
+
+    async def pacs(conn: PeerConnection) -> None:
+        await conn.accept()
+        await conn.read_message()
+        storage = next(i for i, uid in conn.contexts.items() if uid == CT)
+        empty_pdvs = pdu(4, pdv(storage, 0, b"") * 2730)  # 16 KB of empty fragments
+        store_rq = c_store_rq(1, CT, f"{ROOT}.4.1")
+        store_rq.CommandDataSetType = 0
+        command_set = p_data(storage, 0x03, encode_command_set(store_rq))
+        sent.append(await flood(conn, command_set, empty_pdvs, 100 << 20))
+
+    with Store.open(tmp_path / "store") as store:
+        async with fake_peer(pacs) as (port, conns):
+            with pytest.raises(ProtocolError) as caught:
+                await c_get_from(port, store)
+            with anyio.fail_after(LIMIT):
+                await conns[0].closed.wait()
+        assert "split a message into 65 fragments for 0 bytes" in caught.value.message
+        assert_explained(caught.value)
+        assert sent[0] < 100 << 20  # we gave up long before the 100 MB were in
+        assert_store_true(store, set())
+
+
+def never_ending_find_match(sent: list[int]) -> Script:
+    async def script(conn: PeerConnection) -> None:
+        await conn.accept()
+        context_id, request, _ = await conn.read_message()
+        pending = response(0x8020, int(request.MessageID), 0xFF00, STUDY_ROOT_FIND)
+        pending.CommandDataSetType = 0x0000
+        command_set = p_data(context_id, 0x03, encode_command_set(pending))
+        fragment = p_data(context_id, 0x00, b"\x00" * 16_000)  # never the last
+        sent.append(await flood(conn, command_set, fragment, 1 << 40))
+
+    return script
+
+
+@pytest.mark.parametrize("decoded", [True, False], ids=["find", "find-values"])
+async def test_a_never_ending_c_find_match_is_refused_at_16_mib(decoded: bool) -> None:
+    query = build_query(Level.STUDY, Model.STUDY, [parse_key(f"StudyInstanceUID={ROOT}.1")])
+    sent: list[int] = []
+    async with fake_peer(never_ending_find_match(sent)) as (port, conns):
+        with anyio.fail_after(LIMIT), pytest.raises(DataSetTooLarge) as caught:
+            await find_all(port, query, decoded)
+        with anyio.fail_after(LIMIT):
+            await conns[0].closed.wait()
+    assert "data set of over 16777216 bytes" in caught.value.message
+    assert not caught.value.whole
+    assert_explained(caught.value)
+    assert MAX_DATASET_IN_MEMORY < sent[0] < 4 * MAX_DATASET_IN_MEMORY
+
+
+async def test_an_instance_beyond_max_instance_is_refused_and_the_get_goes_on(
+    tmp_path: Path,
+) -> None:
+    big_uid = f"{ROOT}.4.1"
+    big = (
+        encode_instance(instance(big_uid, "PAT", 1))
+        + struct.pack("<HH2s2xL", 0x7FE0, 0x0010, b"OB", 300_000)
+        + b"\x00" * 300_000
+    )
+    comments: list[str] = []
+    settings = Settings(max_instance=100_000)
+    with Store.open(tmp_path / "store") as store:
+        statuses, result = await c_get_serving(
+            store, [(big_uid.encode(), big), good_instance(2)], settings, comments
+        )
+        assert statuses == [0xA700, 0x0000]
+        assert comments == [TOO_LARGE]
+        (error,) = result.store_errors
+        assert f"{big_uid}: not stored: the instance is larger than 100000 bytes" in error
+        assert_store_true(store, {f"{ROOT}.4.2"})
+
+
+async def test_a_never_ending_instance_is_aborted_and_the_listener_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(association_module, "_DISCARD_AT_LEAST", 1 << 20)
+    settings = Settings(calling_ae=LISTENER_AE, max_instance=64 << 10)
+    fragment = p_data(3, 0x00, b"\x00" * 16_000)
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store, settings) as (listener, recorder):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    await associated(conn)
+                    sent = await flood(conn, store_rq_with(b""), fragment, 1 << 40)
+                await assert_still_serving(listener.port)
+        assert (64 << 10) + (1 << 20) < sent < 64 << 20
+        (error,) = recorder.errors
+        assert "not stored: the instance is larger than 65536 bytes" in error
+        assert "and still going at" in error
+        assert_store_true(store, set())

@@ -407,6 +407,7 @@ class AllowAll:
 
 class Answer:
     status = 0
+    comment = None
 
     def settle(self) -> None:
         pass

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
+from typing import NoReturn
 
 import anyio
 from anyio.abc import ByteStream
@@ -35,6 +36,7 @@ from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
     ConnectionDropped,
+    DataSetTooLarge,
     DicomNetworkError,
     DicomTimeout,
     NoAcceptedContext,
@@ -56,6 +58,20 @@ IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
 APPLICATION_CONTEXT = acse.APPLICATION_CONTEXT
 DEFAULT_MAX_PDU = 1 << 20
+DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
+# What one DIMSE message may hold beyond the largest instance. Real command sets are
+# a few hundred bytes; DCMTK appends a C-GET response's Failed SOP Instance UID List
+# to it, which 64 KiB still holds for a thousand UIDs.
+MAX_COMMAND_SET = 64 << 10
+# A data set kept in memory (a C-FIND match, a C-GET or C-MOVE response's identifier).
+MAX_DATASET_IN_MEMORY = 16 << 20
+# Fragments (PDVs) must carry this many bytes on average, after the first few: a peer
+# splitting a message into empty PDVs costs us a Python object each, for nothing.
+_FRAGMENTS_FREE = 64
+_FRAGMENT_AVERAGE_SHIFT = 8  # 256 bytes
+# An instance beyond the largest is read on and discarded, so the association can go
+# on with the next one, for up to this much more (at least); then it is aborted.
+_DISCARD_AT_LEAST = 1 << 30
 _MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
 _MESSAGE_IDS = itertools.count()
@@ -97,6 +113,7 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     observer: Observer | None = None
     tls: TlsSettings | None = None  # None: plain TCP
+    max_instance: int = DEFAULT_MAX_INSTANCE  # bytes of one received instance's data set
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +463,19 @@ class Association:
             )
         parts = [first.data]
         pdv = first
-        while not pdv.is_last:
+        size, count = len(first.data), 1
+        while True:
+            if size > MAX_COMMAND_SET:
+                raise self._fail(
+                    ProtocolError(
+                        f"the peer sent a command set of over {MAX_COMMAND_SET} bytes",
+                        "the peer's DICOM stack is broken; a real one is a few hundred bytes",
+                    )
+                )
+            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+                raise self._fail(_too_many_fragments(count, size))
+            if pdv.is_last:
+                break
             pdv = await self._next_pdv(deadline, "dimse", waiting_for)
             if not pdv.is_command or pdv.context_id != first.context_id:
                 raise self._fail(
@@ -456,6 +485,8 @@ class Association:
                     )
                 )
             parts.append(pdv.data)
+            size += len(pdv.data)
+            count += 1
         try:
             command = decode_command(b"".join(parts))  # small: one copy, decoded as bytes
         except ProtocolError as exc:
@@ -465,7 +496,12 @@ class Association:
         return first.context_id, command
 
     async def receive_dataset_into(
-        self, context_id: int, write: Callable[[bytes | memoryview], object]
+        self,
+        context_id: int,
+        write: Callable[[bytes | memoryview], object],
+        limit: int = MAX_DATASET_IN_MEMORY,
+        *,
+        instance: bool = False,
     ) -> int:
         """Pass each fragment of the data set that follows a command to ``write``.
 
@@ -473,16 +509,49 @@ class Association:
         writer (a file, for C-STORE), never joined in memory. They are views of the
         received bytes, which never change: the writer may keep them instead of copying.
         Returns the byte count.
+
+        At most ``limit`` bytes are written; beyond, DataSetTooLarge. For an
+        ``instance`` (a C-STORE's) the rest is first read and discarded, if it ends
+        within a bounded excess, so the association can go on (``whole``).
         """
-        size = 0
+        size = count = 0
         while True:
             pdv = await self._next_data_pdv(context_id)
-            write(pdv.data)
-            size += len(pdv.data)
+            data = pdv.data
+            size += len(data)
+            count += 1
+            if size > limit:
+                await self._refuse_dataset(context_id, pdv, size, count, limit, instance)
+            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+                raise self._fail(_too_many_fragments(count, size))
+            write(data)
             if pdv.is_last:
                 if self._pdu_observer is not None:
                     self._pdu_observer("dataset-received", {"bytes": size})
                 return size
+
+    async def _refuse_dataset(
+        self, context_id: int, pdv: pdu.Pdv, size: int, count: int, limit: int, instance: bool
+    ) -> NoReturn:
+        """DataSetTooLarge, once the rest of an instance is read and discarded."""
+        if instance:
+            message = f"the instance is larger than {limit} bytes (--max-instance)"
+            hint = "raise --max-instance (or max_instance in the configuration) to accept it"
+        else:
+            message = f"the peer sent a data set of over {limit} bytes where we keep it in memory"
+            hint = "the peer's DICOM stack is broken: such a data set is never this large"
+        excess = max(limit, _DISCARD_AT_LEAST) if instance else 0
+        while not pdv.is_last and size <= limit + excess:
+            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+                raise self._fail(_too_many_fragments(count, size))
+            pdv = await self._next_data_pdv(context_id)
+            size += len(pdv.data)
+            count += 1
+        whole = pdv.is_last and size <= limit + excess
+        if not whole and instance:
+            message = f"{message}, and still going at {size} bytes"
+        error = DataSetTooLarge(message, hint, size=size, limit=limit, whole=whole)
+        raise error if whole else self._fail(error)
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""
@@ -629,6 +698,14 @@ class Association:
         self._closed = True
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(self._stream)
+
+
+def _too_many_fragments(count: int, size: int) -> ProtocolError:
+    return ProtocolError(
+        f"the peer split a message into {count} fragments for {size} bytes",
+        "the peer's DICOM stack is broken or hostile: each fragment costs us, and "
+        f"they must carry {1 << _FRAGMENT_AVERAGE_SHIFT} bytes on average",
+    )
 
 
 def _match_contexts(request: AssociateRequest, accept: AssociateAccept) -> list[NegotiatedContext]:

@@ -255,12 +255,16 @@ def expect_response(command: Command, expected: CommandField, message_id: int) -
         )
 
 
-def response_to(request: Command, command_field: CommandField, status: int) -> Command:
-    """The response to a C-STORE or C-ECHO request, echoing what PS3.7 says it must."""
+def response_to(
+    request: Command, command_field: CommandField, status: int, comment: str | None = None
+) -> Command:
+    """The response to a C-STORE or C-ECHO request, echoing what PS3.7 says it must;
+    ``comment`` is its Error Comment (up to 64 characters)."""
     return Command(
         command_field=command_field,
         message_id_being_responded_to=request.message_id,
         affected_sop_class_uid=request.affected_sop_class_uid,
         affected_sop_instance_uid=request.affected_sop_instance_uid,
         status=status,
+        error_comment=comment,
     )

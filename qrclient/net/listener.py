@@ -63,6 +63,9 @@ class StoreAnswer(Protocol):
     @property
     def status(self) -> int: ...
 
+    @property
+    def comment(self) -> str | None: ...  # the response's Error Comment, if any
+
     def settle(self) -> None: ...
 
 
@@ -243,7 +246,9 @@ class StorageListener:
                 return
             if command.command_field == CommandField.C_STORE_RQ:
                 answer = await self.handler.store(association, context_id, command)
-                response = response_to(command, CommandField.C_STORE_RSP, answer.status)
+                response = response_to(
+                    command, CommandField.C_STORE_RSP, answer.status, answer.comment
+                )
                 try:
                     await association.send(context_id, response)
                 finally:

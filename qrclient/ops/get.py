@@ -139,7 +139,7 @@ class _Retrieval:
             self.progress,
             self.result.store_errors,
         )
-        response = response_to(command, CommandField.C_STORE_RSP, arrival.status)
+        response = response_to(command, CommandField.C_STORE_RSP, arrival.status, arrival.comment)
         try:
             await self.association.send(context_id, response)
         finally:
