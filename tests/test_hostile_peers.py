@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,12 @@ from qrclient.net.acse import UserInformation
 from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association, PeerReleased
 from qrclient.net.dimse import Command, CommandField
 from qrclient.net.errors import DataSetTooLarge
-from qrclient.net.listener import StorageListener
+from qrclient.net.listener import (
+    MAX_ASSOCIATE_RQ,
+    MAX_REFUSALS,
+    MAX_UNASSOCIATED,
+    StorageListener,
+)
 from qrclient.net.presentation import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
@@ -1224,3 +1229,81 @@ async def test_a_never_ending_instance_is_aborted_and_the_listener_goes_on(
         assert "not stored: the instance is larger than 65536 bytes" in error
         assert "and still going at" in error
         assert_store_true(store, set())
+
+
+# -- before association, a connection may cost the listener little (issue 13, item 4) -----
+
+
+async def closed_by_listener(conn: PeerConnection) -> bool:
+    """Whether the listener closed ``conn`` (waiting at most LIMIT for it)."""
+    with anyio.move_on_after(LIMIT):
+        try:
+            while await conn.stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            return True
+    return False
+
+
+async def test_half_sent_associate_rqs_in_numbers_cost_the_listener_little(
+    tmp_path: Path,
+) -> None:
+    """200 connections each send half of a 60 KB A-ASSOCIATE-RQ and wait: the listener
+    keeps only the newest few (MAX_UNASSOCIATED, at most MAX_ASSOCIATE_RQ bytes each),
+    and still answers a well-behaved peer meanwhile."""
+    half = HEADER.pack(1, 60_000) + b"\x00" * 30_000
+    count = 200
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, _), AsyncExitStack() as stack:
+            conns = []
+            with anyio.fail_after(LIMIT * 4):
+                for _ in range(count):
+                    conn = await stack.enter_async_context(hostile_client(listener.port))
+                    await conn.send_raw(half)
+                    conns.append(conn)
+                await assert_still_serving(listener.port)  # while they are all connected
+                assert len(listener._unassociated) <= MAX_UNASSOCIATED
+                assert listener._connections <= MAX_UNASSOCIATED
+                oldest = conns[: count - MAX_UNASSOCIATED - 1]
+                closed = [await closed_by_listener(conn) for conn in oldest]
+    assert all(closed), closed.count(False)
+
+
+async def test_a_pdu_before_association_is_refused_on_its_header_beyond_64_kib(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                async with hostile_client(listener.port) as conn:
+                    await conn.send_raw(HEADER.pack(1, MAX_ASSOCIATE_RQ + 1) + b"\x00" * 100)
+                    assert (await conn.read_pdu())[0] == 7  # A-ABORT, without reading more
+                    assert await closed_by_listener(conn)
+                await assert_still_serving(listener.port)
+
+
+async def test_connections_beyond_the_limit_are_turned_away_busy(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, _), AsyncExitStack() as stack:
+            listener.max_connections = 3
+            with anyio.fail_after(LIMIT):
+                for _ in range(3):
+                    conn = await stack.enter_async_context(hostile_client(listener.port))
+                    await associated(conn)
+                async with hostile_client(listener.port) as extra:
+                    answer = await extra.associate(LISTENER_AE, HOSTILE_AE, [VERIFICATION])
+                    assert answer == 3  # A-ASSOCIATE-RJ
+                await stack.aclose()  # the three release nothing: they just go
+                await assert_still_serving(listener.port)
+    assert [r.reason for r in listener.refusals] == ["3 connections at once: busy"]
+
+
+async def test_a_flood_of_refusals_is_kept_bounded(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store) as (listener, _):
+            with anyio.fail_after(LIMIT * 2):
+                for _ in range(MAX_REFUSALS + 20):
+                    async with hostile_client(listener.port) as conn:
+                        assert await conn.associate("SOMEONE", HOSTILE_AE, [VERIFICATION]) == 3
+    assert len(listener.refusals) == MAX_REFUSALS
+    assert listener.more_refusals == 20

@@ -153,6 +153,7 @@ class PduReader:
     ) -> None:
         self._stream = stream
         self._max_pdu = max_pdu
+        self._cap: int | None = None  # see cap()
         self._pdu_seconds = pdu_seconds
         self._pdu_deadline = 0.0  # for the PDU partly buffered; 0: none set yet
         self._chunk = memoryview(b"")  # the latest chunk received
@@ -160,6 +161,14 @@ class PduReader:
         # The start of a PDU that continues beyond the chunk it began in, and its size.
         self._parts: list[memoryview] = []
         self._parts_size = 0
+
+    def cap(self, length: int | None) -> None:
+        """Refuse any PDU longer than ``length`` (None: only the usual limits).
+
+        Before an association is accepted only a small A-ASSOCIATE-RQ makes sense; the
+        cap refuses more on the PDU's header, before its bytes are read.
+        """
+        self._cap = length
 
     def next_buffered(self) -> tuple[int, memoryview] | None:
         """The next PDU if it is complete in the buffer, else None (never awaits)."""
@@ -169,7 +178,7 @@ class PduReader:
         available = len(chunk) - start
         if available >= HEADER_LENGTH:
             pdu_type, length = HEADER.unpack_from(chunk, start)
-            _check_header(pdu_type, length, self._max_pdu)
+            _check_header(pdu_type, length, self._max_pdu, self._cap)
             end = start + HEADER_LENGTH + length
             if end <= len(chunk):
                 self._offset = end
@@ -190,7 +199,7 @@ class PduReader:
             if len(header) == HEADER_LENGTH:
                 break
         pdu_type, length = HEADER.unpack(header)
-        _check_header(pdu_type, length, self._max_pdu)
+        _check_header(pdu_type, length, self._max_pdu, self._cap)
         total = HEADER_LENGTH + length
         if size < total:
             return None
@@ -273,7 +282,7 @@ class PduReader:
 _PDU_TYPES = frozenset(PduType)
 
 
-def _check_header(pdu_type: int, length: int, max_pdu: int) -> None:
+def _check_header(pdu_type: int, length: int, max_pdu: int, cap: int | None) -> None:
     if pdu_type not in _PDU_TYPES:
         raise ProtocolError(
             f"the peer sent an unknown PDU type 0x{pdu_type:02X}",
@@ -282,6 +291,8 @@ def _check_header(pdu_type: int, length: int, max_pdu: int) -> None:
     limit = MAX_CONTROL_PDU_LENGTH
     if pdu_type == PduType.P_DATA_TF:
         limit = max(limit, max_pdu + PDV_OVERHEAD)
+    if cap is not None:
+        limit = min(limit, cap)
     if length > limit:
         raise ProtocolError(
             f"the peer sent a PDU of {length} bytes, beyond the {limit} we accept",
