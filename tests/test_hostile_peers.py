@@ -9,7 +9,7 @@ or hostile peer connecting to our storage listener.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ from qrclient.net.presentation import (
 )
 from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
+from qrclient.ops.events import describe_event
 from qrclient.ops.find import find, find_values
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, c_move
@@ -1307,3 +1308,42 @@ async def test_a_flood_of_refusals_is_kept_bounded(tmp_path: Path) -> None:
                         assert await conn.associate("SOMEONE", HOSTILE_AE, [VERIFICATION]) == 3
     assert len(listener.refusals) == MAX_REFUSALS
     assert listener.more_refusals == 20
+
+
+# -- the PACS releasing its association to our listener is no error (issue 12, item 9) ---
+
+
+async def test_a_peer_releasing_its_association_to_the_listener_is_logged_as_a_release(
+    tmp_path: Path,
+) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    released = anyio.Event()
+
+    def observe(event: str, details: Mapping[str, object]) -> None:
+        events.append((event, dict(details)))
+        if event == "peer-released":
+            released.set()
+
+    settings = Settings(calling_ae=LISTENER_AE, observer=observe)
+    with Store.open(tmp_path / "store") as store:
+        async with listening(store, settings) as (listener, _):
+            with anyio.fail_after(LIMIT):
+                await assert_still_serving(listener.port)  # echo, then release
+                await released.wait()
+    names = [name for name, _ in events]
+    assert "error" not in names, events
+    assert names[-1] == "peer-released"
+    assert describe_event("peer-released", {}) == ["A-RELEASE-RQ from the peer: released"]
+
+
+async def test_a_release_instead_of_an_answer_is_still_an_error() -> None:
+    events: list[str] = []
+    settings = Settings(observer=lambda event, details: events.append(event))
+    async with fake_peer(after_echo_rq(pdu(5, b"\x00" * 4))) as (port, _):
+        with anyio.fail_after(LIMIT), pytest.raises(PeerReleased):
+            async with open_association(
+                Peer("FAKE", "127.0.0.1", port), [ContextRequest(VERIFICATION)], settings
+            ) as assoc:
+                await echo(assoc)
+    assert "error" in events
+    assert "peer-released" not in events

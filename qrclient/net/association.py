@@ -197,8 +197,13 @@ class Association:
         settings: Settings,
         contexts: list[NegotiatedContext],
         peer_user: UserInformation,
+        *,
+        acceptor: bool = False,
     ) -> None:
         self._stream = stream
+        # On our listener the peer ends the association: its A-RELEASE-RQ between
+        # messages is the normal end, not an error.
+        self._acceptor = acceptor
         self._reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         self._pdvs: deque[pdu.Pdv] = deque()
         self._closed = False
@@ -453,7 +458,7 @@ class Association:
         trickling bytes does not extend it).
         """
         deadline = time.monotonic() + self.settings.timeouts.dimse
-        first = await self._next_pdv(deadline, "dimse", waiting_for)
+        first = await self._next_pdv(deadline, "dimse", waiting_for, idle=True)
         if not first.is_command:
             raise self._fail(
                 ProtocolError(
@@ -573,11 +578,14 @@ class Association:
             )
         return pdv
 
-    async def _next_pdv(self, deadline: float | None, which: str, waiting_for: str) -> pdu.Pdv:
+    async def _next_pdv(
+        self, deadline: float | None, which: str, waiting_for: str, *, idle: bool = False
+    ) -> pdu.Pdv:
         """The next PDV; awaits only when none is buffered.
 
         ``deadline`` (``time.monotonic()``) bounds the wait, as the ``which`` timeout;
         None: the network timeout from each wait's start (a data set's next PDU).
+        ``idle``: between messages, where an acceptor's peer may release (PeerReleased).
         """
         while not self._pdvs:
             self._check_open()
@@ -607,7 +615,13 @@ class Association:
             except ProtocolError as exc:
                 # Left open so the owner's cleanup still tells the peer with A-ABORT.
                 raise self._fail(exc) from None
-            await self._handle_pdu(*item)
+            try:
+                await self._handle_pdu(*item)
+            except PeerReleased as exc:
+                if not (idle and self._acceptor):
+                    raise self._fail(exc) from None
+                notify(self.settings, "peer-released", {})
+                raise
         return self._pdvs.popleft()
 
     async def _handle_pdu(self, pdu_type: int, body: bytes | memoryview) -> None:
@@ -633,11 +647,9 @@ class Association:
             raise self._fail(AssociationAborted(message, hint, source, reason))
         elif pdu_type == PduType.RELEASE_RQ:
             await self._answer_release()
-            raise self._fail(
-                PeerReleased(
-                    "the peer released the association before answering",
-                    "the peer gave up on the request; check its log",
-                )
+            raise PeerReleased(
+                "the peer released the association before answering",
+                "the peer gave up on the request; check its log",
             )
         else:
             raise self._fail(

@@ -271,7 +271,7 @@ class StorageListener:
             {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
         )
         peer = Peer(calling, address, 0)
-        association = Association(stream, peer, settings, contexts, request.user)
+        association = Association(stream, peer, settings, contexts, request.user, acceptor=True)
         reader.cap(None)
         association.adopt_reader(reader)
         return association
