@@ -520,6 +520,7 @@ class Association:
         within a bounded excess, so the association can go on (``whole``).
         """
         size = count = 0
+        free, shift = _FRAGMENTS_FREE, _FRAGMENT_AVERAGE_SHIFT  # locals: read per fragment
         while True:
             pdv = await self._next_data_pdv(context_id)
             data = pdv.data
@@ -527,7 +528,7 @@ class Association:
             count += 1
             if size > limit:
                 await self._refuse_dataset(context_id, pdv, size, count, limit, instance)
-            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+            if count > free + (size >> shift):
                 raise self._fail(_too_many_fragments(count, size))
             write(data)
             if pdv.is_last:

@@ -57,7 +57,7 @@ _CALLED_AE_NOT_RECOGNISED = 7
 # Transient, by the service provider (presentation related): local limit exceeded.
 _BUSY = AssociateReject(result=2, source=3, reason=2)
 _SUCCESS = 0x0000
-_SOP_CLASS_NOT_SUPPORTED = 0x0122  # C-ECHO refused (PS3.7 C.5.1.1)
+_SOP_CLASS_NOT_SUPPORTED = 0x0122  # a C-ECHO refused
 
 
 class StoreAnswer(Protocol):
@@ -157,10 +157,10 @@ class StorageListener:
             self._connections -= 1
 
     async def _turn_away(self, stream: ByteStream, address: str) -> None:
-        """A-ASSOCIATE-RJ (transient: local limit exceeded) without reading a request.
+        """A-ASSOCIATE-RJ (transient: local limit exceeded), without serving the request.
 
-        What already arrived is read first (briefly): closing a socket with unread
-        bytes resets it, and the rejection would be lost.
+        What already arrived is read and dropped first (briefly): closing a socket with
+        unread bytes resets it, and the rejection would be lost.
         """
         self._note(Refusal("?", address, f"{self.max_connections} connections at once: busy"))
         with anyio.move_on_after(0.05), suppress(anyio.EndOfStream, DicomNetworkError, OSError):
@@ -332,7 +332,8 @@ class StorageListener:
 
 
 def _echo_status(command: Command) -> int:
-    """Success for a C-ECHO of Verification; anything else is refused (PS3.7 9.3.5)."""
+    """Success for a C-ECHO of Verification; of anything else, refused: SOP class not
+    supported (a C-ECHO-RSP status of PS3.7)."""
     if command.affected_sop_class_uid == VERIFICATION:
         return _SUCCESS
     return _SOP_CLASS_NOT_SUPPORTED
