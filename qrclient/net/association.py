@@ -504,7 +504,7 @@ class Association:
         self,
         context_id: int,
         write: Callable[[bytes | memoryview], object],
-        limit: int = MAX_DATASET_IN_MEMORY,
+        limit: int,
         *,
         instance: bool = False,
     ) -> int:
@@ -515,9 +515,11 @@ class Association:
         received bytes, which never change: the writer may keep them instead of copying.
         Returns the byte count.
 
-        At most ``limit`` bytes are written; beyond, DataSetTooLarge. For an
-        ``instance`` (a C-STORE's) the rest is first read and discarded, if it ends
-        within a bounded excess, so the association can go on (``whole``).
+        At most ``limit`` bytes are written; beyond, DataSetTooLarge. Every caller
+        names its bound: MAX_DATASET_IN_MEMORY where the data set is kept in memory,
+        ``settings.max_instance`` for an ``instance`` (a C-STORE's, also one drained).
+        For an ``instance`` the rest is first read and discarded, if it ends within a
+        bounded excess, so the association can go on (``whole``).
         """
         size = count = 0
         free, shift = _FRAGMENTS_FREE, _FRAGMENT_AVERAGE_SHIFT  # locals: read per fragment
@@ -565,7 +567,7 @@ class Association:
         if not command.has_dataset:
             return Message(context_id, command, None)
         parts: list[bytes | memoryview] = []
-        await self.receive_dataset_into(context_id, parts.append)
+        await self.receive_dataset_into(context_id, parts.append, MAX_DATASET_IN_MEMORY)
         return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
