@@ -18,7 +18,7 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_PDU, Peer
+from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Peer
 from qrclient.net.tls import TlsSettings
 from qrclient.ops.node import (
     DEFAULT_LISTEN_HOST,
@@ -32,7 +32,9 @@ from qrclient.ops.retrieve import Method
 
 T = TypeVar("T")
 
-GLOBAL_KEYS = ("ae_title", "store", "max_pdu", "model", "method", "listen", "parallel")
+GLOBAL_KEYS = (
+    *("ae_title", "store", "max_pdu", "max_instance", "model", "method", "listen", "parallel"),
+)
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
@@ -133,6 +135,27 @@ def host(value: object) -> str:
 port = _integer(1, 65535)
 parallel = _integer(1, MAX_PARALLEL)
 max_pdu = _integer(4096, 0x7FFFFFFF)
+MAX_INSTANCE_RANGE = "1K to 1T bytes, as a number or with K, M, G or T (powers of 1024)"
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def size_in_bytes(text: str) -> int:
+    """``4294967296``, ``4G``, ``500MiB``... as bytes, for max_instance and --max-instance;
+    ValueError unless it is within MAX_INSTANCE_RANGE."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(text)
+    number, unit = match.groups()
+    size = int(number) << 10 * " KMGT".index(unit.upper() or " ")
+    if not 1 << 10 <= size <= 1 << 40:
+        raise ValueError(text)
+    return size
+
+
+def max_instance(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return size_in_bytes(_string(value))
 
 
 def model(value: object) -> Model:
@@ -186,6 +209,8 @@ class ConfigParser:
             or DEFAULT_AE_TITLE,
             store,
             self.value(doc, ("max_pdu",), max_pdu, "4096 to 2147483647 bytes") or DEFAULT_MAX_PDU,
+            self.value(doc, ("max_instance",), max_instance, MAX_INSTANCE_RANGE)
+            or DEFAULT_MAX_INSTANCE,
             defaults,
             nodes,
         )

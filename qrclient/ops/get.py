@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from qrclient.net.association import Association
+from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response, response_to
 from qrclient.net.errors import ProtocolError
@@ -111,7 +111,9 @@ class _Retrieval:
         expect_response(command, CommandField.C_GET_RSP, self.message_id)
         if command.has_dataset:
             message_data = bytearray()
-            await self.association.receive_dataset_into(context_id, message_data.extend)
+            await self.association.receive_dataset_into(
+                context_id, message_data.extend, MAX_DATASET_IN_MEMORY
+            )
             self._note_failed_uids(bytes(message_data), context_id)
         final = self.result.note(command, Service.GET, self.progress)
         # Messages may come from a buffer without any await: check for cancellation
@@ -139,7 +141,7 @@ class _Retrieval:
             self.progress,
             self.result.store_errors,
         )
-        response = response_to(command, CommandField.C_STORE_RSP, arrival.status)
+        response = response_to(command, CommandField.C_STORE_RSP, arrival.status, arrival.comment)
         try:
             await self.association.send(context_id, response)
         finally:

@@ -20,10 +20,12 @@ from typing import Protocol
 
 from qrclient.net.association import Association
 from qrclient.net.dimse import Command
+from qrclient.net.errors import DataSetTooLarge
 from qrclient.ops.progress import Progress
 
 STORE_SUCCESS = 0x0000
 STORE_OUT_OF_RESOURCES = 0xA700
+TOO_LARGE = "instance larger than we accept (max_instance)"  # an Error Comment: 64 at most
 
 
 class Incoming(Protocol):
@@ -59,6 +61,7 @@ class Arrival:
     progress: Progress
     errors: list[str]
     sop_instance_uid: str
+    comment: str | None = None  # the response's Error Comment, if any
 
     def settle(self) -> None:
         """Place the sealed instance; a failure is recorded, never raised."""
@@ -118,10 +121,24 @@ async def receive_instance(
             writer.error = exc
     incoming = writer.target
     try:
-        size = await association.receive_dataset_into(context_id, writer.write)
-    except BaseException:
+        size = await association.receive_dataset_into(
+            context_id, writer.write, association.settings.max_instance, instance=True
+        )
+    except BaseException as exc:
         if incoming is not None:
             incoming.discard()
+        if isinstance(exc, DataSetTooLarge):  # refused, nothing kept of it
+            errors.append(f"{sop_instance}: not stored: {exc.message}")
+            if exc.whole:  # read to its end: the association goes on
+                return Arrival(
+                    STORE_OUT_OF_RESOURCES,
+                    None,
+                    exc.size,
+                    progress,
+                    errors,
+                    sop_instance,
+                    TOO_LARGE,
+                )
         raise
     arrival = Arrival(STORE_OUT_OF_RESOURCES, None, size, progress, errors, sop_instance)
     if incoming is not None and writer.error is None:
