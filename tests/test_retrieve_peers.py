@@ -109,18 +109,22 @@ async def test_resume_without_list_matching_asks_one_instance_at_a_time(
 async def test_a_series_split_for_parallel_associations_without_list_matching(
     store: Store,
 ) -> None:
+    """The rest of a series shared by two associations, each with a list the peer fails
+    (both at once): each goes one UID at a time, and the job says so once."""
     study = study_uid("split")
     series = series_of("P1", study, series_uid("split"), 20)
+    put(store, series[:4])
     quirks = Quirks(computed_keys=False, retrieve_lists=False, list_failure=0xC000)
     with ScriptedPacs(series, quirks) as pacs:
         outcome = await retrieve_from(
             pacs, store, Level.STUDY, [f"StudyInstanceUID={study}"], parallel=2
         )
     assert outcome.state is RetrieveState.COMPLETE, outcome.errors
-    assert outcome.received == 20
+    assert (outcome.skipped, outcome.received) == (4, 16)
     assert stored(store) == uids(series)
     notes = [n for n in outcome.notes if "lists of SOP Instance UIDs" in n]
     assert len(notes) == 1
+    assert list_requests(pacs, "C-GET") == 2
 
 
 async def test_planning_without_list_matching_in_c_find(store: Store) -> None:
