@@ -407,3 +407,37 @@ async def test_retrieve_chooses_move_when_the_get_context_is_rejected(store: Sto
             await association.abort()
     assert chosen is Method.MOVE
     assert "C-MOVE" in job.outcome.notes[0]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the UI's backend is asyncio's
+@pytest.mark.parametrize("method", [Method.AUTO, Method.MOVE])
+async def test_the_uis_retrieve_works_on_each_pacs(
+    real_pacs: RealPacs,
+    archive: Archive,
+    tmp_path: Path,
+    listen_ports: tuple[int, int],
+    method: Method,
+) -> None:
+    """Issue 12.1 hit the UI's ``r`` too: its backend builds the same jobs."""
+    from qrclient.tui.backend import Node, RealBackend
+
+    study = patient(archive, "PAT007").studies[0]
+    backend = RealBackend(
+        tmp_path / "store", Settings(OUR_AE), listen=("127.0.0.1", listen_ports[0])
+    )
+    request = RetrieveRequest.parse(
+        Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    try:
+        with anyio.fail_after(LIMIT):
+            outcome = await backend.retrieve(Node(real_pacs.peer, method), request, _ignore)
+    finally:
+        await backend.aclose()
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == len(study_uids(study))
+    with Store.open(tmp_path / "store") as store:
+        assert_store_holds(store, study_uids(study))
+
+
+def _ignore(snapshot: object) -> None:
+    return None
