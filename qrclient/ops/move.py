@@ -13,6 +13,7 @@ else is refused and counted, never stored.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -41,8 +42,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@functools.lru_cache(maxsize=256)
 def parse_address(text: str) -> Address | None:
-    """An address as a socket reports it; an IPv4-mapped IPv6 one as IPv4."""
+    """An address as a socket reports it; an IPv4-mapped IPv6 one as IPv4 (remembered:
+    every instance of a move is checked, from a few addresses)."""
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
