@@ -408,6 +408,15 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
             metavar="[HOST:]PORT",
             help="where our storage listener accepts the moved instances (default 11113)",
         )
+        sub.add_argument(
+            "--move-from",
+            action="append",
+            metavar="ADDRESS",
+            help=(
+                "an address, network or host name the PACS may also deliver C-MOVE "
+                "instances from (besides its host's); repeat for more"
+            ),
+        )
 
 
 def _add_wait_option(parser: argparse.ArgumentParser) -> None:

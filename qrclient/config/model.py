@@ -60,6 +60,8 @@ class NodeConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     tls: TlsSettings | None = None
     configured: bool = True  # False: AET@host:port given directly, not a named node
+    # Where else its C-MOVE deliveries may come from (addresses, networks, host names).
+    move_from: tuple[str, ...] = ()
 
     @property
     def listen(self) -> str:

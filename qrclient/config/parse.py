@@ -25,6 +25,7 @@ from qrclient.ops.node import (
     NodeError,
     check_ae_title,
     check_host,
+    check_sender,
     parse_listen,
 )
 from qrclient.ops.query import Model
@@ -38,7 +39,7 @@ GLOBAL_KEYS = (
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
-    *("timeouts", "tls"),
+    *("timeouts", "tls", "move_from"),
 )
 TIMEOUT_KEYS = ("connect", "association", "dimse", "network")
 TLS_KEYS = ("ca", "cert", "key", "verify", "server_name")
@@ -173,6 +174,14 @@ def listen(value: object) -> tuple[str, int]:
     return parse_listen(_string(value))
 
 
+def move_from(value: object) -> tuple[str, ...]:
+    """Addresses, networks (``10.1.2.0/24``) or host names: one, or an array."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(value)
+    return tuple(check_sender(_string(item)) for item in items)
+
+
 def _file(base: Path) -> Callable[[object], str]:
     def check(value: object) -> str:
         text = _string(value)
@@ -278,6 +287,13 @@ class ConfigParser:
             own.parallel,
             own.timeouts,
             self.tls(at, table.get("tls")),
+            move_from=self.value(
+                table,
+                (*at, "move_from"),
+                move_from,
+                'addresses, networks or host names the PACS sends from, e.g. "10.1.2.3"',
+            )
+            or (),
         )
 
     def tls(self, at: KeyPath, value: object) -> TlsSettings | None:

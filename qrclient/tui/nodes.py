@@ -65,4 +65,5 @@ class NodeBook:
             settings=config.settings(self.calling_ae, self.config.max_pdu),
             destination=config.destination,
             listen=own if has_own and self.listen is None else None,
+            move_from=config.move_from,
         )
