@@ -1,6 +1,7 @@
-"""C-GET and C-MOVE of whole studies: qrclient against DCMTK getscu/movescu, one local Orthanc.
+"""C-GET and C-MOVE of whole studies: qrclient against DCMTK getscu/movescu, on two PACSs.
 
     .venv/bin/python -m benchmarks.bench_retrieve [--runs 3] [--warmup 1] [--big]
+        [--pacs both|orthanc|dcmqrscp]
 
 Two data sets are retrieved as one study each: (a) 500 images of 512x512 (~0.5 MB each)
 and (b) 3000 images of 64x64. Every command runs as a whole process (start-up included)
@@ -9,8 +10,14 @@ and the median is reported. Every run is checked (exit code 0, one file per inst
 and one file's SOP Instance UID is one of the data set's): a failing command or a wrong
 result exits 1. A missed target is only reported: this is a measurement, not a test.
 
+The data sets go to a local Orthanc, then to DCMTK's dcmqrscp (the tests' second PACS):
+it computes no keys (SOPClassesInStudy and the counts) and returns no SOPClassUID at
+IMAGE level, so qrclient plans per instance and proposes contexts for unknown classes
+there, as getscu does everywhere. Its rows are for reference: no target.
+
 ``--big`` adds (c), 2000 images of 512x512 (~1 GB), retrieved once by getscu and once
-by ``qrclient get``, for qrclient's peak memory on a study much larger than its buffers.
+by ``qrclient get`` from Orthanc, for qrclient's peak memory on a study much larger than
+its buffers.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +60,7 @@ from benchmarks.common import (
     verdict,
 )
 from fixtures.dataset import Archive, all_instances, bulk_archive
+from fixtures.dcmqrscp import DcmqrscpServer
 from fixtures.orthanc import free_ports
 
 HOST = "127.0.0.1"
@@ -59,6 +69,7 @@ STORE_METADATA_DIR = ".qrclient"  # qrclient's index and incoming files inside -
 DEFAULT_RUNS = 3
 DEFAULT_WARMUP = 1
 PARALLEL = (1, 2, 4)
+DCMQRSCP_PARALLEL = (1, 2)
 ONE_ASSOCIATION_TARGET = 1.0  # qrclient get --parallel 1 / getscu, on every data set
 PARALLEL_TARGET = 0.8  # qrclient get --parallel N>1 / getscu, on the data sets marked so
 MOVE_TARGET = 1.0  # qrclient move / movescu
@@ -133,9 +144,11 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    orthanc: int
-    qrclient_listener: int  # where Orthanc C-MOVEs to QRCLIENT
-    movescu_listener: int  # where Orthanc C-MOVEs to MOVESCU
+    pacs: int  # the DICOM port of the PACS retrieved from
+    qrclient_listener: int  # where the PACS C-MOVEs to QRCLIENT
+    movescu_listener: int  # where the PACS C-MOVEs to MOVESCU
+    pacs_aet: str = ORTHANC_AET
+    pacs_name: str = ""  # "" for Orthanc (the rows as before), else named in each row
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -216,9 +229,9 @@ def getscu_tool(
         "-S",
         *study_keys(data),
         HOST,
-        str(ports.orthanc),
+        str(ports.pacs),
         "-aec",
-        ORTHANC_AET,
+        ports.pacs_aet,
         "-aet",
         CALLING_AET,
         "-od",
@@ -240,7 +253,7 @@ def qrclient_get_tool(
     argv = (
         programs.qrclient,
         "get",
-        f"{ORTHANC_AET}@{HOST}:{ports.orthanc}",
+        f"{ports.pacs_aet}@{HOST}:{ports.pacs}",
         "-k",
         f"StudyInstanceUID={data.study_uid}",
         "--out",
@@ -256,18 +269,23 @@ def qrclient_get_tool(
 
 
 def tools_for(
-    programs: Programs, ports: Ports, data: DataSet, out: Path, sizes: dict[str, int]
+    programs: Programs,
+    ports: Ports,
+    data: DataSet,
+    out: Path,
+    sizes: dict[str, int],
+    parallels: Sequence[int] = PARALLEL,
 ) -> list[Tool]:
     """The round of commands run on ``data``: gets first, then moves."""
-    node = f"{ORTHANC_AET}@{HOST}:{ports.orthanc}"
+    node = f"{ports.pacs_aet}@{HOST}:{ports.pacs}"
     movescu = (
         programs.movescu,
         "-S",
         *study_keys(data),
         HOST,
-        str(ports.orthanc),
+        str(ports.pacs),
         "-aec",
-        ORTHANC_AET,
+        ports.pacs_aet,
         "-aet",
         MOVESCU_AET,
         "-aem",
@@ -295,7 +313,7 @@ def tools_for(
     env = dcmtk_env()
     return [
         getscu_tool(programs, ports, data, out, sizes),
-        *(qrclient_get_tool(programs, ports, data, out, sizes, n) for n in PARALLEL),
+        *(qrclient_get_tool(programs, ports, data, out, sizes, n) for n in parallels),
         Tool(
             "movescu",
             "movescu",
@@ -319,30 +337,43 @@ def tools_for(
     ]
 
 
-def rows_for(data: DataSet) -> list[Row]:
+def rows_for(data: DataSet, ports: Ports, parallels: Sequence[int] = PARALLEL) -> list[Row]:
+    """The main table's rows for ``data``; on another PACS than Orthanc, no targets."""
+    name = data_set_name(data, ports)
+    targets = not ports.pacs_name
     rows = [
         Row(
-            f"C-GET {data.name}, 1 association",
+            f"C-GET {name}, 1 association",
             "getscu",
             "get-1",
-            ONE_ASSOCIATION_TARGET,
+            ONE_ASSOCIATION_TARGET if targets else None,
             "getscu",
         )
     ]
-    for parallel in PARALLEL[1:]:
+    for parallel in parallels[1:]:
         rows.append(
             Row(
-                f"C-GET {data.name}, --parallel {parallel}",
+                f"C-GET {name}, --parallel {parallel}",
                 "getscu",
                 f"get-{parallel}",
-                PARALLEL_TARGET if data.parallel_target else None,
+                PARALLEL_TARGET if data.parallel_target and targets else None,
                 "getscu",
             )
         )
     rows.append(
-        Row(f"C-MOVE {data.name}, 1 association", "movescu", "move-1", MOVE_TARGET, "movescu")
+        Row(
+            f"C-MOVE {name}, 1 association",
+            "movescu",
+            "move-1",
+            MOVE_TARGET if targets else None,
+            "movescu",
+        )
     )
     return rows
+
+
+def data_set_name(data: DataSet, ports: Ports) -> str:
+    return f"{data.name} on {ports.pacs_name}" if ports.pacs_name else data.name
 
 
 def measure_data_set(
@@ -371,7 +402,7 @@ def rss_cell(measurement: Measurement) -> str:
 
 
 def report(
-    sections: Sequence[tuple[DataSet, list[Row], dict[str, Result]]],
+    sections: Sequence[tuple[str, list[Row], dict[str, Result]]],
     big: dict[str, Result] | None,
     info: Sequence[tuple[str, str]],
     runs: int,
@@ -379,7 +410,7 @@ def report(
 ) -> str:
     main_rows: list[list[str]] = []
     detail_rows: list[list[str]] = []
-    for data, rows, results in sections:
+    for name, rows, results in sections:
         for row in rows:
             dcmtk, qrclient = results[row.dcmtk], results[row.qrclient]
             passed = (
@@ -403,7 +434,7 @@ def report(
             m = result.measurement
             detail_rows.append(
                 [
-                    data.name,
+                    name,
                     result.label,
                     f"{m.best:.3f}",
                     f"{m.median:.3f}",
@@ -491,6 +522,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add_run_arguments(parser, runs=DEFAULT_RUNS, warmup=DEFAULT_WARMUP)
     parser.add_argument(
+        "--pacs",
+        choices=("both", "orthanc", "dcmqrscp"),
+        default="both",
+        help="the PACS(s) to retrieve from (default both)",
+    )
+    parser.add_argument(
         "--big",
         action="store_true",
         help=f"also retrieve {BIG_DATA_SET.name} (~1 GB) once, for qrclient's peak memory",
@@ -523,38 +560,82 @@ def run(args: argparse.Namespace) -> str:
         archives.append(BIG_DATA_SET.archive)
     qrclient_port, movescu_port = free_ports(2)
     listeners = Ports(0, qrclient_port, movescu_port)
-    with (
-        tempfile.TemporaryDirectory(prefix="qrclient-bench-out-") as out_root,
-        loaded_orthanc(archives, config=orthanc_config(listeners), log=progress) as server,
-    ):
-        taken = {server.dicom_port, server.http_port} & {qrclient_port, movescu_port}
-        if taken:
-            raise BenchmarkError(f"port {min(taken)} given to Orthanc and a listener; run again")
-        ports = Ports(server.dicom_port, qrclient_port, movescu_port)
+    sections: list[tuple[str, list[Row], dict[str, Result]]] = []
+    big = None
+    with tempfile.TemporaryDirectory(prefix="qrclient-bench-out-") as out_root:
         out = Path(out_root)
-        sections = []
-        for data in data_sets:
-            sizes: dict[str, int] = {}
-            tools = tools_for(programs, ports, data, out, sizes)
-            progress(
-                f"timing {data.name}: {len(tools)} commands, "
-                f"{args.warmup} warm-up + {args.runs} runs each"
-            )
-            results = measure_data_set(tools, sizes, args.runs, args.warmup)
-            for result in results.values():
-                progress(f"  {result.label}: {result.measurement.median:.3f} s")
-            sections.append((data, rows_for(data), results))
-        big = None
-        if args.big:
-            sizes = {}
-            tools = [
-                getscu_tool(programs, ports, BIG_DATA_SET, out, sizes),
-                qrclient_get_tool(programs, ports, BIG_DATA_SET, out, sizes, 1),
-            ]
-            progress(f"timing {BIG_DATA_SET.name}: one run each")
-            big = measure_data_set(tools, sizes, 1, 0)
-        info = machine_info(server)
+        if args.pacs in ("both", "orthanc"):
+            with loaded_orthanc(archives, config=orthanc_config(listeners), log=progress) as server:
+                taken = {server.dicom_port, server.http_port} & {qrclient_port, movescu_port}
+                if taken:
+                    raise BenchmarkError(
+                        f"port {min(taken)} given to Orthanc and a listener; run again"
+                    )
+                ports = Ports(server.dicom_port, qrclient_port, movescu_port)
+                sections += measure_pacs(programs, ports, data_sets, out, args)
+                if args.big:
+                    sizes: dict[str, int] = {}
+                    tools = [
+                        getscu_tool(programs, ports, BIG_DATA_SET, out, sizes),
+                        qrclient_get_tool(programs, ports, BIG_DATA_SET, out, sizes, 1),
+                    ]
+                    progress(f"timing {BIG_DATA_SET.name}: one run each")
+                    big = measure_data_set(tools, sizes, 1, 0)
+                info = machine_info(server)
+        else:
+            info = machine_info()
+        if args.pacs in ("both", "dcmqrscp"):
+            with loaded_dcmqrscp(data_sets, listeners, out) as server:
+                ports = Ports(
+                    server.dicom_port, qrclient_port, movescu_port, server.aet, "dcmqrscp"
+                )
+                sections += measure_pacs(programs, ports, data_sets, out, args, DCMQRSCP_PARALLEL)
     return report(sections, big, info, args.runs, args.warmup)
+
+
+def measure_pacs(
+    programs: Programs,
+    ports: Ports,
+    data_sets: Sequence[DataSet],
+    out: Path,
+    args: argparse.Namespace,
+    parallels: Sequence[int] = PARALLEL,
+) -> list[tuple[str, list[Row], dict[str, Result]]]:
+    sections = []
+    for data in data_sets:
+        sizes: dict[str, int] = {}
+        tools = tools_for(programs, ports, data, out, sizes, parallels)
+        name = data_set_name(data, ports)
+        progress(
+            f"timing {name}: {len(tools)} commands, {args.warmup} warm-up + {args.runs} runs each"
+        )
+        results = measure_data_set(tools, sizes, args.runs, args.warmup)
+        for result in results.values():
+            progress(f"  {result.label}: {result.measurement.median:.3f} s")
+        sections.append((name, rows_for(data, ports, parallels), results))
+    return sections
+
+
+@contextmanager
+def loaded_dcmqrscp(
+    data_sets: Sequence[DataSet], listeners: Ports, out: Path
+) -> Iterator[DcmqrscpServer]:
+    """A dcmqrscp holding ``data_sets``, knowing our listeners as its C-MOVE destinations."""
+    server = DcmqrscpServer(
+        out / "dcmqrscp",
+        destinations={
+            CALLING_AET: (HOST, listeners.qrclient_listener),
+            MOVESCU_AET: (HOST, listeners.movescu_listener),
+        },
+    )
+    started = time.perf_counter()
+    for data in data_sets:
+        server.load(data.archive)
+    progress(
+        f"dcmqrscp loaded {server.instances} instances in {time.perf_counter() - started:.1f} s"
+    )
+    with server:
+        yield server
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,8 +43,8 @@ from fixtures.orthanc import free_ports
 from qrclient.cli import exit_codes
 from qrclient.ops.query import DEFAULT_RETURN_KEYS, Level
 from tests.conftest import RealPacs, start_orthanc
+from tests.fake_pacs import FakePacs, fake_pacs_in_thread, instances
 from tests.fakepeer import PeerConnection, Script, fake_peer, response
-from tests.scripted_pacs import ScriptedPacs, instances, scripted_pacs_in_thread
 
 TIMEOUT = 60.0
 C_FIND_RSP = 0x8020
@@ -762,8 +762,8 @@ def test_verbose_logs_negotiation_and_dimse(
 @pytest.mark.parametrize("output", ["table", "csv", "json", "ndjson"])
 def test_repeated_matches_are_merged_warned_once_and_counted(output: str) -> None:
     """A PACS answering a STUDY-level query with one response per instance."""
-    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
-    with scripted_pacs_in_thread(pacs) as fake:
+    pacs = FakePacs(instances(studies=2, per_study=3), study_per_instance=True)
+    with fake_pacs_in_thread(pacs) as fake:
         result = run_cli("find", "-l", "study", "-f", output, fake)
     assert_ok(result)
     assert pacs.finds == [6]

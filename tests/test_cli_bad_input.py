@@ -166,6 +166,15 @@ CASES: list[object] = [
     *for_commands(RETRIEVE_COMMANDS, "parallel-0", ["--parallel", "0"], "--parallel 0"),
     *for_commands(RETRIEVE_COMMANDS, "parallel-17", ["--parallel", "17"], "--parallel 17"),
     *for_commands(RETRIEVE_COMMANDS, "parallel-text", ["--parallel", "all"], "'all'"),
+    *for_commands(
+        RETRIEVE_COMMANDS, "max-instance-text", ["--max-instance", "big"], "--max-instance big"
+    ),
+    *for_commands(
+        RETRIEVE_COMMANDS, "max-instance-tiny", ["--max-instance", "100"], "--max-instance 100"
+    ),
+    *for_commands(
+        RETRIEVE_COMMANDS, "max-instance-huge", ["--max-instance", "2T"], "--max-instance 2T"
+    ),
     *for_commands(RETRIEVE_COMMANDS, "level", ["-l", "instance"], "'instance'"),
     *for_commands(RETRIEVE_COMMANDS, "model", ["-m", "worklist"], "'worklist'"),
     *for_commands(RETRIEVE_COMMANDS, "format", ["--format", "csv"], "'csv'"),

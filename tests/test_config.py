@@ -346,6 +346,10 @@ BAD_VALUES = [
     pytest.param("store = ''\n", 'line 1: store = "": expected a folder path', id="empty-store"),
     pytest.param("max_pdu = 100\n", "line 1: max_pdu = 100: expected 4096 to", id="max-pdu"),
     pytest.param(
+        "max_instance = '4X'\n", 'line 1: max_instance = "4X": expected 1K to 1T', id="max-inst"
+    ),
+    pytest.param("max_instance = 10\n", "line 1: max_instance = 10: expected 1K", id="max-inst-10"),
+    pytest.param(
         "[timeouts]\nconnect = 0\n",
         "line 2: timeouts.connect = 0: expected 0 < seconds",
         id="global-timeout",
@@ -677,3 +681,30 @@ def test_listen_accepts_what_the_option_accepts(tmp_path: Path) -> None:
     for listen, expected in (("11200", ("0.0.0.0", 11200)), (":11200", ("0.0.0.0", 11200))):
         config = load_config(write(tmp_path, f'listen = "{listen}"\n'))
         assert (config.defaults.listen_host, config.defaults.listen_port) == expected
+
+
+# -- the largest instance received -------------------------------------------------------
+
+
+def retrieve_settings(config: Path, *args: str) -> Settings:
+    parsed = build_parser().parse_args(
+        ["get", "X@127.0.0.1:104", "-k", "StudyInstanceUID=1.2", "--config", str(config), *args]
+    )
+    return node_and_settings(parsed)[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "option", "expected"),
+    [
+        pytest.param("", None, 4 << 30, id="built-in"),
+        pytest.param("max_instance = 1048576\n", None, 1 << 20, id="file-bytes"),
+        pytest.param("max_instance = '500M'\n", None, 500 << 20, id="file-suffix"),
+        pytest.param("max_instance = '500M'\n", "2GiB", 2 << 30, id="option-wins"),
+        pytest.param("", "123456", 123456, id="option-bytes"),
+    ],
+)
+def test_max_instance_from_option_file_or_default(
+    tmp_path: Path, text: str, option: str | None, expected: int
+) -> None:
+    args = ["--max-instance", option] if option else []
+    assert retrieve_settings(write(tmp_path, text), *args).max_instance == expected

@@ -34,8 +34,8 @@ from qrclient.ops.doctor.move_check import MoveEvidence, Where, diagnose
 from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.retrieve import RetrieveJob, RetrieveOutcome
 from tests.conftest import RealPacs
+from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import PeerConnection, fake_peer, response
-from tests.scripted_pacs import ScriptedPacs, instances
 
 RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 CHECK_NAMES = [
@@ -482,7 +482,7 @@ async def test_a_pacs_that_caps_results_and_does_not_know_us() -> None:
 # -- scripted PACSs: repeated matches, C-GET refused, 0xA801 for both causes ---------------
 
 
-async def _diagnose(pacs: ScriptedPacs) -> dict[str, Check]:
+async def _diagnose(pacs: FakePacs) -> dict[str, Check]:
     async with fake_peer(pacs.serve) as (port, _):
         with anyio.fail_after(30):
             report = await diagnose_peer(
@@ -497,7 +497,7 @@ async def _diagnose(pacs: ScriptedPacs) -> dict[str, Check]:
 
 @pytest.mark.anyio
 async def test_a_pacs_that_repeats_matches_and_refuses_c_get() -> None:
-    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    pacs = FakePacs(instances(studies=2, per_study=3), study_per_instance=True)
     found = await _diagnose(pacs)
     # Ten studies sent as 300 responses used to read "300 studies, no cap".
     assert found["C-FIND"].detail == "STUDY-level query answered: 2 studies"
@@ -509,8 +509,9 @@ async def test_a_pacs_that_repeats_matches_and_refuses_c_get() -> None:
     get = found["C-GET"]
     assert get.state is State.FAILED
     assert get.detail.startswith(
-        "one instance could not be fetched: C-GET ended with Unable to Process (0xC000)"
+        "one instance could not be fetched: C-GET failed with Unable to Process (0xC000)"
     )
+    assert "qrclient doctor" not in get.detail + get.fix  # not back to itself
     assert "allow C-GET for AE title QRCLIENT" in get.fix
     assert "qrclient move" in get.fix
 
@@ -522,7 +523,7 @@ async def test_move_destination_unknown_names_both_causes(registered: bool) -> N
     it knows at an address it cannot connect to: the doctor cannot tell them apart."""
     closed = free_ports(1)[0]
     destinations = {"QRCLIENT": ("127.0.0.1", closed)} if registered else {}
-    pacs = ScriptedPacs(instances(studies=1, per_study=1), destinations=destinations)
+    pacs = FakePacs(instances(studies=1, per_study=1), destinations=destinations)
     found = await _diagnose(pacs)
     if registered:
         assert pacs.moves == [f"QRCLIENT: cannot connect to 127.0.0.1:{closed}"]
@@ -555,7 +556,7 @@ async def test_a_get_that_crashes_is_a_failed_check(
         raise ExceptionGroup("workers", [error]) if grouped else error
 
     monkeypatch.setattr(RetrieveJob, "run", crash)
-    found = await _diagnose(ScriptedPacs(instances(studies=1, per_study=1)))
+    found = await _diagnose(FakePacs(instances(studies=1, per_study=1)))
     get = found["C-GET"]
     assert get.state is State.FAILED
     assert get.detail == (

@@ -30,8 +30,8 @@ from qrclient.ops import find as find_module
 from qrclient.ops.find import FindResults, FindState, find, find_distinct, find_values
 from qrclient.ops.query import Level, Model, Query, build_query
 from tests.conftest import RealPacs, start_orthanc
+from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import PeerConnection, fake_peer, response
-from tests.scripted_pacs import ScriptedPacs, instances
 
 pytestmark = pytest.mark.anyio
 BOTH_MODELS = [ContextRequest(STUDY_ROOT_FIND), ContextRequest(PATIENT_ROOT_FIND)]
@@ -442,7 +442,7 @@ async def test_peer_abort_mid_query_is_reported() -> None:
 
 
 async def test_find_distinct_merges_a_study_sent_once_per_instance() -> None:
-    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    pacs = FakePacs(instances(studies=2, per_study=3), study_per_instance=True)
     query = build_query(Level.STUDY)
     async with fake_peer(pacs.serve) as (port, _):
         with anyio.fail_after(10):
@@ -481,7 +481,7 @@ async def test_find_distinct_merges_a_study_sent_once_per_instance() -> None:
 async def test_find_distinct_drops_only_repeated_unique_keys(
     level: Level, keys: list[str], handed_over: int
 ) -> None:
-    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    pacs = FakePacs(instances(studies=2, per_study=3), study_per_instance=True)
     query = build_query(level, Model.STUDY, keys, default_keys=False)
     async with fake_peer(pacs.serve) as (port, _):
         with anyio.fail_after(10):
@@ -500,7 +500,7 @@ async def test_find_distinct_remembers_a_bounded_number_of_keys(
     """A peer that never stops cannot fill memory with keys: past the bound, matches are
     handed over as sent, and a warning says so."""
     monkeypatch.setattr(find_module, "MAX_DISTINCT", 1)
-    pacs = ScriptedPacs(instances(studies=3, per_study=2), study_per_instance=True)
+    pacs = FakePacs(instances(studies=3, per_study=2), study_per_instance=True)
     query = build_query(Level.STUDY, Model.STUDY, ["StudyInstanceUID"], default_keys=False)
     async with fake_peer(pacs.serve) as (port, _):
         with anyio.fail_after(10):
@@ -547,7 +547,7 @@ async def test_a_key_above_the_level_holds_on_both_pacs(
 
 async def test_find_leaves_matches_as_sent_and_find_distinct_checks_them() -> None:
     """A scripted PACS that matches UIDs only, as if PatientID were not a key."""
-    pacs = ScriptedPacs(instances(studies=2, per_study=2))
+    pacs = FakePacs(instances(studies=2, per_study=2))
     query = build_query(Level.SERIES, Model.STUDY, ["PatientID=NOPE", "SeriesInstanceUID"])
     async with fake_peer(pacs.serve) as (port, _):
         with anyio.fail_after(10):

@@ -19,9 +19,23 @@ from anyio.abc import ByteStream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qrclient.net import ContextRequest, DicomNetworkError, Peer, ProtocolError, Settings
+from qrclient.net import (
+    ContextRequest,
+    DicomNetworkError,
+    Peer,
+    ProtocolError,
+    Settings,
+    Timeouts,
+)
 from qrclient.net.association import Association
-from qrclient.net.dimse import _TABLE, Command, decode_command, encode_command
+from qrclient.net.dimse import (
+    _TABLE,
+    Command,
+    CommandField,
+    decode_command,
+    encode_command,
+    response_to,
+)
 from qrclient.net.listener import StorageListener
 from qrclient.net.pdu import (
     HEADER,
@@ -38,6 +52,7 @@ from tests.fakepeer import associate_rq
 # Mutated UIDs are the point; pydicom need not warn about each one.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydicom.valuerep")
 MAX_PDU = 16384
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 T = TypeVar("T")
 # Whole-association examples run an event loop each: fewer of them, no deadline.
 SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -304,6 +319,32 @@ def test_mutated_command_sets_decode_or_are_refused(
     assert isinstance(result, Command | ProtocolError)
 
 
+@given(values=command_values(), edits=EDITS)
+def test_whatever_decodes_can_be_echoed_in_a_response(
+    values: dict[str, object], edits: list[tuple[int, int, int]]
+) -> None:
+    """A response echoes the request's UIDs (PS3.7): whatever bytes they hold, the
+    response encodes, and carries the peer's own bytes back."""
+    data = mutate(encode_command(Command(**values)), edits)  # type: ignore[arg-type]
+    request = typed(lambda: decode_command(data))
+    if isinstance(request, DicomNetworkError):
+        return
+    echoed = decode_command(encode_command(response_to(request, CommandField.C_STORE_RSP, 0)))
+    assert echoed.affected_sop_class_uid == request.affected_sop_class_uid
+    assert echoed.affected_sop_instance_uid == request.affected_sop_instance_uid
+
+
+def test_a_non_ascii_uid_is_echoed_byte_for_byte() -> None:
+    raw = b"1.2.\xe9\xff.3"
+    request = encode_command(Command(CommandField.C_ECHO_RQ, message_id=1))
+    element = struct.pack("<HHL", 0, 0x0002, len(raw)) + raw
+    request = (
+        struct.pack("<HHLL", 0, 0, 4, len(request) - 12 + len(element)) + element + request[12:]
+    )
+    answer = encode_command(response_to(decode_command(request), CommandField.C_ECHO_RSP, 0))
+    assert element in answer
+
+
 # -- association negotiation on both sides ----------------------------------------------------
 
 
@@ -374,6 +415,7 @@ class AllowAll:
 
 class Answer:
     status = 0
+    comment = None
 
     def settle(self) -> None:
         pass
@@ -401,3 +443,65 @@ def test_the_listener_answers_any_mutated_associate_rq(
         assert all(s[0] in (PduType.ASSOCIATE_RJ, PduType.ABORT) for s in sent), sent
     else:
         assert sent[0][0] == PduType.ASSOCIATE_AC
+
+
+class SilentAfter(MemoryStream):
+    """The peer's bytes, then silence (never closing): only our deadlines end it."""
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self.chunks:
+            await anyio.sleep_forever()
+        return await super().receive(max_bytes)
+
+
+PRE_ASSOCIATION_BOUND = 5.0  # seconds any example may take; the deadline is far shorter
+
+
+async def listener_handles(chunks: list[bytes], silent: bool) -> tuple[StorageListener, bytes]:
+    """Run the listener's whole handling of one connection on ``chunks``."""
+    timeouts = Timeouts(association=0.05, dimse=0.05, network=0.05)
+    settings = Settings(calling_ae="QRLISTEN", timeouts=timeouts)
+    listener = StorageListener("QRLISTEN", AllowAll(), settings=settings)
+    stream = SilentAfter(chunks) if silent else MemoryStream(chunks)
+    with anyio.fail_after(PRE_ASSOCIATION_BOUND):
+        await listener._handle(stream)  # returns: the connection is then closed
+    return listener, b"".join(stream.sent)
+
+
+def sent_pdu_types(sent: bytes) -> list[int]:
+    """The types of the whole PDUs in ``sent``, which must hold nothing else."""
+    types, offset = [], 0
+    while offset < len(sent):
+        pdu_type, length = HEADER.unpack_from(sent, offset)
+        offset += HEADER_LENGTH + length
+        types.append(pdu_type)
+    assert offset == len(sent)
+    return types
+
+
+ASSOCIATE_RQ_BYTES = st.one_of(
+    st.builds(
+        mutate, st.just(associate_rq("QRLISTEN", "HOSTILE", [VERIFICATION, CT_IMAGE])), EDITS
+    ),
+    st.binary(max_size=400).map(lambda body: HEADER.pack(PduType.ASSOCIATE_RQ, len(body)) + body),
+    st.binary(max_size=400),
+)
+
+
+@SLOW
+@given(
+    data=ASSOCIATE_RQ_BYTES, cuts=st.lists(st.integers(0, 2000), max_size=6), silent=st.booleans()
+)
+def test_the_listener_survives_any_bytes_before_association(
+    data: bytes, cuts: list[int], silent: bool
+) -> None:
+    """Random or garbled A-ASSOCIATE-RQ bytes, in any chunks, then the peer closes or goes
+    silent: the listener never raises, answers only with whole A-ASSOCIATE-AC, -RJ or
+    A-ABORT PDUs (more only once associated), and is done within the bound."""
+    listener, sent = anyio.run(listener_handles, chunked(data, cuts), silent)
+    types = sent_pdu_types(sent)
+    if types and types[0] == PduType.ASSOCIATE_AC:
+        assert set(types[1:]) <= {PduType.P_DATA_TF, PduType.RELEASE_RP, PduType.ABORT}
+    else:
+        assert set(types) <= {PduType.ASSOCIATE_RJ, PduType.ABORT}, types
+    assert not any("internal error" in r.reason for r in listener.refusals)

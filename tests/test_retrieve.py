@@ -1,4 +1,8 @@
-"""C-GET and C-MOVE into the local store, against the real Orthanc."""
+"""C-GET and C-MOVE into the local store, against each real PACS (Orthanc, dcmqrscp).
+
+What arrives is checked against the archive's manifest and against what DCMTK's getscu
+and movescu fetch for the same request on the same PACS.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import anyio
 import pydicom
 import pytest
 
-from fixtures.dataset import Archive, PatientSpec, StudySpec, find_patient
+from fixtures.dataset import Archive, PatientSpec, StudySpec, all_studies, find_patient
 from qrclient.net import AssociationRejected, ContextRequest, Peer, Settings, open_association
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
@@ -25,10 +29,12 @@ from qrclient.ops.retrieve import (
     RetrieveState,
 )
 from qrclient.store import Store
-from tests.conftest import OUR_AE, THIRD_PARTY_AE
+from tests import dcmtk
+from tests.conftest import OUR_AE, THIRD_PARTY_AE, RealPacs
 from tests.fakepeer import PeerConnection, fake_peer
 
 pytestmark = pytest.mark.anyio
+LIMIT = 60  # seconds for any one job
 
 
 @pytest.fixture
@@ -92,58 +98,86 @@ async def run_job(
         destination,
         router,
     )
-    return await job.run()
+    with anyio.fail_after(LIMIT):
+        return await job.run()
 
 
 @pytest.mark.parametrize("model", [Model.STUDY, Model.PATIENT])
-async def test_get_study(peer: Peer, archive: Archive, store: Store, model: Model) -> None:
+async def test_get_study(real_pacs: RealPacs, archive: Archive, store: Store, model: Model) -> None:
     owner = patient(archive, "PAT002")
-    study = owner.studies[0]
+    study = owner.studies[1]  # two series
     keys = [f"StudyInstanceUID={study.study_instance_uid}"]
     if model is Model.PATIENT:
         keys.append(f"PatientID={owner.patient_id}")
-    outcome = await run_job(peer, store, Level.STUDY, keys, model=model)
+    outcome = await run_job(real_pacs.peer, store, Level.STUDY, keys, model=model)
     assert outcome.state is RetrieveState.COMPLETE, outcome.errors
     assert outcome.received == len(study_uids(study))
     assert_store_holds(store, study_uids(study))
+    getscu = dcmtk.getscu(real_pacs.peer, "STUDY", keys, patient_root=model is Model.PATIENT)
+    assert getscu == study_uids(study)
 
 
-async def test_get_series_and_image_levels(peer: Peer, archive: Archive, store: Store) -> None:
+async def test_get_series_and_image_levels(
+    real_pacs: RealPacs, archive: Archive, store: Store
+) -> None:
     study = patient(archive, "PAT001").studies[1]
     series = study.series[0]
-    outcome = await run_job(
-        peer,
-        store,
-        Level.SERIES,
-        [
-            f"StudyInstanceUID={study.study_instance_uid}",
-            f"SeriesInstanceUID={series.series_instance_uid}",
-        ],
-    )
+    series_keys = [
+        f"StudyInstanceUID={study.study_instance_uid}",
+        f"SeriesInstanceUID={series.series_instance_uid}",
+    ]
+    outcome = await run_job(real_pacs.peer, store, Level.SERIES, series_keys)
     assert outcome.received == len(series.instances)
-    one = study.series[1].instances[0]
-    outcome = await run_job(
-        peer,
-        store,
-        Level.IMAGE,
-        [
-            f"StudyInstanceUID={study.study_instance_uid}",
-            f"SeriesInstanceUID={study.series[1].series_instance_uid}",
-            f"SOPInstanceUID={one.sop_instance_uid}",
-        ],
-    )
-    assert outcome.received == 1
-    expected = {i.sop_instance_uid for i in series.instances} | {one.sop_instance_uid}
+    two = study.series[1].instances[:2]
+    image_keys = [
+        f"StudyInstanceUID={study.study_instance_uid}",
+        f"SeriesInstanceUID={study.series[1].series_instance_uid}",
+        "SOPInstanceUID=" + "\\".join(i.sop_instance_uid for i in two),
+    ]
+    outcome = await run_job(real_pacs.peer, store, Level.IMAGE, image_keys)
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == 2
+    expected = {i.sop_instance_uid for i in series.instances} | {i.sop_instance_uid for i in two}
     assert_store_holds(store, expected)
+    assert (
+        dcmtk.getscu(real_pacs.peer, "SERIES", series_keys)
+        | dcmtk.getscu(real_pacs.peer, "IMAGE", image_keys)
+        == expected
+    )
+
+
+@pytest.mark.parametrize("method", [Method.GET, Method.MOVE])
+@pytest.mark.parametrize("key", ["PatientID", "AccessionNumber"])
+async def test_retrieve_by_patient_or_accession_fetches_only_theirs(
+    real_pacs: RealPacs,
+    archive: Archive,
+    store: Store,
+    router: MoveRouter,
+    method: Method,
+    key: str,
+) -> None:
+    """Issue 12.2: dcmqrscp ignores keys above the level: PatientID must be resolved to
+    the patient's studies first, never sent in a retrieve for the PACS to honour."""
+    owner = patient(archive, "PAT001")
+    value = owner.patient_id if key == "PatientID" else owner.studies[1].accession_number
+    studies = owner.studies if key == "PatientID" else owner.studies[1:]
+    expected = set().union(*(study_uids(s) for s in studies))
+    outcome = await run_job(
+        real_pacs.peer, store, Level.STUDY, [f"{key}={value}"], method=method, router=router
+    )
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == len(expected)
+    assert_store_holds(store, expected)
+    assert outcome.refused_instances == 0
 
 
 async def test_resume_fetches_only_what_is_missing(
-    peer: Peer, archive: Archive, store: Store
+    real_pacs: RealPacs, archive: Archive, store: Store
 ) -> None:
     study = patient(archive, "PAT001").studies[1]
     first = study.series[0]
     await run_job(
-        peer,
+        real_pacs.peer,
         store,
         Level.SERIES,
         [
@@ -151,33 +185,53 @@ async def test_resume_fetches_only_what_is_missing(
             f"SeriesInstanceUID={first.series_instance_uid}",
         ],
     )
-    outcome = await run_job(
-        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
-    )
+    key = [f"StudyInstanceUID={study.study_instance_uid}"]
+    outcome = await run_job(real_pacs.peer, store, Level.STUDY, key)
     assert outcome.skipped == len(first.instances)
     assert outcome.received == len(study_uids(study)) - len(first.instances)
     assert_store_holds(store, study_uids(study))
-    again = await run_job(
-        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
-    )
+    again = await run_job(real_pacs.peer, store, Level.STUDY, key)
     assert again.received == 0
     assert again.skipped == len(study_uids(study))
     assert again.state is RetrieveState.COMPLETE
 
 
-async def test_big_study_in_parallel(peer: Peer, archive: Archive, store: Store) -> None:
+@pytest.mark.parametrize("method", [Method.GET, Method.MOVE])
+async def test_big_study_in_parallel(
+    real_pacs: RealPacs, archive: Archive, store: Store, router: MoveRouter, method: Method
+) -> None:
     study = patient(archive, "BIG001").studies[0]
+    key = [f"StudyInstanceUID={study.study_instance_uid}"]
     outcome = await run_job(
-        peer, store, Level.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"], parallel=3
+        real_pacs.peer, store, Level.STUDY, key, parallel=3, method=method, router=router
     )
     assert outcome.state is RetrieveState.COMPLETE, outcome.errors
     assert outcome.received == 300
     assert_store_holds(store, study_uids(study))
 
 
-async def test_cancel_mid_transfer_leaves_no_partial_file(
-    peer: Peer, archive: Archive, store: Store
+async def test_several_studies_in_parallel_match_getscu(
+    real_pacs: RealPacs, archive: Archive, store: Store
 ) -> None:
+    studies = [s for _, s in all_studies(archive) if len(s.series) > 1][:4]
+    key = "StudyInstanceUID=" + "\\".join(s.study_instance_uid for s in studies)
+    outcome = await run_job(real_pacs.peer, store, Level.STUDY, [key], parallel=4)
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    expected = set().union(*(study_uids(s) for s in studies))
+    assert_store_holds(store, expected)
+    reference = set().union(
+        *(
+            dcmtk.getscu(real_pacs.peer, "STUDY", [f"StudyInstanceUID={s.study_instance_uid}"])
+            for s in studies
+        )
+    )
+    assert reference == expected
+
+
+async def test_cancel_mid_transfer_leaves_no_partial_file(
+    real_pacs: RealPacs, archive: Archive, store: Store
+) -> None:
+    peer = real_pacs.peer
     study = patient(archive, "BIG001").studies[0]
     request = RetrieveRequest.parse(
         Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
@@ -208,7 +262,12 @@ async def test_cancel_mid_transfer_leaves_no_partial_file(
     [(Level.STUDY, Model.STUDY), (Level.SERIES, Model.STUDY), (Level.STUDY, Model.PATIENT)],
 )
 async def test_move_to_our_listener(
-    peer: Peer, archive: Archive, store: Store, router: MoveRouter, level: Level, model: Model
+    real_pacs: RealPacs,
+    archive: Archive,
+    store: Store,
+    router: MoveRouter,
+    level: Level,
+    model: Model,
 ) -> None:
     owner = patient(archive, "PAT004")
     study = owner.studies[1]
@@ -220,35 +279,72 @@ async def test_move_to_our_listener(
     if model is Model.PATIENT:
         keys.append(f"PatientID={owner.patient_id}")
     outcome = await run_job(
-        peer, store, level, keys, model=model, method=Method.MOVE, router=router
+        real_pacs.peer, store, level, keys, model=model, method=Method.MOVE, router=router
     )
     assert outcome.state is RetrieveState.COMPLETE, outcome.errors
     assert outcome.received == len(expected)
     assert_store_holds(store, expected)
-    assert router.unexpected == []
+    assert router.unexpected.count == 0
 
 
-async def test_move_to_an_unknown_destination_says_how_to_fix(
-    peer: Peer, archive: Archive, store: Store
+async def test_moves_match_movescu(
+    real_pacs: RealPacs, archive: Archive, store: Store, listen_ports: tuple[int, int]
 ) -> None:
-    study = patient(archive, "PAT004").studies[0]
+    study = patient(archive, "PAT007").studies[0]
+    series_keys = [
+        f"StudyInstanceUID={study.study_instance_uid}",
+        f"SeriesInstanceUID={study.series[1].series_instance_uid}",
+    ]
+    reference = dcmtk.movescu(real_pacs.peer, "SERIES", series_keys, OUR_AE, listen_ports[0])
+    router = MoveRouter(OUR_AE, store)
+    listener = StorageListener(OUR_AE, router, host="127.0.0.1", port=listen_ports[0])
+    async with anyio.create_task_group() as group:
+        await group.start(listener.serve)
+        outcome = await run_job(
+            real_pacs.peer, store, Level.SERIES, series_keys, method=Method.MOVE, router=router
+        )
+        group.cancel_scope.cancel()
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert reference == {i.sop_instance_uid for i in study.series[1].instances}
+    assert_store_holds(store, reference)
+
+
+async def test_move_to_an_unknown_destination_stops_once_and_says_how_to_fix(
+    real_pacs: RealPacs, archive: Archive, store: Store
+) -> None:
+    """Issue 12.8: one error naming the peer and pointing to doctor, for all 9 studies
+    of three patients (Orthanc answers 0xC000, dcmqrscp 0xA801)."""
     outcome = await run_job(
-        peer,
+        real_pacs.peer,
         store,
         Level.STUDY,
-        [f"StudyInstanceUID={study.study_instance_uid}"],
+        ["PatientID=PAT001\\PAT002\\PAT007"],
         method=Method.MOVE,
         destination="NOBODY",
+        parallel=1,
     )
     assert outcome.state is RetrieveState.FAILED
-    assert outcome.status_failures >= 1
-    assert "register" in " ".join(outcome.errors)
+    assert outcome.status_failures == 1
+    assert len(outcome.errors) == 1
+    peer = real_pacs.peer
+    assert f"{peer.ae_title} at {peer.host}:{peer.port}" in outcome.errors[0]
+    assert "register" in outcome.errors[0]
+    assert f"qrclient doctor {peer}" in outcome.errors[0]
     assert store.instances() == []
 
 
+@pytest.mark.parametrize("method", [Method.MOVE, Method.AUTO])
 async def test_move_to_a_third_party_reports_counts_only(
-    peer: Peer, archive: Archive, tmp_path: Path, store: Store, listen_ports: tuple[int, int]
+    real_pacs: RealPacs,
+    archive: Archive,
+    tmp_path: Path,
+    store: Store,
+    listen_ports: tuple[int, int],
+    method: Method,
 ) -> None:
+    """Issue 12.6: the instances go to THIRDPARTY (C-MOVE even where C-GET is accepted);
+    the outcome has the peer's completed count, nothing came here."""
+    peer = real_pacs.peer
     study = patient(archive, "PAT004").studies[0]
     with Store.open(tmp_path / "elsewhere") as elsewhere:
         third = MoveRouter(THIRD_PARTY_AE, elsewhere)
@@ -258,16 +354,14 @@ async def test_move_to_a_third_party_reports_counts_only(
             request = RetrieveRequest.parse(
                 Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
             )
-            job = RetrieveJob(
+            job = RetrieveJob.into_store(
                 peer,
                 request,
                 store,
-                store,
                 Settings(calling_ae=OUR_AE),
-                1,
-                Method.MOVE,
-                THIRD_PARTY_AE,
-                None,
+                parallel=1,
+                method=method,
+                destination=THIRD_PARTY_AE,
             )
             # The third party expects this move (as a real destination would accept it).
             with third.expect(peer.ae_title, -1, study_uids(study), Progress()):
@@ -275,7 +369,8 @@ async def test_move_to_a_third_party_reports_counts_only(
             group.cancel_scope.cancel()
         assert outcome.state is RetrieveState.COMPLETE, outcome.errors
         assert outcome.received == 0
-        assert job.progress.snapshot().completed == len(study_uids(study))
+        assert outcome.destination == THIRD_PARTY_AE
+        assert outcome.completed == len(study_uids(study))
         assert {i.sop_instance_uid for i in elsewhere.instances()} == study_uids(study)
     assert store.instances() == []
 
@@ -312,3 +407,37 @@ async def test_retrieve_chooses_move_when_the_get_context_is_rejected(store: Sto
             await association.abort()
     assert chosen is Method.MOVE
     assert "C-MOVE" in job.outcome.notes[0]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the UI's backend is asyncio's
+@pytest.mark.parametrize("method", [Method.AUTO, Method.MOVE])
+async def test_the_uis_retrieve_works_on_each_pacs(
+    real_pacs: RealPacs,
+    archive: Archive,
+    tmp_path: Path,
+    listen_ports: tuple[int, int],
+    method: Method,
+) -> None:
+    """Issue 12.1 hit the UI's ``r`` too: its backend builds the same jobs."""
+    from qrclient.tui.backend import Node, RealBackend
+
+    study = patient(archive, "PAT007").studies[0]
+    backend = RealBackend(
+        tmp_path / "store", Settings(OUR_AE), listen=("127.0.0.1", listen_ports[0])
+    )
+    request = RetrieveRequest.parse(
+        Level.STUDY, Model.STUDY, [f"StudyInstanceUID={study.study_instance_uid}"]
+    )
+    try:
+        with anyio.fail_after(LIMIT):
+            outcome = await backend.retrieve(Node(real_pacs.peer, method), request, _ignore)
+    finally:
+        await backend.aclose()
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors
+    assert outcome.received == len(study_uids(study))
+    with Store.open(tmp_path / "store") as store:
+        assert_store_holds(store, study_uids(study))
+
+
+def _ignore(snapshot: object) -> None:
+    return None

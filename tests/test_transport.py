@@ -161,6 +161,17 @@ async def test_receive_within_times_out_only_a_wait() -> None:
     theirs.close()
 
 
+async def test_send_within_times_out_only_when_the_peer_takes_nothing() -> None:
+    stream, theirs = stream_pair()
+    await stream.send_within(b"fits", 0)  # the kernel took it at once: no timeout
+    assert theirs.recv(16) == b"fits"
+    blocked = b"\x00" * (64 << 20)  # far beyond both socket buffers; never read
+    with anyio.fail_after(5), pytest.raises(TimeoutError):
+        await stream.send_within(blocked, 0.2)
+    await stream.aclose()
+    theirs.close()
+
+
 async def test_a_peer_reset_is_a_broken_resource() -> None:
     stream, theirs = stream_pair()
     theirs.close()

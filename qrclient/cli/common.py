@@ -52,6 +52,7 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
     max_pdu = config.max_pdu if args.max_pdu is None else args.max_pdu
     if not 4096 <= max_pdu <= 0x7FFFFFFF:
         raise UsageError(f"--max-pdu {max_pdu}: expected 4096 to 2147483647 bytes")
+    max_instance = _max_instance(getattr(args, "max_instance", None), config.max_instance)
     timeouts = {}
     for name in ("connect", "association", "dimse", "network"):
         value = getattr(args, f"{name}_timeout")
@@ -73,7 +74,19 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
     if node.tls is not None and _listens(args, node):
         _check_listener_tls(node.tls)
     warn_if_unverified(node.tls)
-    return config, node, node.settings(calling, max_pdu, observer)
+    return config, node, node.settings(calling, max_pdu, observer, max_instance)
+
+
+def _max_instance(given: str | None, configured: int) -> int:
+    """--max-instance (get, move, retrieve), else the configuration's."""
+    from qrclient.config.parse import MAX_INSTANCE_RANGE, size_in_bytes
+
+    if given is None:
+        return configured
+    try:
+        return size_in_bytes(given)
+    except ValueError:
+        raise UsageError(f"--max-instance {given}: expected {MAX_INSTANCE_RANGE}") from None
 
 
 def _listens(args: argparse.Namespace, node: NodeConfig) -> bool:

@@ -437,6 +437,12 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         metavar="N",
         help="concurrent associations to the peer (default 2)",
     )
+    sub.add_argument(
+        "--max-instance",
+        metavar="BYTES",
+        help="refuse a received instance larger than this, e.g. 500M (default 4G; K, M, G, T "
+        "are powers of 1024)",
+    )
     sub.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
     _add_wait_option(sub)
     sub.add_argument(
@@ -455,6 +461,15 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
             "--listen",
             metavar="[HOST:]PORT",
             help="where our storage listener accepts the moved instances (default 11113)",
+        )
+        sub.add_argument(
+            "--move-from",
+            action="append",
+            metavar="ADDRESS",
+            help=(
+                "an address, network or host name the PACS may also deliver C-MOVE "
+                "instances from (besides its host's); repeat for more"
+            ),
         )
 
 

@@ -15,7 +15,7 @@ from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
 from qrclient.ops.failures import main_error
-from qrclient.ops.node import check_ae_title, parse_listen
+from qrclient.ops.node import check_ae_title, check_sender, parse_listen
 from qrclient.ops.printable import printable
 from qrclient.ops.query import (
     LEVEL_ORDER,
@@ -101,6 +101,9 @@ def _prepare(
         if given_destination
         else node.destination or settings.calling_ae
     )
+    move_from = node.move_from
+    if getattr(args, "move_from", None):
+        move_from = tuple(check_sender(a, "--move-from") for a in args.move_from)
     listen = getattr(args, "listen", None)
     listen_host, listen_port = (
         parse_listen(listen) if listen else (node.listen_host, node.listen_port)
@@ -138,6 +141,8 @@ def _prepare(
                 parallel=parallel,
                 method=method,
                 destination=destination,
+                move_from=move_from,
+                node=node.name,
             )
             started.append((retrieve, out))
             shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
@@ -165,8 +170,13 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = Fal
                 "already_here": outcome.skipped,
                 "bytes": outcome.received_bytes,
                 "seconds": round(outcome.seconds, 3),
+                "destination": outcome.destination or None,
+                "completed": outcome.completed,
                 "failed": outcome.failed,
                 "warning": outcome.warning,
+                "refused_instances": outcome.refused_instances,
+                "refused_connections": outcome.refused_connections,
+                "refusals": outcome.refusals,
                 "errors": outcome.errors,
                 "notes": outcome.notes,
                 "store": str(out),
@@ -175,17 +185,12 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = Fal
         )
         print()
         return
-    megabytes = outcome.received_bytes / 1e6
-    rate = megabytes / outcome.seconds if outcome.seconds else 0.0
     if not quiet:
-        print(
-            f"{outcome.received} instances received ({outcome.skipped} already here), "
-            f"{megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s), "
-            f"{outcome.failed} failed, {outcome.warning} warnings: {outcome.state.value}; "
-            f"store {out}"
-        )
+        print(_summary(outcome, out))
         for note in outcome.notes:
             sys.stderr.write(f"qrclient: note: {printable(note)}\n")
+        for refusal in outcome.refusals[:10]:
+            sys.stderr.write(f"qrclient: warning: {printable(refusal)}\n")
     if outcome.state is RetrieveState.NOT_FOUND:
         sys.stderr.write(
             "qrclient: error: the peer has no instances matching these keys: check the "
@@ -195,6 +200,30 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = Fal
         sys.stderr.write(f"qrclient: error: {printable(error)}\n")  # UIDs from the peer
     if len(outcome.errors) > 10:
         sys.stderr.write(f"qrclient: ... and {len(outcome.errors) - 10} more errors\n")
+
+
+def _summary(outcome: RetrieveOutcome, out: Path) -> str:
+    """One line: what arrived (or, moved elsewhere, the peer's counts), and the state."""
+    refused = ""
+    if outcome.refused_instances or outcome.refused_connections:
+        refused = (
+            f", refused {outcome.refused_instances} instances outside the request and "
+            f"{outcome.refused_connections} connections"
+        )
+    if outcome.destination:
+        return (
+            f"moved to {outcome.destination}: {outcome.completed} completed, "
+            f"{outcome.failed} failed, {outcome.warning} warnings in {outcome.seconds:.1f} s "
+            f"(as the peer reports them): {outcome.state.value}"
+        )
+    megabytes = outcome.received_bytes / 1e6
+    rate = megabytes / outcome.seconds if outcome.seconds else 0.0
+    return (
+        f"{outcome.received} instances received ({outcome.skipped} already here), "
+        f"{megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s), "
+        f"{outcome.failed} failed, {outcome.warning} warnings{refused}: "
+        f"{outcome.state.value}; store {out}"
+    )
 
 
 def _exit_code(outcome: RetrieveOutcome) -> int:

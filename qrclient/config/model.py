@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qrclient.net.association import DEFAULT_MAX_PDU, Observer, Peer, Settings, Timeouts
+from qrclient.net.association import (
+    DEFAULT_MAX_INSTANCE,
+    DEFAULT_MAX_PDU,
+    Observer,
+    Peer,
+    Settings,
+    Timeouts,
+)
 from qrclient.net.tls import TlsSettings
 from qrclient.ops.node import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, parse_node
 from qrclient.ops.query import Model
@@ -56,6 +63,8 @@ class NodeConfig:
     # Our AE title toward this node (sites register a different one with each PACS);
     # None: the file's ae_title. ``peer.ae_title`` is the PACS's own.
     calling_ae: str | None = None
+    # Where else its C-MOVE deliveries may come from (addresses, networks, host names).
+    move_from: tuple[str, ...] = ()
 
     @property
     def listen(self) -> str:
@@ -66,8 +75,9 @@ class NodeConfig:
         calling_ae: str = DEFAULT_AE_TITLE,
         max_pdu: int = DEFAULT_MAX_PDU,
         observer: Observer | None = None,
+        max_instance: int = DEFAULT_MAX_INSTANCE,
     ) -> Settings:
-        return Settings(calling_ae, max_pdu, self.timeouts, observer, self.tls)
+        return Settings(calling_ae, max_pdu, self.timeouts, observer, self.tls, max_instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,7 @@ class Config:
     ae_title: str = DEFAULT_AE_TITLE  # our calling AE title
     store: Path | None = None  # the local store (None: qrclient's default)
     max_pdu: int = DEFAULT_MAX_PDU
+    max_instance: int = DEFAULT_MAX_INSTANCE  # bytes: a larger received instance is refused
     defaults: NodeDefaults = field(default_factory=NodeDefaults)
     nodes: Mapping[str, NodeConfig] = field(default_factory=dict)
 
@@ -116,4 +127,4 @@ class Config:
 
     def settings(self, node: NodeConfig, observer: Observer | None = None) -> Settings:
         """Association settings for ``node``: our AE title and max PDU, its timeouts and TLS."""
-        return node.settings(self.calling_ae(node), self.max_pdu, observer)
+        return node.settings(self.calling_ae(node), self.max_pdu, observer, self.max_instance)

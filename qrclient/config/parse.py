@@ -18,13 +18,14 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_PDU, Peer
+from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Peer
 from qrclient.net.tls import TlsSettings
 from qrclient.ops.node import (
     DEFAULT_LISTEN_HOST,
     NodeError,
     check_ae_title,
     check_host,
+    check_sender,
     parse_listen,
 )
 from qrclient.ops.query import Model
@@ -32,11 +33,13 @@ from qrclient.ops.retrieve import Method
 
 T = TypeVar("T")
 
-GLOBAL_KEYS = ("ae_title", "store", "max_pdu", "model", "method", "listen", "parallel")
+GLOBAL_KEYS = (
+    *("ae_title", "store", "max_pdu", "max_instance", "model", "method", "listen", "parallel"),
+)
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
-    *("calling_ae", "timeouts", "tls"),
+    *("calling_ae", "timeouts", "tls", "move_from"),
 )
 TIMEOUT_KEYS = ("connect", "association", "dimse", "network")
 TLS_KEYS = ("ca", "cert", "key", "verify", "server_name")
@@ -133,6 +136,27 @@ def host(value: object) -> str:
 port = _integer(1, 65535)
 parallel = _integer(1, MAX_PARALLEL)
 max_pdu = _integer(4096, 0x7FFFFFFF)
+MAX_INSTANCE_RANGE = "1K to 1T bytes, as a number or with K, M, G or T (powers of 1024)"
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def size_in_bytes(text: str) -> int:
+    """``4294967296``, ``4G``, ``500MiB``... as bytes, for max_instance and --max-instance;
+    ValueError unless it is within MAX_INSTANCE_RANGE."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(text)
+    number, unit = match.groups()
+    size = int(number) << 10 * " KMGT".index(unit.upper() or " ")
+    if not 1 << 10 <= size <= 1 << 40:
+        raise ValueError(text)
+    return size
+
+
+def max_instance(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return size_in_bytes(_string(value))
 
 
 def model(value: object) -> Model:
@@ -148,6 +172,14 @@ def listen(value: object) -> tuple[str, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return DEFAULT_LISTEN_HOST, port(value)
     return parse_listen(_string(value))
+
+
+def move_from(value: object) -> tuple[str, ...]:
+    """Addresses, networks (``10.1.2.0/24``) or host names: one, or an array."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(value)
+    return tuple(check_sender(_string(item)) for item in items)
 
 
 def _file(base: Path) -> Callable[[object], str]:
@@ -186,6 +218,8 @@ class ConfigParser:
             or DEFAULT_AE_TITLE,
             store,
             self.value(doc, ("max_pdu",), max_pdu, "4096 to 2147483647 bytes") or DEFAULT_MAX_PDU,
+            self.value(doc, ("max_instance",), max_instance, MAX_INSTANCE_RANGE)
+            or DEFAULT_MAX_INSTANCE,
             defaults,
             nodes,
         )
@@ -259,6 +293,13 @@ class ConfigParser:
                 ae_title,
                 "our AE title for this node: 1 to 16 characters",
             ),
+            move_from=self.value(
+                table,
+                (*at, "move_from"),
+                move_from,
+                'addresses, networks or host names the PACS sends from, e.g. "10.1.2.3"',
+            )
+            or (),
         )
 
     def tls(self, at: KeyPath, value: object) -> TlsSettings | None:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
+from typing import NoReturn
 
 import anyio
 from anyio.abc import ByteStream
@@ -35,6 +36,7 @@ from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
     ConnectionDropped,
+    DataSetTooLarge,
     DicomNetworkError,
     DicomTimeout,
     NoAcceptedContext,
@@ -50,12 +52,26 @@ from qrclient.net.presentation import (
     sop_class_name,
 )
 from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
-from qrclient.net.transport import connect_tcp
+from qrclient.net.transport import SocketStream, connect_tcp
 
 IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
 IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
 APPLICATION_CONTEXT = acse.APPLICATION_CONTEXT
 DEFAULT_MAX_PDU = 1 << 20
+DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
+# What one DIMSE message may hold beyond the largest instance. Real command sets are
+# a few hundred bytes; DCMTK appends a C-GET response's Failed SOP Instance UID List
+# to it, which 64 KiB still holds for a thousand UIDs.
+MAX_COMMAND_SET = 64 << 10
+# A data set kept in memory (a C-FIND match, a C-GET or C-MOVE response's identifier).
+MAX_DATASET_IN_MEMORY = 16 << 20
+# Fragments (PDVs) must carry this many bytes on average, after the first few: a peer
+# splitting a message into empty PDVs costs us a Python object each, for nothing.
+_FRAGMENTS_FREE = 64
+_FRAGMENT_AVERAGE_SHIFT = 8  # 256 bytes
+# An instance beyond the largest is read on and discarded, so the association can go
+# on with the next one, for up to this much more (at least); then it is aborted.
+_DISCARD_AT_LEAST = 1 << 30
 _MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
@@ -98,6 +114,7 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     observer: Observer | None = None
     tls: TlsSettings | None = None  # None: plain TCP
+    max_instance: int = DEFAULT_MAX_INSTANCE  # bytes of one received instance's data set
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +198,14 @@ class Association:
         settings: Settings,
         contexts: list[NegotiatedContext],
         peer_user: UserInformation,
+        *,
+        acceptor: bool = False,
     ) -> None:
         self._stream = stream
-        self._reader = pdu.PduReader(stream, settings.max_pdu)
+        # On our listener the peer ends the association: its A-RELEASE-RQ between
+        # messages is the normal end, not an error.
+        self._acceptor = acceptor
+        self._reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         self._pdvs: deque[pdu.Pdv] = deque()
         self._closed = False
         self.peer = peer
@@ -268,11 +290,15 @@ class Association:
                 },
             )
         await stream.send(encoded)
-        reader = pdu.PduReader(stream, settings.max_pdu)
+        reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         timeout = settings.timeouts.association
         try:
-            with anyio.fail_after(timeout):
-                pdu_type, body = await reader.read()
+            pdu_type, body = await reader.read(time.monotonic() + timeout)
+        except pdu.PduTimeout:
+            network = settings.timeouts.network
+            raise _failed(
+                settings, DicomTimeout("network", network, "whole PDU", "of its first byte")
+            ) from None
         except TimeoutError:
             raise _failed(
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
@@ -453,12 +479,18 @@ class Association:
 
     async def _write(self, pdus: list[bytes]) -> None:
         """Send encoded PDUs: joined into one write up to 1 MiB (fewer system calls)."""
+        seconds = self.settings.timeouts.network
         try:
             if sum(map(len, pdus)) <= _SEND_JOIN_LIMIT:
-                await self._stream.send(b"".join(pdus))
+                await self._send_within(b"".join(pdus), seconds)
             else:
                 for item in pdus:
-                    await self._stream.send(item)
+                    await self._send_within(item, seconds)
+        except TimeoutError:  # before OSError: the peer is there but takes nothing
+            await self._close()
+            raise self._fail(
+                DicomTimeout("network", seconds, "room to send", "(the peer stopped reading)")
+            ) from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             await self._close()
             raise self._fail(
@@ -468,11 +500,25 @@ class Association:
                 )
             ) from exc
 
+    async def _send_within(self, data: bytes, seconds: float) -> None:
+        """Send, within ``seconds`` (else TimeoutError); times only an actual wait."""
+        stream = self._stream
+        if isinstance(stream, SocketStream):
+            await stream.send_within(data, seconds)
+        else:
+            with anyio.fail_after(seconds):
+                await stream.send(data)
+
     # -- receiving ---------------------------------------------------------------------
 
     async def receive_command(self, waiting_for: str = "DIMSE response") -> tuple[int, Command]:
-        """Read the next command set; its data set (if any) must be read next."""
-        first = await self._next_pdv(self.settings.timeouts.dimse, "dimse", waiting_for)
+        """Read the next command set; its data set (if any) must be read next.
+
+        The whole command set must be in within the DIMSE timeout (a deadline: a peer
+        trickling bytes does not extend it).
+        """
+        deadline = time.monotonic() + self.settings.timeouts.dimse
+        first = await self._next_pdv(deadline, "dimse", waiting_for, idle=True)
         if not first.is_command:
             raise self._fail(
                 ProtocolError(
@@ -482,8 +528,20 @@ class Association:
             )
         parts = [first.data]
         pdv = first
-        while not pdv.is_last:
-            pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+        size, count = len(first.data), 1
+        while True:
+            if size > MAX_COMMAND_SET:
+                raise self._fail(
+                    ProtocolError(
+                        f"the peer sent a command set of over {MAX_COMMAND_SET} bytes",
+                        "the peer's DICOM stack is broken; a real one is a few hundred bytes",
+                    )
+                )
+            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+                raise self._fail(_too_many_fragments(count, size))
+            if pdv.is_last:
+                break
+            pdv = await self._next_pdv(deadline, "dimse", waiting_for)
             if not pdv.is_command or pdv.context_id != first.context_id:
                 raise self._fail(
                     ProtocolError(
@@ -492,6 +550,8 @@ class Association:
                     )
                 )
             parts.append(pdv.data)
+            size += len(pdv.data)
+            count += 1
         try:
             command = decode_command(b"".join(parts))  # small: one copy, decoded as bytes
         except ProtocolError as exc:
@@ -501,7 +561,12 @@ class Association:
         return first.context_id, command
 
     async def receive_dataset_into(
-        self, context_id: int, write: Callable[[bytes | memoryview], object]
+        self,
+        context_id: int,
+        write: Callable[[bytes | memoryview], object],
+        limit: int,
+        *,
+        instance: bool = False,
     ) -> int:
         """Pass each fragment of the data set that follows a command to ``write``.
 
@@ -509,16 +574,52 @@ class Association:
         writer (a file, for C-STORE), never joined in memory. They are views of the
         received bytes, which never change: the writer may keep them instead of copying.
         Returns the byte count.
+
+        At most ``limit`` bytes are written; beyond, DataSetTooLarge. Every caller
+        names its bound: MAX_DATASET_IN_MEMORY where the data set is kept in memory,
+        ``settings.max_instance`` for an ``instance`` (a C-STORE's, also one drained).
+        For an ``instance`` the rest is first read and discarded, if it ends within a
+        bounded excess, so the association can go on (``whole``).
         """
-        size = 0
+        size = count = 0
+        free, shift = _FRAGMENTS_FREE, _FRAGMENT_AVERAGE_SHIFT  # locals: read per fragment
         while True:
             pdv = await self._next_data_pdv(context_id)
-            write(pdv.data)
-            size += len(pdv.data)
+            data = pdv.data
+            size += len(data)
+            count += 1
+            if size > limit:
+                await self._refuse_dataset(context_id, pdv, size, count, limit, instance)
+            if count > free + (size >> shift):
+                raise self._fail(_too_many_fragments(count, size))
+            write(data)
             if pdv.is_last:
                 if self._pdu_observer is not None:
                     self._pdu_observer("dataset-received", {"bytes": size})
                 return size
+
+    async def _refuse_dataset(
+        self, context_id: int, pdv: pdu.Pdv, size: int, count: int, limit: int, instance: bool
+    ) -> NoReturn:
+        """DataSetTooLarge, once the rest of an instance is read and discarded."""
+        if instance:
+            message = f"the instance is larger than {limit} bytes (--max-instance)"
+            hint = "raise --max-instance (or max_instance in the configuration) to accept it"
+        else:
+            message = f"the peer sent a data set of over {limit} bytes where we keep it in memory"
+            hint = "the peer's DICOM stack is broken: such a data set is never this large"
+        excess = max(limit, _DISCARD_AT_LEAST) if instance else 0
+        while not pdv.is_last and size <= limit + excess:
+            if count > _FRAGMENTS_FREE + (size >> _FRAGMENT_AVERAGE_SHIFT):
+                raise self._fail(_too_many_fragments(count, size))
+            pdv = await self._next_data_pdv(context_id)
+            size += len(pdv.data)
+            count += 1
+        whole = pdv.is_last and size <= limit + excess
+        if not whole and instance:
+            message = f"{message}, and still going at {size} bytes"
+        error = DataSetTooLarge(message, hint, size=size, limit=limit, whole=whole)
+        raise error if whole else self._fail(error)
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""
@@ -526,11 +627,11 @@ class Association:
         if not command.has_dataset:
             return Message(context_id, command, None)
         parts: list[bytes | memoryview] = []
-        await self.receive_dataset_into(context_id, parts.append)
+        await self.receive_dataset_into(context_id, parts.append, MAX_DATASET_IN_MEMORY)
         return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
-        pdv = await self._next_pdv(self.settings.timeouts.network, "network", "PDU")
+        pdv = await self._next_pdv(None, "network", "PDU")
         if pdv.is_command or pdv.context_id != context_id:
             raise self._fail(
                 ProtocolError(
@@ -540,18 +641,36 @@ class Association:
             )
         return pdv
 
-    async def _next_pdv(self, seconds: float, which: str, waiting_for: str) -> pdu.Pdv:
-        """The next PDV; awaits (with the named timeout) only when none is buffered."""
+    async def _next_pdv(
+        self, deadline: float | None, which: str, waiting_for: str, *, idle: bool = False
+    ) -> pdu.Pdv:
+        """The next PDV; awaits only when none is buffered.
+
+        ``deadline`` (``time.monotonic()``) bounds the wait, as the ``which`` timeout;
+        None: the network timeout from each wait's start (a data set's next PDU).
+        ``idle``: between messages, where an acceptor's peer may release (PeerReleased).
+        """
         while not self._pdvs:
             self._check_open()
             try:
                 item = self._reader.next_buffered()
                 if item is None:
-                    await self._reader.receive_more(seconds)
+                    if deadline is None:
+                        await self._reader.receive_more(
+                            time.monotonic() + self.settings.timeouts.network
+                        )
+                    else:
+                        await self._reader.receive_more(deadline)
                     continue
                 if self._pdu_observer is not None:
                     self._pdu_observer("pdu-received", _pdu_record(*item))
+            except pdu.PduTimeout:
+                network = self.settings.timeouts.network
+                raise self._fail(
+                    DicomTimeout("network", network, "whole PDU", "of its first byte")
+                ) from None
             except TimeoutError:
+                seconds = getattr(self.settings.timeouts, which)
                 raise self._fail(DicomTimeout(which, seconds, waiting_for)) from None
             except AssociationAborted as exc:
                 await self._close()
@@ -559,7 +678,13 @@ class Association:
             except ProtocolError as exc:
                 # Left open so the owner's cleanup still tells the peer with A-ABORT.
                 raise self._fail(exc) from None
-            await self._handle_pdu(*item)
+            try:
+                await self._handle_pdu(*item)
+            except PeerReleased as exc:
+                if not (idle and self._acceptor):
+                    raise self._fail(exc) from None
+                notify(self.settings, "peer-released", {})
+                raise
         return self._pdvs.popleft()
 
     async def _handle_pdu(self, pdu_type: int, body: bytes | memoryview) -> None:
@@ -585,11 +710,9 @@ class Association:
             raise self._fail(AssociationAborted(message, hint, source, reason))
         elif pdu_type == PduType.RELEASE_RQ:
             await self._answer_release()
-            raise self._fail(
-                PeerReleased(
-                    "the peer released the association before answering",
-                    "the peer gave up on the request; check its log",
-                )
+            raise PeerReleased(
+                "the peer released the association before answering",
+                "the peer gave up on the request; check its log",
             )
         else:
             raise self._fail(
@@ -650,6 +773,14 @@ class Association:
         self._closed = True
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(self._stream)
+
+
+def _too_many_fragments(count: int, size: int) -> ProtocolError:
+    return ProtocolError(
+        f"the peer split a message into {count} fragments for {size} bytes",
+        "the peer's DICOM stack is broken or hostile: each fragment costs us, and "
+        f"they must carry {1 << _FRAGMENT_AVERAGE_SHIFT} bytes on average",
+    )
 
 
 def _match_contexts(request: AssociateRequest, accept: AssociateAccept) -> list[NegotiatedContext]:

@@ -133,13 +133,20 @@ def _encode_at(value: object) -> bytes:
     return b"".join(_TAG.pack(tag >> 16, tag & 0xFFFF) for tag in value)
 
 
+# Text values are decoded and encoded as Latin-1: one character per byte, so any bytes
+# a peer sends decode, and echoing them back (a response's Affected SOP Instance UID)
+# gives the peer its own bytes again instead of failing on one that is not ASCII.
+# Whether a value is valid (a UID, an AE title) is for whoever uses it to check.
+_TEXT_CODEC = "latin-1"
+
+
 def _encode_uid(value: object) -> bytes:
-    raw = str(value).encode("ascii")
+    raw = str(value).encode(_TEXT_CODEC)
     return raw + b"\x00" if len(raw) % 2 else raw
 
 
 def _encode_text(value: object) -> bytes:
-    raw = str(value).encode("ascii")
+    raw = str(value).encode(_TEXT_CODEC)
     return raw + b" " if len(raw) % 2 else raw
 
 
@@ -162,7 +169,7 @@ def _decode_at(raw: bytes) -> object:
 
 
 def _decode_text(raw: bytes) -> object:
-    return raw.decode("ascii", "replace").rstrip("\x00 ").lstrip(" ")
+    return raw.decode(_TEXT_CODEC).rstrip("\x00 ").lstrip(" ")
 
 
 _CODECS: dict[Kind, tuple[Callable[[object], bytes], Callable[[bytes], object]]] = {
@@ -248,12 +255,16 @@ def expect_response(command: Command, expected: CommandField, message_id: int) -
         )
 
 
-def response_to(request: Command, command_field: CommandField, status: int) -> Command:
-    """The response to a C-STORE or C-ECHO request, echoing what PS3.7 says it must."""
+def response_to(
+    request: Command, command_field: CommandField, status: int, comment: str | None = None
+) -> Command:
+    """The response to a C-STORE or C-ECHO request, echoing what PS3.7 says it must;
+    ``comment`` is its Error Comment (up to 64 characters)."""
     return Command(
         command_field=command_field,
         message_id_being_responded_to=request.message_id,
         affected_sop_class_uid=request.affected_sop_class_uid,
         affected_sop_instance_uid=request.affected_sop_instance_uid,
         status=status,
+        error_comment=comment,
     )

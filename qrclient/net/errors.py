@@ -59,14 +59,29 @@ class ProtocolError(DicomNetworkError):
     """The peer sent something the upper-layer or DIMSE protocol does not allow."""
 
 
+class DataSetTooLarge(ProtocolError):
+    """A data set went beyond what we accept for it (``limit`` bytes).
+
+    ``whole``: the rest of it was read and discarded, so the association can go on
+    (an instance beyond --max-instance, refused); else it must be aborted.
+    """
+
+    def __init__(self, message: str, hint: str, *, size: int, limit: int, whole: bool) -> None:
+        super().__init__(message, hint)
+        self.size = size
+        self.limit = limit
+        self.whole = whole
+
+
 class DicomTimeout(DicomNetworkError):
     """One of the configured timeouts expired; ``which`` names it (as the option does)."""
 
-    def __init__(self, which: str, seconds: float, waiting_for: str) -> None:
+    def __init__(self, which: str, seconds: float, waiting_for: str, since: str = "") -> None:
         self.which = which
         self.seconds = seconds
+        since = f" {since}" if since else ""
         super().__init__(
-            f"{which} timeout: no {waiting_for} within {seconds:g} s",
+            f"{which} timeout: no {waiting_for} within {seconds:g} s{since}",
             f"the peer may be overloaded or stalled; raise --{which}-timeout if it is just slow",
         )
 

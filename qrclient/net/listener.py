@@ -42,13 +42,22 @@ from qrclient.net.pdu import PduType
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
 from qrclient.net.tls import wrap_server
-from qrclient.net.transport import SocketStream, listening_socket, serve_connections
+from qrclient.net.transport import listening_socket, serve_connections
 
 STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+# Until an association is accepted, a connection is anyone's: what it may cost is small.
+MAX_CONNECTIONS = 32  # handled at once, associated or not; more are turned away
+MAX_UNASSOCIATED = 16  # not yet associated; a new one closes the oldest of them
+MAX_ASSOCIATE_RQ = 64 << 10  # bytes: any PDU before acceptance (a real RQ is a few KiB)
+MAX_REFUSALS = 100  # kept for diagnosis; more are only counted
 ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): permanent, by the service user.
 _CALLING_AE_NOT_RECOGNISED = 3
 _CALLED_AE_NOT_RECOGNISED = 7
+# Transient, by the service provider (presentation related): local limit exceeded.
+_BUSY = AssociateReject(result=2, source=3, reason=2)
+_SUCCESS = 0x0000
+_SOP_CLASS_NOT_SUPPORTED = 0x0122  # a C-ECHO refused
 
 
 class StoreAnswer(Protocol):
@@ -60,6 +69,9 @@ class StoreAnswer(Protocol):
 
     @property
     def status(self) -> int: ...
+
+    @property
+    def comment(self) -> str | None: ...  # the response's Error Comment, if any
 
     def settle(self) -> None: ...
 
@@ -99,6 +111,11 @@ class StorageListener:
         self.port = port
         self.settings = settings or Settings(calling_ae=ae_title)
         self.refusals: list[Refusal] = []  # who was turned away and why, for diagnosis
+        self.more_refusals = 0  # beyond MAX_REFUSALS, only counted
+        self.max_connections = MAX_CONNECTIONS
+        self._connections = 0
+        # Connections not yet associated, oldest first, each with the scope to end it.
+        self._unassociated: dict[object, anyio.CancelScope] = {}
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen; reports the bound port through ``task_status`` (for ``tg.start``)."""
@@ -120,13 +137,40 @@ class StorageListener:
             task_status.started(self.port)
             await serve_connections(listener, self._handle)
 
-    async def _handle(self, stream: SocketStream) -> None:
+    def _note(self, refusal: Refusal) -> str:
+        """Keep ``refusal`` (a flood of them only counted); returns its reason."""
+        if len(self.refusals) < MAX_REFUSALS:
+            self.refusals.append(refusal)
+        else:
+            self.more_refusals += 1
+        return refusal.reason
+
+    async def _handle(self, stream: ByteStream) -> None:
         address = str(stream.extra(SocketAttribute.remote_address, ("?",))[0])
+        if self._connections >= self.max_connections:
+            await self._turn_away(stream, address)
+            return
+        self._connections += 1
+        try:
+            await self._handle_connection(stream, address)
+        finally:
+            self._connections -= 1
+
+    async def _turn_away(self, stream: ByteStream, address: str) -> None:
+        """A-ASSOCIATE-RJ (transient: local limit exceeded), without serving the request.
+
+        What already arrived is read and dropped first (briefly): closing a socket with
+        unread bytes resets it, and the rejection would be lost.
+        """
+        self._note(Refusal("?", address, f"{self.max_connections} connections at once: busy"))
+        with anyio.move_on_after(0.05), suppress(anyio.EndOfStream, DicomNetworkError, OSError):
+            await stream.receive(MAX_ASSOCIATE_RQ)
+        await _send_quietly(stream, _BUSY.encode(), self.settings)
+
+    async def _handle_connection(self, stream: ByteStream, address: str) -> None:
         association: Association | None = None
         try:
-            connection = await self._secure(stream, address)
-            if connection is not None:
-                association = await self._negotiate(connection, address)
+            association = await self._associate(stream, address)
             if association is not None:
                 await self._serve(association)
         except (DicomNetworkError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
@@ -135,25 +179,62 @@ class StorageListener:
             # The move's own status reports what it means for the retrieve.
             if association is not None:
                 await association.abort()
+        except Exception as exc:
+            # A value we failed to handle is a bug of ours, but it too may cost only this
+            # association: never the listener, and with it a running move.
+            calling = association.peer.ae_title if association is not None else "?"
+            reason = self._note(
+                Refusal(calling, address, f"internal error serving {calling!r}: {exc!r}")
+            )
+            notify(self.settings, "error", {"error": reason})
+            if association is not None:
+                await association.abort()
 
-    async def _secure(self, stream: SocketStream, address: str) -> ByteStream | None:
+    async def _associate(self, stream: ByteStream, address: str) -> Association | None:
+        """TLS if set, then the A-ASSOCIATE-RQ answered, within the association timeout
+        (a deadline); None if refused, too slow, or closed to make room for a newer one."""
+        scope = anyio.CancelScope(
+            deadline=anyio.current_time() + self.settings.timeouts.association
+        )
+        key = object()
+        if len(self._unassociated) >= MAX_UNASSOCIATED:
+            oldest = next(iter(self._unassociated))
+            self._unassociated.pop(oldest).cancel()
+        self._unassociated[key] = scope
+        association = None
+        try:
+            with scope:
+                connection = await self._secure(stream, address)
+                if connection is not None:
+                    association = await self._negotiate(connection, address)
+        finally:
+            self._unassociated.pop(key, None)
+        return association
+
+    async def _secure(self, stream: ByteStream, address: str) -> ByteStream | None:
         """The connection as is, or over TLS; None (and a refusal noted) if TLS fails."""
         if self.settings.tls is None:
             return stream
         try:
             return await wrap_server(stream, self.settings.tls, self.settings.timeouts.association)
         except TlsFailed as exc:
-            self.refusals.append(Refusal("?", address, str(exc)))
+            self._note(Refusal("?", address, str(exc)))
             return None
 
     async def _negotiate(self, stream: ByteStream, address: str) -> Association | None:
-        """Answer the A-ASSOCIATE-RQ; None when the peer is refused or talks nonsense."""
-        reader = pdu.PduReader(stream, self.settings.max_pdu)
+        """Answer the A-ASSOCIATE-RQ; None when the peer is refused or talks nonsense.
+
+        Until the association is accepted no PDU may be longer than MAX_ASSOCIATE_RQ.
+        """
+        reader = pdu.PduReader(stream, self.settings.max_pdu, self.settings.timeouts.network)
+        reader.cap(MAX_ASSOCIATE_RQ)
         try:
-            with anyio.fail_after(self.settings.timeouts.association):
-                pdu_type, body = await reader.read()
-        except TimeoutError:
-            return None  # connected but never asked for an association
+            pdu_type, body = await reader.read()
+        except TimeoutError:  # the rest of the PDU did not come in time
+            return None
+        except ProtocolError:  # an unknown PDU type, or one too long
+            await _abort(stream, self.settings)
+            return None
         if pdu_type != PduType.ASSOCIATE_RQ:
             await _abort(stream, self.settings)
             return None
@@ -175,12 +256,12 @@ class StorageListener:
             },
         )
         if called != self.ae_title:
-            await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
-            notify(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
+            why = await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
+            notify(settings, "listener-associate-rj", {"reason": why})
             return None
         if not self.handler.allows(calling, address):
-            await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
-            notify(settings, "listener-associate-rj", {"reason": self.refusals[-1].reason})
+            why = await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
+            notify(settings, "listener-associate-rj", {"reason": why})
             return None
         contexts = _accept_contexts(request.contexts)
         await stream.send(self._accept(request, contexts))
@@ -190,7 +271,8 @@ class StorageListener:
             {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
         )
         peer = Peer(calling, address, 0)
-        association = Association(stream, peer, settings, contexts, request.user)
+        association = Association(stream, peer, settings, contexts, request.user, acceptor=True)
+        reader.cap(None)
         association.adopt_reader(reader)
         return association
 
@@ -213,15 +295,16 @@ class StorageListener:
 
     async def _reject(
         self, stream: ByteStream, reason: int, calling: str, address: str, called: str
-    ) -> None:
+    ) -> str:
         why = (
             f"called AE title {called!r} is not ours ({self.ae_title!r})"
             if reason == _CALLED_AE_NOT_RECOGNISED
             else f"calling AE title {calling!r} from {address} is not a peer we are moving from"
         )
-        self.refusals.append(Refusal(calling, address, why))
+        self._note(Refusal(calling, address, why))
         rejection = AssociateReject(result=1, source=1, reason=reason)  # permanent, by us
         await _send_quietly(stream, rejection.encode(), self.settings)
+        return why
 
     async def _serve(self, association: Association) -> None:
         """C-ECHO and C-STORE until the peer releases or aborts the association."""
@@ -232,18 +315,28 @@ class StorageListener:
                 return
             if command.command_field == CommandField.C_STORE_RQ:
                 answer = await self.handler.store(association, context_id, command)
-                response = response_to(command, CommandField.C_STORE_RSP, answer.status)
+                response = response_to(
+                    command, CommandField.C_STORE_RSP, answer.status, answer.comment
+                )
                 try:
                     await association.send(context_id, response)
                 finally:
                     answer.settle()
             elif command.command_field == CommandField.C_ECHO_RQ:
                 await association.send(
-                    context_id, response_to(command, CommandField.C_ECHO_RSP, 0x0000)
+                    context_id, response_to(command, CommandField.C_ECHO_RSP, _echo_status(command))
                 )
             else:
                 await association.abort()
                 return
+
+
+def _echo_status(command: Command) -> int:
+    """Success for a C-ECHO of Verification; of anything else, refused: SOP class not
+    supported (a C-ECHO-RSP status of PS3.7)."""
+    if command.affected_sop_class_uid == VERIFICATION:
+        return _SUCCESS
+    return _SOP_CLASS_NOT_SUPPORTED
 
 
 async def _abort(stream: ByteStream, settings: Settings) -> None:

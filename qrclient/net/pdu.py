@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -131,6 +132,10 @@ def encode_p_data(
             return
 
 
+class PduTimeout(TimeoutError):
+    """A PDU begun was not complete within the reader's ``pdu_seconds``."""
+
+
 class PduReader:
     """Reads whole PDUs from a byte stream; safe to cancel at any await.
 
@@ -141,18 +146,36 @@ class PduReader:
     kept. Only a PDU that spans chunks is joined, once. Nothing is consumed until a
     whole PDU is there, so a cancelled read loses nothing and the next read resumes
     where it stopped.
+
+    Time is bounded by deadlines, not idle timers, so a peer trickling a byte now and
+    then cannot stretch them: each wait is given the caller's deadline, and once part
+    of a PDU is buffered, the rest must come within ``pdu_seconds`` of the first wait
+    for it (PduTimeout). Only actual waits look at the clock.
     """
 
     _CHUNK = 1 << 18
 
-    def __init__(self, stream: ByteReceiveStream, max_pdu: int) -> None:
+    def __init__(
+        self, stream: ByteReceiveStream, max_pdu: int, pdu_seconds: float = math.inf
+    ) -> None:
         self._stream = stream
         self._max_pdu = max_pdu
+        self._cap: int | None = None  # see cap()
+        self._pdu_seconds = pdu_seconds
+        self._pdu_deadline = 0.0  # for the PDU partly buffered; 0: none set yet
         self._chunk = memoryview(b"")  # the latest chunk received
         self._offset = 0  # its first byte not handed out
         # The start of a PDU that continues beyond the chunk it began in, and its size.
         self._parts: list[memoryview] = []
         self._parts_size = 0
+
+    def cap(self, length: int | None) -> None:
+        """Refuse any PDU longer than ``length`` (None: only the usual limits).
+
+        Before an association is accepted only a small A-ASSOCIATE-RQ makes sense; the
+        cap refuses more on the PDU's header, before its bytes are read.
+        """
+        self._cap = length
 
     def next_buffered(self) -> tuple[int, memoryview] | None:
         """The next PDU if it is complete in the buffer, else None (never awaits)."""
@@ -162,10 +185,11 @@ class PduReader:
         available = len(chunk) - start
         if available >= HEADER_LENGTH:
             pdu_type, length = HEADER.unpack_from(chunk, start)
-            _check_header(pdu_type, length, self._max_pdu)
+            _check_header(pdu_type, length, self._max_pdu, self._cap)
             end = start + HEADER_LENGTH + length
             if end <= len(chunk):
                 self._offset = end
+                self._pdu_deadline = 0.0  # the next PDU gets its own
                 return pdu_type, chunk[start + HEADER_LENGTH : end]
         if available:  # the PDU continues in chunks still to come
             self._parts, self._parts_size = [chunk[start:]], available
@@ -182,7 +206,7 @@ class PduReader:
             if len(header) == HEADER_LENGTH:
                 break
         pdu_type, length = HEADER.unpack(header)
-        _check_header(pdu_type, length, self._max_pdu)
+        _check_header(pdu_type, length, self._max_pdu, self._cap)
         total = HEADER_LENGTH + length
         if size < total:
             return None
@@ -199,6 +223,7 @@ class PduReader:
             break
         whole = memoryview(b"".join(pieces))
         self._parts, self._parts_size = [], 0
+        self._pdu_deadline = 0.0
         self._chunk, self._offset = memoryview(b""), 0
         if len(rest) == 1:
             self._chunk = rest[0]
@@ -206,11 +231,27 @@ class PduReader:
             self._parts, self._parts_size = rest, sum(map(len, rest))
         return pdu_type, whole[HEADER_LENGTH:]
 
-    async def receive_more(self, seconds: float = math.inf) -> None:
-        """Await more bytes from the peer, at most ``seconds`` (else TimeoutError).
+    async def receive_more(self, deadline: float = math.inf) -> None:
+        """Await more bytes from the peer until ``deadline`` (``time.monotonic()``).
 
-        A closed connection becomes ConnectionDropped.
+        TimeoutError when the deadline passes; PduTimeout when the PDU partly buffered
+        is not complete in time (whichever comes first). A closed connection becomes
+        ConnectionDropped.
         """
+        now = time.monotonic()
+        pdu_deadline = self._pdu_deadline
+        if self._parts or self._offset < len(self._chunk):  # a PDU is under way
+            if not pdu_deadline:
+                pdu_deadline = self._pdu_deadline = now + self._pdu_seconds
+            if pdu_deadline < deadline:
+                try:
+                    await self._receive(pdu_deadline - now)
+                except TimeoutError:
+                    raise PduTimeout from None
+                return
+        await self._receive(deadline - now)
+
+    async def _receive(self, seconds: float) -> None:
         try:
             stream = self._stream
             if isinstance(stream, SocketStream):  # times only an actual wait
@@ -241,10 +282,10 @@ class PduReader:
         """The bytes received and not handed out yet: what a peer that is not DICOM sent."""
         return b"".join((*self._parts, self._chunk[self._offset :]))
 
-    async def read(self) -> tuple[int, bytes]:
+    async def read(self, deadline: float = math.inf) -> tuple[int, bytes]:
         """Return the next (PDU type, body), the body copied (for the rare PDUs)."""
         while (item := self.next_buffered()) is None:
-            await self.receive_more()
+            await self.receive_more(deadline)
         pdu_type, body = item
         return pdu_type, bytes(body)
 
@@ -252,7 +293,7 @@ class PduReader:
 _PDU_TYPES = frozenset(PduType)
 
 
-def _check_header(pdu_type: int, length: int, max_pdu: int) -> None:
+def _check_header(pdu_type: int, length: int, max_pdu: int, cap: int | None) -> None:
     if pdu_type not in _PDU_TYPES:
         raise ProtocolError(
             f"the peer sent an unknown PDU type 0x{pdu_type:02X}",
@@ -261,6 +302,8 @@ def _check_header(pdu_type: int, length: int, max_pdu: int) -> None:
     limit = MAX_CONTROL_PDU_LENGTH
     if pdu_type == PduType.P_DATA_TF:
         limit = max(limit, max_pdu + PDV_OVERHEAD)
+    if cap is not None:
+        limit = min(limit, cap)
     if length > limit:
         raise ProtocolError(
             f"the peer sent a PDU of {length} bytes, beyond the {limit} we accept",

@@ -20,6 +20,7 @@ import errno
 import math
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -67,13 +68,24 @@ class SocketStream(ByteStream):
             return data
 
     async def send(self, item: bytes | bytearray | memoryview) -> None:
+        await self.send_within(item, math.inf)
+
+    async def send_within(self, item: bytes | bytearray | memoryview, seconds: float) -> None:
+        """``send``, raising TimeoutError unless all of it is sent within ``seconds``.
+
+        Only a wait looks at the clock: a send the kernel takes at once costs nothing more.
+        """
         await self._checkpoint()
         view = memoryview(item)
+        deadline = 0.0
         while view:
             try:
                 sent = self._sock.send(view)
             except BlockingIOError:
-                await self._wait(anyio.wait_writable)
+                now = time.monotonic()
+                deadline = deadline or now + seconds
+                with anyio.fail_after(deadline - now):
+                    await self._wait(anyio.wait_writable)
                 continue
             except OSError as exc:
                 raise self._broken(exc) from exc

@@ -25,6 +25,10 @@ Buffer = bytes | mmap.mmap
 Element = tuple[int, bytes, int, int]
 
 UNDEFINED = 0xFFFFFFFF
+# Sequences nested deeper than this are refused: real data sets (structured report
+# trees included) stay far below it, and every level costs the walk (and pydicom's
+# reader after it) a few Python stack frames.
+MAX_DEPTH = 64
 _LONG_VRS = frozenset(  # the VRs with a 4-byte length in explicit VR
     (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV")
 )
@@ -96,6 +100,7 @@ _LITTLE, _BIG = _structs("<"), _structs(">")  # made once: a walk per received i
 class _Walker:
     def __init__(self, data: Buffer, little: bool) -> None:
         self.data = data
+        self.depth = 0  # sequences (or encapsulated pixel data) the walk is inside
         self.tag, self.u32, self.explicit_header, self.implicit_header = _LITTLE if little else _BIG
 
     def elements(
@@ -155,6 +160,14 @@ class _Walker:
 
     def items(self, offset: int, end: int, explicit: bool | None, *, delimited: bool) -> int:
         """Walk sequence items (``explicit`` None: opaque pixel data fragments)."""
+        if self.depth == MAX_DEPTH:
+            raise ValueError(f"sequences nested deeper than {MAX_DEPTH} levels at byte {offset}")
+        self.depth += 1
+        offset = self._items(offset, end, explicit, delimited=delimited)
+        self.depth -= 1
+        return offset
+
+    def _items(self, offset: int, end: int, explicit: bool | None, *, delimited: bool) -> int:
         data, u32 = self.data, self.u32
         while offset < end:
             if offset + 8 > end:

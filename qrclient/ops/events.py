@@ -65,6 +65,7 @@ def _describe(event: str, details: Mapping[str, object]) -> list[str]:
         "release-rq": "A-RELEASE-RQ",
         "released": "released",
         "abort-sent": "A-ABORT sent",
+        "peer-released": "A-RELEASE-RQ from the peer: released",
     }
     extra = "".join(f" {name}={value}" for name, value in details.items())
     return [f"{names.get(event, event)}{extra}"]

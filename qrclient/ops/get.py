@@ -5,6 +5,10 @@ the local store) and are never decoded; the C-STORE response is sent once the si
 committed the file. Cancelling sends C-CANCEL (Orthanc honours it for C-GET), keeps
 storing what is already on its way for a grace period, then aborts; an instance cut
 off mid-way is discarded, never committed.
+
+With a ``scope``, instances outside the request are refused (see ``ops.storing``).
+The final response's Failed SOP Instance UID List is read from its bytes, without
+pydicom: the retrieve asks for those again with contexts for more SOP classes.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from qrclient.net.association import Association
-from qrclient.net.datasets import decode_dataset, encode_dataset
+from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association
+from qrclient.net.datasets import encode_dataset
+from qrclient.net.dictionary import COMMON
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response, response_to
-from qrclient.net.errors import ProtocolError
 from qrclient.net.identifier import Identifier
 from qrclient.net.status import Category, Service, Status
+from qrclient.net.walk import scan_values
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.progress import Progress
-from qrclient.ops.storing import InstanceSink, receive_instance
+from qrclient.ops.storing import InstanceSink, Refusals, Scope, receive_instance
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 CANCEL_GRACE = 2.0
+FAILED_SOP_INSTANCE_UID_LIST = COMMON["FailedSOPInstanceUIDList"][0]
 
 
 @dataclass(slots=True)
@@ -40,9 +46,12 @@ class SubOperations:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = field(default_factory=list)
-    store_errors: list[str] = field(default_factory=list)  # why we refused instances
+    arrived: int = 0  # C-STORE sub-operations that reached us (stored or not)
+    store_errors: list[str] = field(default_factory=list)  # instances we could not store
+    refusals: Refusals = field(default_factory=Refusals)  # instances outside the request
     cancelled: bool = False
     aborted: bool = False
+    message_id: int = 0  # of the request, which names its counts in the progress
 
     def note(self, command: Command, service: Service, progress: Progress) -> bool:
         """Record a C-GET/C-MOVE response's counts; True when it is the final one."""
@@ -74,18 +83,20 @@ class _Retrieval:
         sink: InstanceSink,
         progress: Progress,
         grace: float,
+        scope: Scope | None,
     ) -> None:
         self.association = association
         self.sop_class = sop_class
         self.sink = sink
         self.progress = progress
         self.grace = grace
+        self.scope = scope
         self.message_id = 0
         self.result = SubOperations()
 
     async def run(self, identifier: Dataset | Identifier) -> SubOperations:
         context = self.association.accepted_context(self.sop_class)
-        self.message_id = self.association.next_message_id()
+        self.message_id = self.result.message_id = self.association.next_message_id()
         request = Command(
             command_field=CommandField.C_GET_RQ,
             message_id=self.message_id,
@@ -111,7 +122,9 @@ class _Retrieval:
         expect_response(command, CommandField.C_GET_RSP, self.message_id)
         if command.has_dataset:
             message_data = bytearray()
-            await self.association.receive_dataset_into(context_id, message_data.extend)
+            await self.association.receive_dataset_into(
+                context_id, message_data.extend, MAX_DATASET_IN_MEMORY
+            )
             self._note_failed_uids(bytes(message_data), context_id)
         final = self.result.note(command, Service.GET, self.progress)
         # Messages may come from a buffer without any await: check for cancellation
@@ -122,15 +135,16 @@ class _Retrieval:
     def _note_failed_uids(self, data: bytes, context_id: int) -> None:
         syntax = str(self.association.context(context_id).transfer_syntax)
         try:
-            listed = decode_dataset(data, syntax).get("FailedSOPInstanceUIDList", [])
-        except ProtocolError:
-            return
-        self.result.failed_uids = [
-            str(u) for u in ([listed] if isinstance(listed, str) else listed)
-        ]
+            raw = scan_values(data, 0, syntax, {FAILED_SOP_INSTANCE_UID_LIST})
+        except ValueError:
+            return  # a list we cannot read: the counts still say how many failed
+        listed = raw.get(FAILED_SOP_INSTANCE_UID_LIST, b"").decode("ascii", "replace")
+        uids = (uid.strip(" \x00") for uid in listed.split("\\"))
+        self.result.failed_uids = [uid for uid in uids if uid]
 
     async def _store(self, context_id: int, command: Command) -> None:
         """Receive one C-STORE sub-operation into the sink and answer it."""
+        self.result.arrived += 1
         arrival = await receive_instance(
             self.association,
             context_id,
@@ -138,8 +152,10 @@ class _Retrieval:
             self.sink,
             self.progress,
             self.result.store_errors,
+            scope=self.scope,
+            refusals=self.result.refusals,
         )
-        response = response_to(command, CommandField.C_STORE_RSP, arrival.status)
+        response = response_to(command, CommandField.C_STORE_RSP, arrival.status, arrival.comment)
         try:
             await self.association.send(context_id, response)
         finally:
@@ -161,8 +177,9 @@ async def c_get(
     progress: Progress | None = None,
     *,
     grace: float = CANCEL_GRACE,
+    scope: Scope | None = None,
 ) -> SubOperations:
-    """Send one C-GET and store every instance it delivers; returns the peer's counts."""
-    return await _Retrieval(association, sop_class, sink, progress or Progress(), grace).run(
-        identifier
-    )
+    """Send one C-GET and store every instance it delivers (those in ``scope``, when
+    given); returns the peer's counts."""
+    retrieval = _Retrieval(association, sop_class, sink, progress or Progress(), grace, scope)
+    return await retrieval.run(identifier)

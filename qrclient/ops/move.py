@@ -1,14 +1,23 @@
 """C-MOVE: the peer sends the instances to a destination AE over its own associations.
 
-When the destination is us, :class:`MoveRouter` is the handler of our storage listener:
-it accepts associations only from peers we asked to move to us, and routes each
-incoming C-STORE to the move that caused it (by the Move Originator Message ID the
-peer copies onto its sub-operations, else by the expected SOP Instance UIDs).
+When the destination is us, :class:`MoveRouter` is the handler of our storage listener.
+It accepts an association only while one of our moves is running, and only from that
+move's :class:`Senders`: the PACS's AE title, calling from an address its host name
+resolves to or one the node's ``move_from`` lists. The AE title alone proves nothing
+(anyone can send any), nor does the Move Originator Message ID the PACS copies onto
+its sub-operations: ours are random, not a counter, yet only 16 bits. Each incoming
+C-STORE is routed to its move by that ID, else (a PACS that leaves it out) to the one
+move expecting it, and must belong to that move's request (its ``Scope``): anything
+else is refused and counted, never stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,18 +33,95 @@ from qrclient.net.status import Service
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.get import CANCEL_GRACE, SubOperations
 from qrclient.ops.progress import Progress
-from qrclient.ops.storing import Arrival, InstanceSink, receive_instance
+from qrclient.ops.storing import Arrival, InstanceSink, Refusals, Scope, receive_instance
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=256)
+def parse_address(text: str) -> Address | None:
+    """An address as a socket reports it; an IPv4-mapped IPv6 one as IPv4 (remembered:
+    every instance of a move is checked, from a few addresses)."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@dataclass(frozen=True, slots=True)
+class Senders:
+    """Who may deliver a move's instances: its AE title, from these addresses.
+
+    ``addresses`` None admits any address (a diagnosis that only watches who calls).
+    """
+
+    ae_title: str
+    addresses: frozenset[Address] | None = None
+    networks: tuple[Network, ...] = ()
+
+    def admits(self, calling_ae: str, address: str) -> bool:
+        if calling_ae != self.ae_title:
+            return False
+        if self.addresses is None:
+            return True
+        parsed = parse_address(address)
+        if parsed is None:
+            return False
+        return parsed in self.addresses or any(parsed in n for n in self.networks)
+
+    def describe(self) -> str:
+        if self.addresses is None:
+            return f"{self.ae_title} from any address"
+        where = sorted(str(a) for a in self.addresses) + [str(n) for n in self.networks]
+        return f"{self.ae_title} from {', '.join(where) or 'nowhere'}"
+
+
+async def resolve_senders(
+    ae_title: str, host: str, move_from: Sequence[str]
+) -> tuple[Senders, list[str]]:
+    """The addresses of ``host`` and of ``move_from`` (addresses, networks such as
+    10.1.2.0/24, host names); and a note for each entry that does not resolve."""
+    addresses: set[Address] = set()
+    networks: list[Network] = []
+    notes: list[str] = []
+    for entry in (host, *move_from):
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            pass
+        else:
+            if network.num_addresses == 1:
+                addresses.add(network.network_address)
+            else:
+                networks.append(network)
+            continue
+        try:
+            infos = await anyio.getaddrinfo(entry, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            notes.append(f"move_from: {entry!r} does not resolve ({exc}): not accepted")
+            continue
+        for info in infos:
+            parsed = parse_address(str(info[4][0]))
+            if parsed is not None:
+                addresses.add(parsed)
+    return Senders(ae_title, frozenset(addresses), tuple(networks)), notes
+
 
 @dataclass(slots=True)
 class _Move:
-    peer_ae: str
-    expected: set[str] | None
+    senders: Senders
+    scope: Scope | None
     progress: Progress
     errors: list[str] = field(default_factory=list)
+    refusals: Refusals = field(default_factory=Refusals)
+    arrived: int = 0  # C-STOREs routed to this move (stored or not)
 
 
 class MoveRouter:
@@ -45,13 +131,32 @@ class MoveRouter:
         self.our_ae = our_ae
         self.sink = sink
         self._moves: dict[int, _Move] = {}
-        self.unexpected: list[str] = []
+        self.unexpected = Refusals()  # instances no running move of ours was waiting for
+
+    def message_id(self) -> int:
+        """A random message ID for a new move, none of the running moves'."""
+        while True:  # os.urandom: the secrets module costs 3 ms to import
+            candidate = int.from_bytes(os.urandom(2)) % 0xFFFF + 1
+            if candidate not in self._moves:
+                return candidate
 
     @contextmanager
     def expect(
-        self, peer_ae: str, message_id: int, expected: set[str] | None, progress: Progress
+        self,
+        senders: Senders | str,
+        message_id: int,
+        expected: Scope | set[str] | None,
+        progress: Progress,
     ) -> Iterator[_Move]:
-        move = _Move(peer_ae, expected, progress)
+        """Accept the instances of the move ``message_id`` while the block runs.
+
+        ``senders`` as a bare AE title admits any address; ``expected`` as a set names
+        SOP Instance UIDs only.
+        """
+        if isinstance(senders, str):
+            senders = Senders(senders)
+        scope = Scope(instances=frozenset(expected)) if isinstance(expected, set) else expected
+        move = _Move(senders, scope, progress)
         self._moves[message_id] = move
         try:
             yield move
@@ -59,31 +164,58 @@ class MoveRouter:
             del self._moves[message_id]
 
     def allows(self, calling_ae: str, address: str) -> bool:
-        return any(move.peer_ae == calling_ae for move in self._moves.values())
+        return any(move.senders.admits(calling_ae, address) for move in self._moves.values())
 
-    def route(self, calling_ae: str, command: Command) -> _Move | None:
-        """The move an incoming C-STORE belongs to, or None (then it is refused)."""
+    def route(self, calling_ae: str, command: Command, address: str | None = None) -> _Move | None:
+        """The move an incoming C-STORE belongs to, or None (then it is refused).
+
+        ``address`` None: not checked (the association was admitted already).
+        """
+        candidates = [
+            (message_id, move)
+            for message_id, move in self._moves.items()
+            if move.senders.ae_title == calling_ae
+            and (address is None or move.senders.admits(calling_ae, address))
+        ]
         # The originator should be us; pynetdicom-based PACSs put their own AE title
-        # there. Either way the message ID and the calling AE must match a move of ours.
+        # there. Either way the message ID must then be one of our moves'.
+        originator = command.move_originator_message_id
         if command.move_originator_ae_title in (None, self.our_ae, calling_ae):
-            move = self._moves.get(command.move_originator_message_id or -1)
-            if move is not None and move.peer_ae == calling_ae:
-                return move
+            by_id = next((m for i, m in candidates if i == originator), None)
+            if by_id is not None:
+                return by_id
+            if originator is None and len(candidates) == 1:
+                return candidates[0][1]
+        # A move someone else asked for, or several moves of ours: by the expected UIDs.
         uid = command.affected_sop_instance_uid or ""
-        for move in self._moves.values():
-            if move.peer_ae == calling_ae and move.expected and uid in move.expected:
-                return move
-        return None
+        return next(
+            (m for _, m in candidates if m.scope is not None and uid in m.scope.instances),
+            None,
+        )
 
     async def store(self, association: Association, context_id: int, command: Command) -> Arrival:
-        move = self.route(association.peer.ae_title, command)
+        move = self.route(association.peer.ae_title, command, association.peer.host)
         if move is None:
-            self.unexpected.append(command.affected_sop_instance_uid or "")
             return await receive_instance(
-                association, context_id, command, None, Progress(), self.unexpected
+                association,
+                context_id,
+                command,
+                None,
+                Progress(),
+                [],
+                refusals=self.unexpected,
+                refuse="no move of ours from this sender is waiting for it",
             )
+        move.arrived += 1
         return await receive_instance(
-            association, context_id, command, self.sink, move.progress, move.errors
+            association,
+            context_id,
+            command,
+            self.sink,
+            move.progress,
+            move.errors,
+            scope=move.scope,
+            refusals=move.refusals,
         )
 
 
@@ -99,8 +231,8 @@ async def c_move(
 ) -> SubOperations:
     """Send one C-MOVE and follow its responses.
 
-    Pass ``message_id`` (from ``association.next_message_id()``) when the listener must
-    be told about the move before its first instance can arrive.
+    Pass ``message_id`` (``MoveRouter.message_id()``) when the listener must be told
+    about the move before its first instance can arrive.
     """
     progress = progress or Progress()
     context = association.accepted_context(sop_class)
@@ -115,7 +247,7 @@ async def c_move(
     await association.send(
         context.context_id, request, encode_dataset(identifier, str(context.transfer_syntax))
     )
-    result = SubOperations()
+    result = SubOperations(message_id=message_id)
 
     async def handle_response() -> bool:
         message = await association.receive_message("C-MOVE response")

@@ -56,6 +56,22 @@ def check_host(text: str) -> str:
     return host
 
 
+def check_sender(text: str, what: str = "move_from") -> str:
+    """An address, a network (``10.1.2.0/24``) or a host name a PACS may send from."""
+    stripped = text.strip()
+    try:
+        ipaddress.ip_network(stripped, strict=False)
+    except ValueError:
+        pass
+    else:
+        return stripped
+    if not _HOST_RE.fullmatch(stripped):
+        raise NodeError(
+            f"{what} {text!r} is not an address, a network (e.g. 10.1.2.0/24) or a host name"
+        )
+    return stripped
+
+
 def parse_node(text: str) -> Peer:
     """Parse ``AET@host:port`` (IPv6 hosts in brackets: ``PACS@[::1]:104``)."""
     ae_title, at, address = text.rpartition("@")

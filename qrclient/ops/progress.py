@@ -26,6 +26,7 @@ class Snapshot:
     received_bytes: int = 0
     skipped: int = 0  # already in the store, not fetched again
     lost: int = 0  # acknowledged to the peer, then not stored (the disk failed meanwhile)
+    refused: int = 0  # instances outside the request, refused and not stored
     elapsed: float = 0.0
     first_instance_after: float | None = None
     finished: bool = False  # the retrieve has ended
@@ -87,6 +88,7 @@ class Progress:
         self._received_bytes = 0
         self._skipped = 0
         self._lost = 0
+        self._refused = 0
         self._first_instance_after: float | None = None
         self._finished = False
         self._changed: anyio.Event | None = None
@@ -101,6 +103,7 @@ class Progress:
             received_bytes=self._received_bytes,
             skipped=self._skipped,
             lost=self._lost,
+            refused=self._refused,
             first_instance_after=self._first_instance_after,
             finished=self._finished,
             elapsed=time.perf_counter() - self.started,
@@ -139,7 +142,13 @@ class Progress:
         return sum(reported) if reported else None
 
     def add(
-        self, *, received: int = 0, received_bytes: int = 0, skipped: int = 0, lost: int = 0
+        self,
+        *,
+        received: int = 0,
+        received_bytes: int = 0,
+        skipped: int = 0,
+        lost: int = 0,
+        refused: int = 0,
     ) -> None:
         if received and self._first_instance_after is None:
             self._first_instance_after = time.perf_counter() - self.started
@@ -147,6 +156,7 @@ class Progress:
         self._received_bytes += received_bytes
         self._skipped += skipped
         self._lost += lost
+        self._refused += refused
         self._notify()
 
     def finish(self) -> None:

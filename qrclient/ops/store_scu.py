@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
-from qrclient.net.association import Association
+from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association
 from qrclient.net.datasets import encode_dataset
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
@@ -128,7 +128,9 @@ async def c_store(association: Association, instance: Instance) -> Stored:
     _, response = await association.receive_command("C-STORE response")
     expect_response(response, CommandField.C_STORE_RSP, message_id)
     if response.has_dataset:  # none is defined for C-STORE-RSP: read past it
-        await association.receive_dataset_into(context.context_id, lambda fragment: None)
+        await association.receive_dataset_into(
+            context.context_id, lambda fragment: None, MAX_DATASET_IN_MEMORY
+        )
     if response.status is None:
         raise ProtocolError(
             "the peer answered C-STORE without a status", "the peer's DICOM stack is broken"

@@ -17,6 +17,7 @@ import io
 import itertools
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn, Protocol
 
@@ -187,6 +188,12 @@ class Incoming:
         except BaseException:
             self.discard()
             raise
+
+    @property
+    def identifiers(self) -> Mapping[str, str] | None:
+        """The attributes ``seal`` read from the data set (None before): a retrieve
+        checks the instance's Study and Series Instance UIDs against its request."""
+        return None if self.placement is None else self.placement.text
 
     def place(self) -> StoredInstance:
         """Write the sealed instance out, move the file into place and index it.

@@ -20,7 +20,7 @@ import anyio
 from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.association import Observer
 from qrclient.net.errors import ListenFailed
-from qrclient.net.listener import StorageListener
+from qrclient.net.listener import Refusal, StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.browse import Row, match_row, remote_totals
@@ -35,6 +35,7 @@ from qrclient.ops.retrieve import (
     RetrieveOutcome,
     RetrieveRequest,
     move_listener,
+    note_refusals,
 )
 from qrclient.store import Store, StoreError
 from qrclient.store.overview import StoreView, StudyHolding
@@ -52,6 +53,7 @@ class Node:
     settings: Settings | None = None  # the node's own timeouts, TLS...; None: the app's
     destination: str | None = None  # C-MOVE destination; None: us (our listener)
     listen: tuple[str, int] | None = None  # where our listener waits; None: the app's
+    move_from: tuple[str, ...] = ()  # other addresses its C-MOVE deliveries may come from
 
     def __str__(self) -> str:
         return f"{self.name} ({self.peer})" if self.name else str(self.peer)
@@ -122,9 +124,8 @@ class _SharedListener:
     def refusals(self) -> int:
         return len(self.listener.refusals) if self.listener is not None else 0
 
-    def refused_since(self, count: int) -> list[str]:
-        refusals = self.listener.refusals[count:] if self.listener is not None else []
-        return [f"our listener refused an association: {r.reason}" for r in refusals]
+    def refused_since(self, count: int) -> list[Refusal]:
+        return self.listener.refusals[count:] if self.listener is not None else []
 
     async def start(self, host: str, port: int, settings: Settings) -> None:
         """Listen on ``host:port``; raises the listener's error (e.g. ListenFailed)."""
@@ -313,6 +314,8 @@ class RealBackend:
             method=method,
             destination=node.destination,
             router=shared.router if shared is not None else None,
+            move_from=node.move_from,
+            node=node.name,
         )
         async with anyio.create_task_group() as group:
 
@@ -331,7 +334,7 @@ class RealBackend:
             outcome.notes.insert(0, note)
         if shared is not None:
             # Refused while this job ran: perhaps its peer, under another AE title.
-            outcome.errors.extend(shared.refused_since(refused_before))
+            note_refusals(outcome, shared.refused_since(refused_before))
         return outcome
 
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:

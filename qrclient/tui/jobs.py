@@ -67,6 +67,8 @@ def progress_line(snapshot: Snapshot) -> str:
         parts.append(f"{snapshot.skipped} already here")
     parts.append(f"{snapshot.succeeded} done")
     parts.append(f"{snapshot.failed} failed")
+    if snapshot.refused:
+        parts.append(f"{snapshot.refused} refused")
     if snapshot.remaining is not None:
         parts.append(f"{snapshot.remaining} remaining")
     parts.append(f"{snapshot.megabytes_per_second:.1f} MB/s")

@@ -71,4 +71,5 @@ class NodeBook:
             ),
             destination=config.destination,
             listen=own if has_own and self.listen is None else None,
+            move_from=config.move_from,
         )

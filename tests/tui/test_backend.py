@@ -147,7 +147,7 @@ async def test_the_nodes_listen_address_and_the_fallback_to_get(
     assert fallback.notes[0].endswith("using C-GET")
 
 
-async def test_listener_refusals_become_the_jobs_errors(
+async def test_listener_refusals_are_counted_in_the_jobs_outcome(
     orthanc: OrthancServer,
     peer: Peer,
     archive: Archive,
@@ -184,6 +184,9 @@ async def test_listener_refusals_become_the_jobs_errors(
     finally:
         orthanc.resume()
         await backend.aclose()
-    refusals = [e for e in outcome.errors if e.startswith("our listener refused")]
+    # Counted and said, apart from the errors: a stranger does not spoil the job.
+    refusals = [e for e in outcome.refusals if e.startswith("our listener refused")]
     assert len(refusals) == 1
+    assert outcome.refused_connections == 1
     assert "SOMEONEELSE" in refusals[0] or "called AE" in refusals[0]
+    assert outcome.state is RetrieveState.COMPLETE, outcome.errors

@@ -13,14 +13,14 @@ from qrclient.ops.find import FindState
 from qrclient.ops.query import Level, Model, build_query
 from qrclient.tui.backend import Node, RealBackend
 from tests.conftest import RealPacs
+from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import fake_peer
-from tests.scripted_pacs import ScriptedPacs, instances
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_a_study_sent_once_per_instance_is_one_row(tmp_path: Path) -> None:
-    pacs = ScriptedPacs(instances(studies=2, per_study=3), study_per_instance=True)
+    pacs = FakePacs(instances(studies=2, per_study=3), study_per_instance=True)
     backend = RealBackend(tmp_path / "store", Settings("QRCLIENT"))
     try:
         async with fake_peer(pacs.serve) as (port, _):

@@ -97,7 +97,9 @@ def diagnose_get(outcome: RetrieveOutcome, calling_ae: str, seconds: float) -> C
             "check that the PACS answers IMAGE-level queries ('qrclient find -l image')",
             seconds,
         )
-    if outcome.errors:
+    if outcome.stopped is not None:  # the error's own hint sends the user to doctor
+        why = outcome.stopped[0]
+    elif outcome.errors:
         why = outcome.errors[0]
     elif outcome.failed:
         why = f"the PACS reported {outcome.failed} failed sub-operation(s)"

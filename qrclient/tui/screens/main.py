@@ -535,6 +535,13 @@ class MainScreen(Screen[None]):
         if outcome is not None:
             summary += f", {outcome.received} received, {outcome.skipped} already here"
             summary += f", {outcome.failed} failed"
+            if outcome.refused_instances or outcome.refused_connections:
+                summary += (
+                    f", refused {outcome.refused_instances} instances and "
+                    f"{outcome.refused_connections} connections"
+                )
+            for refusal in outcome.refusals[:10]:
+                self.log_pane.note(f"job #{job.id}: {refusal}")
             for note in outcome.notes:
                 self.log_pane.note(f"job #{job.id}: {note}")
             for error in outcome.errors[:10]:
