@@ -110,9 +110,9 @@ CASES: list[object] = [
         ["find", NODE, "-l", "study", "-k", "StudyDate=20241301"], "20241301", id="find-bad-date"
     ),
     pytest.param(
-        ["find", NODE, "-l", "study", "-k", "StudyDate=2024-01-01"],
-        "2024-01-01",
-        id="find-iso-date",
+        ["find", NODE, "-l", "study", "-k", "StudyDate=2024-13-01"],  # 2024-01-01 is read
+        "2024-13-01",
+        id="find-impossible-date",
     ),
     pytest.param(
         ["find", NODE, "-l", "study", "-k", "StudyDate=20240201-20240101"],
@@ -133,7 +133,10 @@ CASES: list[object] = [
         id="find-lo-too-long",
     ),
     pytest.param(
-        ["find", NODE, "-l", "series", "-k", "Modality=ct"], "'ct'", id="find-lower-case-cs"
+        # Modality=ct is read as CT (with a note); a value upper case cannot mend is not.
+        ["find", NODE, "-l", "series", "-k", "Modality=c-t"],
+        "'c-t'",
+        id="find-bad-cs",
     ),
     pytest.param(
         ["find", NODE, "-l", "series", "-k", "StudyInstanceUID=1.2.abc"],

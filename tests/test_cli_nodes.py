@@ -123,6 +123,7 @@ def test_add_list_show_remove_in_the_default_file(home: Path) -> None:
     assert table[0].split() == [
         "NAME",
         "NODE",
+        "CALLING-AE",
         "MODEL",
         "METHOD",
         "DESTINATION",
@@ -133,6 +134,7 @@ def test_add_list_show_remove_in_the_default_file(home: Path) -> None:
     assert table[1].split() == [
         "pacs",
         "ORTHANC@127.0.0.1:4242",
+        "QRCLIENT",
         "patient",
         "move",
         "ARCHIVE",
@@ -143,6 +145,7 @@ def test_add_list_show_remove_in_the_default_file(home: Path) -> None:
     assert table[2].split() == [
         "v6",
         "PACS6@[::1]:104",
+        "QRCLIENT",
         "study",
         "auto",
         "-",
@@ -162,6 +165,7 @@ def test_add_list_show_remove_in_the_default_file(home: Path) -> None:
         "model": "patient",
         "method": "move",
         "destination": "ARCHIVE",
+        "calling_ae": "QRCLIENT",
         "listen": "127.0.0.1:11200",
         "parallel": 4,
         "timeouts": {"connect": 10.0, "association": 30.0, "dimse": 90.0, "network": 30.0},

@@ -16,6 +16,7 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
@@ -341,9 +342,15 @@ def test_cli_move_to_an_unknown_destination(demo: DemoPacs, tmp_path: Path) -> N
 def test_cli_move_to_a_destination_it_cannot_reach(demo: DemoPacs, tmp_path: Path) -> None:
     study = find_patient(ARCHIVE, "DEMO003").studies[0]
     key = f"StudyInstanceUID={study.study_instance_uid}"
-    result = run_cli("move", demo.node, "-k", key, "--dest", "GHOST", "--out", str(tmp_path))
+    result = run_cli("move", demo.node, "-k", key, "--dest", "GHOST", "--out", str(tmp_path), "-v")
     assert result.returncode == 4
-    assert "0xA801" in result.stderr
+    # As DCMTK's dcmqrscp answers: it knows GHOST, every sub-operation failed (not 0xA801,
+    # which would say it does not know GHOST).
+    assert "0xA702" in result.stderr
+    count = sum(len(s.instances) for s in study.series)
+    assert f"completed=0 failed={count}" in result.stderr
+    assert "0xA801" not in result.stderr
+    assert "cannot connect to the host and port it has for the destination" in result.stderr
 
 
 @pytest.mark.anyio
@@ -478,27 +485,40 @@ def read_until(fd: int, wanted: str, seen: bytearray, within: float = 30) -> boo
     return False
 
 
-def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
-    """`qrclient demo` in a real terminal: the UI on DEMO@..., a query shows the sample."""
+@contextmanager
+def demo_in_a_terminal(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`qrclient demo` in a real 120x40 terminal: the process and the terminal's end."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {
+    environment = {
         **os.environ,
         "TERM": "xterm-256color",
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        **env,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "qrclient", "demo"],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        env=env,
+        env=environment,
         close_fds=True,
     )
     os.close(terminal)
-    seen = bytearray()
     try:
+        yield process, controller
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+
+
+def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
+    """`qrclient demo` in a real terminal: the UI on DEMO@..., a query shows the sample."""
+    seen = bytearray()
+    with demo_in_a_terminal(tmp_path) as (process, controller):
         assert read_until(controller, "DEMO@127.0.0.1:", seen), seen.decode(errors="replace")
         os.write(controller, b"\r")  # run the query the UI opens with
         assert read_until(controller, "DOE^JANE", seen), seen.decode(errors="replace")
@@ -506,8 +526,3 @@ def test_demo_opens_the_ui_on_the_demo_pacs(tmp_path: Path) -> None:
         assert process.wait(timeout=30) == 0
         # Whatever it wrote while ending, up to the terminal's close.
         assert not read_until(controller, "Traceback", seen, within=5)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)

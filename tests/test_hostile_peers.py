@@ -179,7 +179,7 @@ REQUESTOR_CASES = [
     pytest.param(
         as_association_answer(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
         ProtocolError,
-        "unknown PDU type 0x48",
+        "speaks HTTP, not DICOM (it answered 'HTTP/1.1 400 Bad Request')",
         id="http-server-on-the-port",
     ),
     pytest.param(

@@ -47,9 +47,8 @@ def node_and_settings(args: argparse.Namespace) -> tuple[Config, NodeConfig, Set
 
     config = load_config(getattr(args, "config", None))
     node = config.resolve(args.node)
-    calling = config.ae_title
-    if args.aet is not None:
-        calling = check_ae_title(args.aet, "calling AE title (--aet)")
+    given = None if args.aet is None else check_ae_title(args.aet, "calling AE title (--aet)")
+    calling = config.calling_ae(node, given)
     max_pdu = config.max_pdu if args.max_pdu is None else args.max_pdu
     if not 4096 <= max_pdu <= 0x7FFFFFFF:
         raise UsageError(f"--max-pdu {max_pdu}: expected 4096 to 2147483647 bytes")
@@ -120,6 +119,17 @@ def log_event(event: str, details: Mapping[str, object]) -> None:
     """--verbose: each association or DIMSE event on stderr, as the UI's log pane says it
     (a headline, then indented details such as the proposed and accepted contexts)."""
     sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
+
+
+def stderr_lines(*, quiet: bool) -> Callable[[str], None]:
+    """Writes ``qrclient: TEXT`` lines (summaries, notes, warnings) unless ``quiet``; what
+    they quote from the peer is shown inert."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"qrclient: {printable(text)}\n")
+
+    return say
 
 
 def fail(message: str, hint: str = "") -> None:

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("qrclient: hint: choose another port with --port N\n")
         return exit_codes.NETWORK
     try:
-        return _serve(pacs) if args.serve else _open_ui(pacs, args.out)
+        return _serve(pacs, quiet=args.quiet) if args.serve else _open_ui(pacs, args.out)
     finally:
         pacs.stop()
 
@@ -59,7 +59,7 @@ def _pacs(args: argparse.Namespace) -> DemoPacs:
         except NodeError as exc:
             raise NodeError(f"--destination: {exc}") from None
         destinations[peer.ae_title] = Destination(peer.ae_title, peer.host, peer.port)
-    log = _log if args.serve else None
+    log = _log if args.serve and not args.quiet else None
     return DemoPacs(ae_title, LOOPBACK, port, list(destinations.values()), log=log)
 
 
@@ -68,20 +68,22 @@ def _log(line: str) -> None:
     sys.stderr.flush()
 
 
-def _serve(pacs: DemoPacs) -> int:
+def _serve(pacs: DemoPacs, *, quiet: bool = False) -> int:
     studies = sum(len(p.studies) for p in pacs.archive)
-    print(
-        f"demo PACS {pacs.node} ready ({len(pacs.archive)} patients, {studies} studies, "
-        f"{len(pacs.instances)} images; Ctrl-C stops it); "
-        f"try: qrclient find {pacs.node} --level study",
-        flush=True,
-    )
+    if not quiet:
+        print(
+            f"demo PACS {pacs.node} ready ({len(pacs.archive)} patients, {studies} studies, "
+            f"{len(pacs.instances)} images; Ctrl-C stops it); "
+            f"try: qrclient find {pacs.node} --level study",
+            flush=True,
+        )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `docker stop`: stop as on Ctrl-C
     try:
         while True:
             time.sleep(3600)  # the server runs in pynetdicom's threads
     except KeyboardInterrupt:
-        sys.stderr.write("qrclient: demo PACS stopped\n")
+        if not quiet:
+            sys.stderr.write("qrclient: demo PACS stopped\n")
     return exit_codes.OK
 
 
@@ -91,7 +93,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _open_ui(pacs: DemoPacs, out: str | None) -> int:
     import qrclient.tui
+    from qrclient.config import ConfigError
     from qrclient.store.location import default_store
+    from qrclient.tui.nodes import NodeBook
 
     run_ui = getattr(qrclient.tui, "run", None)
     if run_ui is None:
@@ -99,5 +103,11 @@ def _open_ui(pacs: DemoPacs, out: str | None) -> int:
         return exit_codes.USAGE
     store = Path(out) if out else default_store().parent / "demo-store"
     listen = (OUR_DESTINATION.host, OUR_DESTINATION.port)
-    # Our AE title is the destination the demo knows, whatever the config file says.
-    return int(run_ui(pacs.node, store=store, calling_ae=OUR_DESTINATION.ae_title, listen=listen))
+    try:
+        # Our AE title is the destination the demo knows, whatever the config file says;
+        # a file $QRCLIENT_CONFIG names but 'nodes add' has not created yet is no error.
+        nodes = NodeBook.load(calling_ae=OUR_DESTINATION.ae_title, listen=listen, missing_ok=True)
+    except ConfigError as exc:
+        fail(str(exc))
+        return exit_codes.USAGE
+    return int(run_ui(pacs.node, store=store, nodes=nodes))

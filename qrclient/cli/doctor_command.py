@@ -43,20 +43,27 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             json.dump(report.as_dict(), sys.stdout, indent=2)
             print()
         else:
-            _print_text(report)
+            _print_text(report, quiet=args.quiet)
         return _EXIT_CODES[report.verdict]
 
     return job
 
 
-def _print_text(report: Report) -> None:
+def _print_text(report: Report, *, quiet: bool = False) -> None:
+    """The report; ``quiet``: only what failed or warned and its fixes (nothing if healthy)."""
+
     def say(line: str) -> None:
         print(printable(line))  # details quote the peer (its version name, comments)
 
-    say(f"qrclient doctor: {report.peer}, our AE title {report.calling_ae}")
+    if quiet and report.verdict is Verdict.HEALTHY:
+        return
+    if not quiet:
+        say(f"qrclient doctor: {report.peer}, our AE title {report.calling_ae}")
     width = max(len(check.name) for check in report.checks)
     checks = report.checks
     for index, check in enumerate(checks):
+        if quiet and check.state not in (State.FAILED, State.WARNING):
+            continue
         rest = checks[index:]
         if check.state is State.SKIPPED and all(c.state is State.SKIPPED for c in rest):
             # One line for the tail an early failure made pointless.

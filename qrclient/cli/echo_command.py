@@ -26,11 +26,13 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
     if not 1 <= args.count <= 100_000:
         raise UsageError(f"--count {args.count}: expected 1 to 100000")
 
+    text = args.format == "text" and not args.quiet  # -q: the exit code says it
+
     async def job() -> int:
         started = time.perf_counter()
         async with open_association(peer, [ContextRequest(VERIFICATION)], settings) as assoc:
             associated = time.perf_counter() - started
-            if args.format == "text":
+            if text:
                 version = printable(assoc.peer_implementation_version_name or "?")
                 print(
                     f"association with {peer} accepted in {associated * 1000:.1f} ms "
@@ -41,7 +43,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             times = []
             for number in range(1, args.count + 1):
                 times.append(await echo(assoc))
-                if args.format == "text":
+                if text:
                     print(f"echo {number}: {times[-1] * 1000:.2f} ms", flush=True)
         if args.format == "json":
             json.dump(
@@ -56,7 +58,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
                 sys.stdout,
             )
             print()
-        elif len(times) > 1:
+        elif text and len(times) > 1:
             ms = [t * 1000 for t in times]
             print(
                 f"{len(ms)} echoes: min {min(ms):.2f} / median {statistics.median(ms):.2f} "

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
 from qrclient.cli import exit_codes
-from qrclient.cli.common import peer_and_settings, run_command
+from qrclient.cli.common import peer_and_settings, run_command, stderr_lines
 from qrclient.cli.output import make_writer
 from qrclient.net import ContextRequest, QueryOptions, open_association
 from qrclient.ops.find import FindState, find_distinct
-from qrclient.ops.printable import printable
 from qrclient.ops.query import build_query, parse_level, parse_model
 
 
@@ -27,17 +25,18 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
         parse_model(args.model),
         args.keys,
         default_keys=not args.no_default_keys,
+        lenient=True,
     )
     options = QueryOptions(args.relational, args.datetime_matching, args.fuzzy)
     context = ContextRequest(query.sop_class, query_options=options if options.wanted else None)
     writer = make_writer(args.format, query.return_keywords)
 
-    def say(text: str) -> None:
-        if not args.quiet:
-            sys.stderr.write(f"qrclient: {printable(text)}\n")
+    say = stderr_lines(quiet=args.quiet)
 
     async def job() -> int:
         started = time.perf_counter()
+        for note in query.notes:
+            say(f"note: {note}")
         for warning in query.warnings:
             say(f"warning: {warning}")
         matches = None

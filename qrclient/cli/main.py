@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
 or aborted, a timeout, or cannot listen; 4 the peer answered with a failure status, or
-has nothing matching a retrieve; 5 partial results (the peer truncated them, or a
-retrieve got only part); 6 the local store cannot be written (disk full, read-only,
-permission); 7 the store's index is damaged, or store verify found problems (qrclient
-store rebuild); 8 the store is in use by another qrclient (--wait SECONDS);
-130 interrupted; 1 a bug in qrclient.
+has nothing matching a retrieve, or refused all a send offered; 5 partial results (the
+peer truncated them, a retrieve got only part, a send sent only some files); 6 the
+local store cannot be written (disk full, read-only, permission); 7 the store's index
+is damaged, or store verify found problems (qrclient store rebuild); 8 the store is in
+use by another qrclient (--wait SECONDS); 130 interrupted; 1 a bug in qrclient.
 NODE is AET@host:port, e.g. ORTHANC@127.0.0.1:4242, or a node name from the configuration
 file (--config FILE, else $QRCLIENT_CONFIG, else config.toml in qrclient's user
 configuration folder; see 'qrclient nodes'). Options given override the node's settings,
@@ -63,7 +63,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
     _add_config_option(parser)
     group = parser.add_argument_group("association")
-    group.add_argument("--aet", help="our calling AE title (default QRCLIENT)")
+    group.add_argument(
+        "--aet",
+        help="our calling AE title (default: the node's calling_ae, else the file's "
+        "ae_title, else QRCLIENT)",
+    )
     group.add_argument(
         "--max-pdu",
         type=int,
@@ -86,11 +90,22 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log negotiation and DIMSE messages to stderr"
     )
+    _add_quiet_option(parser)
     parser.add_argument(
         "--trace",
         metavar="FILE",
         help="write the association and DIMSE traffic to FILE as JSON Lines (no data sets), "
         "for a bug report",
+    )
+
+
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only what was asked for (results, JSON) and errors: no summary, progress, "
+        "notes or warnings; the exit code tells the outcome",
     )
 
 
@@ -205,27 +220,7 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
         help="patient, study, series or image",
     )
     find.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
-    find.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        metavar="KEY[=VALUE]",
-        help="a matching or return key; repeat for more",
-    )
-    find.add_argument(
-        "--no-default-keys",
-        action="store_true",
-        help="return only the keys given with -k, not the level's defaults",
-    )
-    find.add_argument(
-        "-f",
-        "--format",
-        choices=("table", "json", "ndjson", "csv"),
-        default=None,
-        help="output format (default: table on a terminal, ndjson otherwise)",
-    )
+    _add_key_options(find)
     find.add_argument(
         "--relational", action="store_true", help="propose relational queries (extended neg.)"
     )
@@ -235,8 +230,59 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
     find.add_argument(
         "--datetime-matching", action="store_true", help="propose combined date-time matching"
     )
-    find.add_argument(
-        "-q", "--quiet", action="store_true", help="no summary line or warnings on stderr"
+
+
+def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
+    worklist = commands.add_parser(
+        name,
+        help="Modality Worklist C-FIND: the procedures scheduled, by date, modality, station",
+        description=(
+            "Ask a worklist SCP (RIS, PACS broker) what is scheduled. --date, --modality and "
+            "--station match in the Scheduled Procedure Step; -k takes any other key, "
+            "nested ones as SEQUENCE.KEY, e.g. -k ScheduledProcedureStepSequence."
+            "ScheduledStationName=CT1 or -k 'PatientName=DOE*'."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    _add_connection_options(worklist)
+    worklist.add_argument(
+        "--date",
+        metavar="DATE",
+        help="scheduled start date or range: today, 2024-03-14, 20240314, 2024-03, "
+        "2024-03-01-2024-03-31",
+    )
+    worklist.add_argument("--modality", metavar="MODALITY", help="e.g. CT, MR, US")
+    worklist.add_argument(
+        "--station", metavar="AET", help="the scheduled station's AE title (a modality's own)"
+    )
+    _add_key_options(worklist)
+
+
+def _add_key_options(parser: argparse.ArgumentParser) -> None:
+    """-k, --no-default-keys and -f, as find has them."""
+    parser.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY[=VALUE]",
+        help="a matching or return key; repeat for more",
+    )
+    parser.add_argument(
+        "--no-default-keys",
+        action="store_true",
+        help="return only the keys given with -k, not the defaults",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("table", "json", "ndjson", "csv"),
+        default=None,
+        help="output format (default: table on a terminal, ndjson otherwise)",
     )
 
 
@@ -314,6 +360,7 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     for sub in (listing, show):
         _add_config_option(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        _add_quiet_option(sub)
     add = actions.add_parser(
         "add",
         help="add a node (settings not given are inherited from the file's defaults)",
@@ -325,15 +372,22 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
     add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
     add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
+    add.add_argument(
+        "--calling-aet",
+        metavar="AET",
+        help="our AE title toward this node, as registered on it (default: the file's)",
+    )
     add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
     add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
     for name in ("connect", "association", "dimse", "network"):
         add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
     _add_tls_options(add)
     add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
+    _add_quiet_option(add)
     remove = actions.add_parser("remove", help="remove a node")
     remove.add_argument("name", metavar="NAME")
     _add_config_option(remove)
+    _add_quiet_option(remove)
 
 
 def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -419,6 +473,47 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         )
 
 
+def _add_send_parser(commands: _Commands, name: str, options: bool) -> None:
+    send = commands.add_parser(
+        name,
+        help="C-STORE files, folders, or studies of the local store to a peer",
+        description=(
+            "Send DICOM files to NODE by C-STORE: files, folders (recursively; files that "
+            "are not DICOM are skipped), and with --study/--series instances of the local "
+            "store. Each file is sent in its own transfer syntax where the peer accepts it, "
+            "else converted to an uncompressed one where pydicom can. Exit 0: all sent; "
+            "5: some failed; 4: the peer refused all; 3: it could not be reached."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    _add_connection_options(send)
+    send.add_argument("paths", nargs="*", metavar="PATH", help="a DICOM file or a folder")
+    send.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="a study of the local store"
+    )
+    send.add_argument(
+        "--series", action="append", default=[], metavar="UID", help="a series of the store"
+    )
+    send.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        help="the local store of --study and --series (default: configured, else qrclient's)",
+    )
+    send.add_argument(
+        "-p", "--parallel", type=int, metavar="N", help="concurrent associations (default 2)"
+    )
+    send.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write each file's outcome to FILE as CSV ('-': stdout)",
+    )
+    send.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
+
+
 def _add_wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
@@ -458,6 +553,7 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
         )
         _add_config_option(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        _add_quiet_option(sub)
         if action == "ls":
             sub.set_defaults(wait=None)  # reads without the lock
         else:
@@ -492,6 +588,7 @@ def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
     demo.add_argument(
         "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
     )
+    _add_quiet_option(demo)
 
 
 _RETRIEVE_SUMMARIES = {
@@ -504,6 +601,8 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     "echo": _add_echo_parser,
     "find": _add_find_parser,
     **dict.fromkeys(_RETRIEVE_SUMMARIES, _add_retrieve_parser),
+    "worklist": _add_worklist_parser,
+    "send": _add_send_parser,
     "doctor": _add_doctor_parser,
     "nodes": _add_nodes_parser,
     "store": _add_store_parser,
@@ -530,7 +629,14 @@ def _import_quietly(name: str) -> ModuleType:
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(given))
-    args = parser.parse_args(given)
+    args, extra = parser.parse_known_args(given)
+    if extra and isinstance(getattr(args, "paths", None), list):
+        # send's PATHs after its options: argparse takes positionals in one run only.
+        if any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.paths += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
         # `qrclient` alone on a terminal (perhaps with --config): the UI.
         args = build_parser("tui").parse_args([*given, "tui"])

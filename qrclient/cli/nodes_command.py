@@ -29,30 +29,45 @@ def run(args: argparse.Namespace) -> int:
             return _remove(args)
         config = load_config(args.config)
         if args.nodes_command == "list":
-            return _list(config, args.format)
+            return _list(config, args.format, quiet=args.quiet)
         return _show(config, config.resolve(args.name), args.format)
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))
         return exit_codes.USAGE
 
 
-def _list(config: Config, kind: str) -> int:
+def _list(config: Config, kind: str, *, quiet: bool = False) -> int:
     nodes = [config.nodes[name] for name in sorted(config.nodes)]
     if kind == "json":
         print(json.dumps([_as_json(config, node) for node in nodes], indent=2))
         return exit_codes.OK
     if not nodes:
+        if quiet:
+            return exit_codes.OK
         sys.stderr.write(
             f"qrclient: no named nodes in {config.path}; add one with: "
             "qrclient nodes add NAME AET@host:port\n"
         )
         return exit_codes.OK
-    rows = [("NAME", "NODE", "MODEL", "METHOD", "DESTINATION", "LISTEN", "PARALLEL", "TLS")]
+    rows = [
+        (
+            "NAME",
+            "NODE",
+            "CALLING-AE",
+            "MODEL",
+            "METHOD",
+            "DESTINATION",
+            "LISTEN",
+            "PARALLEL",
+            "TLS",
+        )
+    ]
     for node in nodes:
         rows.append(
             (
                 node.name,
                 address(node.peer),
+                config.calling_ae(node),
                 node.model.value,
                 node.method.value,
                 node.destination or "-",
@@ -79,12 +94,15 @@ def _show(config: Config, node: NodeConfig, kind: str) -> int:
         ("node", address(node.peer)),
         ("model", node.model.value),
         ("method", node.method.value),
-        ("destination", node.destination or f"{config.ae_title} (ours: our storage listener)"),
+        (
+            "destination",
+            node.destination or f"{config.calling_ae(node)} (ours: our storage listener)",
+        ),
         ("listen", node.listen),
         ("parallel", str(node.parallel)),
         ("timeouts", timeouts),
         ("tls", _describe_tls(_tls(node))),
-        ("calling AE", config.ae_title),
+        ("calling AE", config.calling_ae(node)),
         ("file", str(config.path)),
     ]
     width = max(len(label) for label, _ in lines)
@@ -122,7 +140,8 @@ def _as_json(config: Config, node: NodeConfig) -> dict[str, Any]:
         "port": node.peer.port,
         "model": node.model.value,
         "method": node.method.value,
-        "destination": node.destination or config.ae_title,
+        "destination": node.destination or config.calling_ae(node),
+        "calling_ae": config.calling_ae(node),
         "listen": node.listen,
         "parallel": node.parallel,
         "timeouts": {name: getattr(node.timeouts, name) for name in TIMEOUTS},
@@ -141,6 +160,8 @@ def _add(args: argparse.Namespace) -> int:
         table["method"] = args.method
     if args.dest is not None:
         table["destination"] = check_ae_title(args.dest, "--dest")
+    if args.calling_aet is not None:
+        table["calling_ae"] = check_ae_title(args.calling_aet, "--calling-aet")
     if args.listen is not None:
         parse_listen(args.listen)
         table["listen"] = args.listen
@@ -163,7 +184,8 @@ def _add(args: argparse.Namespace) -> int:
     file = _file(args)
     existed = file.exists() and name in load_config(file).nodes
     add_node(file, name, table, replace=args.replace)
-    print(f"{'replaced' if existed else 'added'} node {name} ({address(peer)}) in {file}")
+    if not args.quiet:
+        print(f"{'replaced' if existed else 'added'} node {name} ({address(peer)}) in {file}")
     return exit_codes.OK
 
 
@@ -191,7 +213,8 @@ def _tls_table(args: argparse.Namespace) -> dict[str, Any] | bool | None:
 def _remove(args: argparse.Namespace) -> int:
     file = _file(args)
     remove_node(file, args.name)
-    print(f"removed node {args.name} from {file}")
+    if not args.quiet:
+        print(f"removed node {args.name} from {file}")
     return exit_codes.OK
 
 

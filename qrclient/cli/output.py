@@ -27,15 +27,32 @@ class _Columns:
     """One column per return key; a key the peer left out is a blank cell.
 
     Any PACS may leave out what it does not keep (DCMTK's dcmqrscp: every computed key
-    and SeriesDescription), so a missing element is normal, never an error.
+    and SeriesDescription), so a missing element is normal, never an error. A nested key
+    (``ScheduledProcedureStepSequence.Modality``) is a column of its own, headed by its
+    last name where that is unambiguous, its values from every item joined by ``\\``.
     """
 
     def __init__(self, keywords: list[str]) -> None:
         self.keywords = [k for k in keywords if k not in HIDDEN_COLUMNS]
-        self._tags = [_tag(k) for k in self.keywords]
+        self._paths = [tuple(_tag(part) for part in k.split(".")) for k in self.keywords]
+        last = [k.rsplit(".", 1)[-1] for k in self.keywords]
+        self.headers = [
+            short if last.count(short) == 1 else k
+            for short, k in zip(last, self.keywords, strict=True)
+        ]
 
     def row(self, dataset: Dataset) -> list[str]:
-        return [printable(text_of(_element(dataset, tag))) for tag in self._tags]
+        return [printable(_text(dataset, path)) for path in self._paths]
+
+
+def _text(dataset: Dataset, path: tuple[int, ...]) -> str:
+    element = _element(dataset, path[0])
+    if len(path) == 1:
+        return text_of(element)
+    if element is None or element.VR != "SQ":
+        return ""
+    values = (_text(item, path[1:]) for item in element.value)
+    return "\\".join(dict.fromkeys(v for v in values if v))
 
 
 def _tag(name: str) -> int:
@@ -64,7 +81,7 @@ class TableWriter(_Columns):
         self._rows.append(self.row(dataset))
 
     def close(self) -> None:
-        header = self.keywords
+        header = self.headers
         widths = [len(h) for h in header]
         for row in self._rows:
             widths = [max(w, cell_len(v)) for w, v in zip(widths, row, strict=True)]
@@ -79,7 +96,7 @@ class CsvWriter(_Columns):
     def __init__(self, keywords: list[str], out: TextIO) -> None:
         super().__init__(keywords)
         self._writer = csv.writer(out, lineterminator="\n")
-        self._writer.writerow(self.keywords)
+        self._writer.writerow(self.headers)
         self._out = out
 
     def add(self, dataset: Dataset) -> None:

@@ -17,7 +17,14 @@ from qrclient.cli.store_command import report_store_error
 from qrclient.ops.failures import main_error
 from qrclient.ops.node import check_ae_title, check_sender, parse_listen
 from qrclient.ops.printable import printable
-from qrclient.ops.query import Level, QueryError, parse_level, parse_model
+from qrclient.ops.query import (
+    LEVEL_ORDER,
+    UNIQUE_KEY,
+    Level,
+    QueryError,
+    parse_level,
+    parse_model,
+)
 from qrclient.ops.retrieve import (
     Method,
     RetrieveJob,
@@ -42,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_command(lambda: _prepare(args, started))
     except KeyboardInterrupt:
-        # Interrupted after files arrived: say what is here, and exit 5 (partial).
+        # Interrupted after files arrived: say what is here, then exit 130 as shells
+        # expect of Ctrl-C (5 stays for what the PACS left partial).
         if not started or not started[0][0].outcome.received:
             raise
         retrieve, out = started[0]
         sys.stderr.write("qrclient: interrupted\n")
-        _report(retrieve.outcome, out, args.format)
-        return _exit_code(retrieve.outcome)
+        _report(retrieve.outcome, out, args.format, quiet=args.quiet)
+        return exit_codes.INTERRUPTED
 
 
 def _request(args: argparse.Namespace) -> RetrieveRequest:
@@ -57,9 +65,11 @@ def _request(args: argparse.Namespace) -> RetrieveRequest:
     allowed = _UNIQUE_KEYS[level]
     for key in request.keys:
         if key.keyword not in allowed:
+            below = next((lv for lv in LEVEL_ORDER if key.keyword == UNIQUE_KEY[lv]), None)
+            suggestion = f"; did you mean -l {below.value.lower()}?" if below else ""
             raise QueryError(
                 f"{key.name} cannot select a {level.value}-level retrieve: "
-                f"expected {', '.join(sorted(allowed))}"
+                f"expected {', '.join(sorted(allowed))}{suggestion}"
             )
         if not key.value or any(c in key.value for c in "*?"):
             raise QueryError(
@@ -118,7 +128,7 @@ def _prepare(
             if not isinstance(error, StoreError):
                 raise
             if started:
-                _report(started[0][0].outcome, out, args.format)
+                _report(started[0][0].outcome, out, args.format, quiet=args.quiet)
             return report_store_error(error)
 
     async def _into(store: Store) -> int:
@@ -135,20 +145,22 @@ def _prepare(
                 node=node.name,
             )
             started.append((retrieve, out))
-            bar = ProgressBar(enabled=sys.stderr.isatty() and args.format == "text")
+            shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
+            bar = ProgressBar(enabled=shown)
             async with anyio.create_task_group() as group:
                 group.start_soon(bar.follow, retrieve.progress)
                 try:
                     outcome = await run_with_listener(retrieve, listen_host, listen_port)
                 finally:
                     group.cancel_scope.cancel()
-        _report(outcome, out, args.format)
+        _report(outcome, out, args.format, quiet=args.quiet)
         return _exit_code(outcome)
 
     return job
 
 
-def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
+def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = False) -> None:
+    """The summary (JSON, or a line), notes and errors; ``quiet``: JSON and errors only."""
     if kind == "json":
         json.dump(
             {
@@ -173,11 +185,12 @@ def _report(outcome: RetrieveOutcome, out: Path, kind: str) -> None:
         )
         print()
         return
-    print(_summary(outcome, out))
-    for note in outcome.notes:
-        sys.stderr.write(f"qrclient: note: {printable(note)}\n")
-    for refusal in outcome.refusals[:10]:
-        sys.stderr.write(f"qrclient: warning: {printable(refusal)}\n")
+    if not quiet:
+        print(_summary(outcome, out))
+        for note in outcome.notes:
+            sys.stderr.write(f"qrclient: note: {printable(note)}\n")
+        for refusal in outcome.refusals[:10]:
+            sys.stderr.write(f"qrclient: warning: {printable(refusal)}\n")
     if outcome.state is RetrieveState.NOT_FOUND:
         sys.stderr.write(
             "qrclient: error: the peer has no instances matching these keys: check the "

@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return exit_codes.USAGE
     try:
         if args.store_command == "ls":
-            return _list(root, args.format)
+            return _list(root, args.format, args.quiet)
         if args.store_command == "verify":
-            return _verify(root, args.format, args.wait or 0.0)
-        return _rebuild(root, args.format, args.wait or 0.0)
+            return _verify(root, args.format, args.wait or 0.0, args.quiet)
+        return _rebuild(root, args.format, args.wait or 0.0, args.quiet)
     except StoreError as exc:
         return report_store_error(exc)
 
@@ -85,7 +85,7 @@ def _require_store(root: Path) -> None:
 # ls
 
 
-def _list(root: Path, kind: str) -> int:
+def _list(root: Path, kind: str, quiet: bool) -> int:
     with StoreView(root) as view:  # no lock: also while a retrieve writes into it
         studies = view.holdings()
     patients: dict[str, list[StudyHolding]] = {}
@@ -129,11 +129,12 @@ def _list(root: Path, kind: str) -> int:
                         f"{_count(series.instances, 'instance')}, {_megabytes(series.bytes)}",
                     )
                 )
-    print(
-        f"{_count(totals['patients'], 'patient')}, {_count(totals['studies'], 'study')}, "
-        f"{_count(totals['series'], 'series')}, {_count(totals['instances'], 'instance')}, "
-        f"{_megabytes(totals['bytes'])} in {root}"
-    )
+    if not quiet:
+        print(
+            f"{_count(totals['patients'], 'patient')}, {_count(totals['studies'], 'study')}, "
+            f"{_count(totals['series'], 'series')}, {_count(totals['instances'], 'instance')}, "
+            f"{_megabytes(totals['bytes'])} in {root}"
+        )
     return exit_codes.OK
 
 
@@ -193,7 +194,7 @@ def _megabytes(size: int) -> str:
 # verify and rebuild
 
 
-def _verify(root: Path, kind: str, wait: float) -> int:
+def _verify(root: Path, kind: str, wait: float, quiet: bool) -> int:
     _require_store(root)
     with Store.open(root, wait=wait) as store:
         problems = store.verify()
@@ -214,12 +215,12 @@ def _verify(root: Path, kind: str, wait: float) -> int:
             "qrclient: hint: a missing file is fetched again by the next retrieve; to "
             f"index the files anew: {rebuild_command(root)}\n"
         )
-    else:
+    elif not quiet:
         print(f"{_count(instances, 'instance')} indexed, every file in place and readable: {root}")
     return code
 
 
-def _rebuild(root: Path, kind: str, wait: float) -> int:
+def _rebuild(root: Path, kind: str, wait: float, quiet: bool) -> int:
     if not root.is_dir():
         raise StoreError(f"no folder {root} to index", "give the store with --out DIR")
     with Store.open(root, wait=wait, rebuild=True) as store:
@@ -238,9 +239,11 @@ def _rebuild(root: Path, kind: str, wait: float) -> int:
         )
         print()
         return exit_codes.OK
-    print(
-        f"indexed {_count(summary.instances, 'instance')} ({_count(summary.patients, 'patient')}, "
-        f"{_count(summary.studies, 'study')}, {_count(summary.series, 'series')}, "
-        f"{_megabytes(summary.bytes)}) from the files in {root}"
-    )
+    if not quiet:
+        print(
+            f"indexed {_count(summary.instances, 'instance')} "
+            f"({_count(summary.patients, 'patient')}, {_count(summary.studies, 'study')}, "
+            f"{_count(summary.series, 'series')}, {_megabytes(summary.bytes)}) "
+            f"from the files in {root}"
+        )
     return exit_codes.OK

@@ -51,10 +51,15 @@ def config_path(path: str | Path | None = None) -> tuple[Path, str | None]:
     return default_config_path(), None
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """The configuration in effect; ConfigError (one line) when it cannot be used."""
+def load_config(path: str | Path | None = None, *, missing_ok: bool = False) -> Config:
+    """The configuration in effect; ConfigError (one line) when it cannot be used.
+
+    ``missing_ok``: a file named by ``path`` or $QRCLIENT_CONFIG that does not exist yet
+    means the built-in defaults (as the default file does), e.g. for the demo, whose
+    user may not have run 'qrclient nodes add' (which creates it) yet.
+    """
     file, named_by = config_path(path)
-    text = read_text(file, named_by)
+    text = read_text(file, None if missing_ok else named_by)
     if text is None:
         return Config(file)
     return parse_config(text, file)

@@ -60,6 +60,9 @@ class NodeConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     tls: TlsSettings | None = None
     configured: bool = True  # False: AET@host:port given directly, not a named node
+    # Our AE title toward this node (sites register a different one with each PACS);
+    # None: the file's ae_title. ``peer.ae_title`` is the PACS's own.
+    calling_ae: str | None = None
     # Where else its C-MOVE deliveries may come from (addresses, networks, host names).
     move_from: tuple[str, ...] = ()
 
@@ -117,6 +120,11 @@ class Config:
             configured=False,
         )
 
+    def calling_ae(self, node: NodeConfig, given: str | None = None) -> str:
+        """Our AE title toward ``node``: ``given`` (--aet), else the node's calling_ae,
+        else the file's ae_title (else QRCLIENT)."""
+        return given or node.calling_ae or self.ae_title
+
     def settings(self, node: NodeConfig, observer: Observer | None = None) -> Settings:
         """Association settings for ``node``: our AE title and max PDU, its timeouts and TLS."""
-        return node.settings(self.ae_title, self.max_pdu, observer, self.max_instance)
+        return node.settings(self.calling_ae(node), self.max_pdu, observer, self.max_instance)

@@ -39,7 +39,7 @@ GLOBAL_KEYS = (
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
-    *("timeouts", "tls", "move_from"),
+    *("calling_ae", "timeouts", "tls", "move_from"),
 )
 TIMEOUT_KEYS = ("connect", "association", "dimse", "network")
 TLS_KEYS = ("ca", "cert", "key", "verify", "server_name")
@@ -287,6 +287,12 @@ class ConfigParser:
             own.parallel,
             own.timeouts,
             self.tls(at, table.get("tls")),
+            calling_ae=self.value(
+                table,
+                (*at, "calling_ae"),
+                ae_title,
+                "our AE title for this node: 1 to 16 characters",
+            ),
             move_from=self.value(
                 table,
                 (*at, "move_from"),

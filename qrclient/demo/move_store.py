@@ -108,3 +108,23 @@ class MoveStoreAssociation:
         """Release the association (abort it if that fails) and stop the portal."""
         with suppress(DicomNetworkError):  # the sub-operations are counted already
             self._stack.close()
+
+
+class UnreachableDestination:
+    """A known destination the demo cannot connect to, as pynetdicom's C-MOVE SCP sees it.
+
+    Every sub-operation fails, so the move ends as real PACSs end it (DCMTK's dcmqrscp:
+    0xA702 with every sub-operation counted as failed), not with "Move destination
+    unknown" (0xA801), which would point the user at the wrong fix.
+    """
+
+    is_established = True
+
+    def __init__(self, destination: Peer) -> None:
+        self._destination = destination
+
+    def send_c_store(self, dataset: Dataset, *args: object, **kwargs: object) -> Dataset:
+        raise ConnectionError(f"cannot connect to the C-MOVE destination {self._destination}")
+
+    def release(self) -> None:
+        """Nothing is open."""

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from qrclient.demo.catalogue import Catalogue, QueryRefused
-from qrclient.demo.move_store import MoveRequest, MoveStoreAssociation
+from qrclient.demo.move_store import MoveRequest, MoveStoreAssociation, UnreachableDestination
 from qrclient.demo.sample import sample_archive, sample_instances
 from qrclient.net import Peer
 
@@ -96,9 +96,9 @@ class _ApplicationEntity(AE):
             host = addr if isinstance(addr, str) else addr[0]
             destination = Peer(str(kwargs["ae_title"]), host, port)
             store = MoveStoreAssociation.open(destination, self.ae_title, move)
-            if store is not None:
-                return cast(Association, store)
-            # It failed: let pynetdicom try and report it as it does (0xA801).
+            if store is None:  # known, but not reachable: its sub-operations fail
+                return cast(Association, UnreachableDestination(destination))
+            return cast(Association, store)
         return super().associate(addr, port, *args, **kwargs)
 
 
@@ -258,12 +258,7 @@ class DemoPacs:
             yield selected.status, None
             return
         classes = sorted({str(ds.SOPClassUID) for ds in selected})
-        options = {
-            "move": MoveRequest(event.assoc.requestor.ae_title, classes),
-            # Only for pynetdicom's own attempt, made if ours fails.
-            "contexts": [build_context(uid, _SYNTAXES) for uid in classes],
-            "evt_handlers": [(evt.EVT_CONN_OPEN, _nodelay_on_open)],
-        }
+        options = {"move": MoveRequest(event.assoc.requestor.ae_title, classes)}
         yield destination.host, destination.port, options
         yield len(selected)
         yield from self._send(event, selected)

@@ -74,6 +74,7 @@ _FRAGMENT_AVERAGE_SHIFT = 8  # 256 bytes
 _DISCARD_AT_LEAST = 1 << 30
 _MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
+_STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
 
 # Receives (event name, details); used by the log pane and traces. Kept off the hot
@@ -302,6 +303,8 @@ class Association:
             raise _failed(
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
             ) from None
+        except ProtocolError as exc:
+            raise _failed(settings, _http_instead(reader.unread(), peer) or exc) from None
         if pdu_type == PduType.ASSOCIATE_RJ:
             rj = acse.decode_associate_rj(body)
             rejection = AssociationRejected(rj.result, rj.source, rj.reason)
@@ -419,6 +422,63 @@ class Association:
                     "dataset_bytes": 0 if dataset is None else len(dataset),
                 },
             )
+        await self._write(pdus)
+
+    async def send_streamed(
+        self, context_id: int, command: Command, read: Callable[[int], bytes], size: int
+    ) -> None:
+        """Send one DIMSE message whose data set (``size`` bytes, at least one) comes from
+        ``read(n)`` a piece at a time, e.g. from a file: about 1 MiB of it at most is in
+        memory. If ``read`` fails, or returns fewer bytes than asked (the file shrank),
+        the message cannot be completed: the association is aborted and the error
+        (AssociationAborted for a short read) raised."""
+        self._check_open()
+        command.command_data_set_type = HAS_DATASET
+        if self.settings.observer:
+            notify(self.settings, "dimse-sent", command.summary())
+        # Pieces of whole PDVs, each sent in one write; a PDU no bigger than the peer
+        # allows, nor than a piece (a peer may claim a max PDU of 4 GB).
+        pdv_limit = max(1, min(self.peer_max_pdu - pdu.PDV_OVERHEAD, _STREAM_PIECE))
+        if self.peer_max_pdu == 0:
+            pdv_limit = _STREAM_PIECE
+        piece = _STREAM_PIECE // pdv_limit * pdv_limit
+        max_pdu = pdv_limit + pdu.PDV_OVERHEAD
+        pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
+        sent = total = count = 0
+        while sent < size:
+            wanted = min(piece, size - sent)
+            try:
+                data = read(wanted)
+            except BaseException:
+                await self.abort()
+                raise
+            if len(data) != wanted:
+                await self.abort()
+                raise self._fail(
+                    AssociationAborted(
+                        f"the data set ended after {sent + len(data)} of its {size} bytes "
+                        "while it was sent (did the file change?)",
+                        "the association was aborted; send it again",
+                    )
+                )
+            sent += wanted
+            pdus.extend(pdu.encode_p_data(context_id, False, data, max_pdu, final=sent == size))
+            total, count = total + sum(map(len, pdus)), count + len(pdus)
+            await self._write(pdus)
+            pdus = []
+        if self._pdu_observer is not None:
+            self._pdu_observer(
+                "pdu-sent",
+                {
+                    "pdu_type": PduType.P_DATA_TF.name,
+                    "pdus": count,
+                    "bytes": total,
+                    "dataset_bytes": size,
+                },
+            )
+
+    async def _write(self, pdus: list[bytes]) -> None:
+        """Send encoded PDUs: joined into one write up to 1 MiB (fewer system calls)."""
         seconds = self.settings.timeouts.network
         try:
             if sum(map(len, pdus)) <= _SEND_JOIN_LIMIT:
@@ -815,6 +875,19 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
         if isinstance(exc, DicomNetworkError):
             raise _failed(settings, exc) from None
         raise
+
+
+def _http_instead(answer: bytes, peer: Peer) -> ProtocolError | None:
+    """A port that answered our A-ASSOCIATE-RQ with HTTP (someone gave the PACS's web
+    port), else None. DICOM PDUs start with a type byte of 1 to 7, HTTP with "HTTP/"."""
+    if not answer.startswith(b"HTTP/"):
+        return None
+    status = answer.split(b"\r\n", 1)[0][:60].decode("ascii", "replace")
+    return ProtocolError(
+        f"{peer.host}:{peer.port} speaks HTTP, not DICOM (it answered {status!r})",
+        "that is a web port (perhaps the PACS's web interface or REST API): give the "
+        "PACS's DICOM port (often 104, 4242 or 11112)",
+    )
 
 
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:

@@ -98,11 +98,18 @@ def parse_pdvs(body: bytes | memoryview) -> list[Pdv]:
 
 
 def encode_p_data(
-    context_id: int, is_command: bool, payload: bytes, peer_max_pdu: int
+    context_id: int,
+    is_command: bool,
+    payload: bytes | memoryview,
+    peer_max_pdu: int,
+    *,
+    final: bool = True,
 ) -> Iterator[bytes]:
     """Yield P-DATA-TF PDUs carrying ``payload`` as PDVs no larger than the peer allows.
 
     ``peer_max_pdu`` is the peer's maximum P-DATA-TF length (0 means unlimited).
+    ``final``: the payload ends its message (its last PDV says so); False for a part of
+    a data set sent in pieces.
     """
     limit = len(payload) if peer_max_pdu == 0 else peer_max_pdu - PDV_OVERHEAD
     limit = max(limit, 1)
@@ -112,7 +119,7 @@ def encode_p_data(
         chunk = view[offset : offset + limit]
         offset += len(chunk)
         last = offset >= len(payload)
-        control = (1 if is_command else 0) | (2 if last else 0)
+        control = (1 if is_command else 0) | (2 if last and final else 0)
         item_length = len(chunk) + 2
         yield b"".join(
             (
@@ -270,6 +277,10 @@ class PduReader:
             self._chunk, self._offset = data, len(data)
         else:
             self._chunk, self._offset = data, 0
+
+    def unread(self) -> bytes:
+        """The bytes received and not handed out yet: what a peer that is not DICOM sent."""
+        return b"".join((*self._parts, self._chunk[self._offset :]))
 
     async def read(self, deadline: float = math.inf) -> tuple[int, bytes]:
         """Return the next (PDU type, body), the body copied (for the rare PDUs)."""

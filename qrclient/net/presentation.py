@@ -20,6 +20,7 @@ PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)

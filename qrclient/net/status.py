@@ -154,7 +154,11 @@ _HINTS: dict[tuple[Service | None, int], str] = {
         "the peer stopped early: it was cancelled, or it truncated the results at its "
         "configured limit (e.g. Orthanc's LimitFindResults); narrow the query"
     ),
-    (Service.MOVE, 0xA702): "the destination ran out of resources to store the instances",
+    (Service.MOVE, 0xA702): (
+        "the PACS could not deliver the instances: it cannot connect to the host and port "
+        "it has for the destination (check them, and firewalls), or the destination "
+        "refused or could not store them"
+    ),
     (Service.GET, 0xA702): "we could not store all instances (check free disk space)",
 }
 

@@ -16,6 +16,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from qrclient.net.status import FailureStatus
+from qrclient.ops.dates import DateError, date_bound
 from qrclient.ops.query import Level, Model, QueryError
 from qrclient.ops.retrieve import RetrieveRequest
 
@@ -173,16 +174,14 @@ def form_keys(level: Level, form: QueryForm) -> list[str]:
     ):
         if value.strip():
             keys.append(f"{name}={value.strip()}")
-    start, end = _compact_date(form.date_from), _compact_date(form.date_to)
+    try:  # "2024" from, "2024-06" to: the first day of one, the last of the other
+        start, end = date_bound(form.date_from), date_bound(form.date_to, end=True)
+    except DateError as exc:
+        raise QueryError(f"StudyDate: {exc}") from None
     if start or end:
         keys.append(f"StudyDate={start}-{end}" if start != end else f"StudyDate={start}")
     keys.extend(_extra_keys(form.extra))
     return keys
-
-
-def _compact_date(text: str) -> str:
-    """``2024-01-31`` or ``20240131`` as DICOM's ``20240131``; checked by the query."""
-    return text.strip().replace("-", "").replace("/", "").replace(".", "")
 
 
 def _extra_keys(text: str) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import anyio
 import anyio.lowlevel
@@ -36,7 +36,21 @@ from qrclient.ops.query import UNIQUE_KEY, Level, Query
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from qrclient.net.identifier import Identifier
+
 CANCEL_GRACE = 2.0
+
+
+class FindRequest(Protocol):
+    """What a C-FIND sends: a query/retrieve Query, or a worklist query (ops.worklist)."""
+
+    @property
+    def sop_class(self) -> str: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+    def as_identifier(self) -> Dataset | Identifier: ...
 
 
 class FindState(Enum):
@@ -72,7 +86,7 @@ class FindOutcome:
 class FindResults:
     """The matches of one C-FIND; iterate inside ``async with``."""
 
-    def __init__(self, association: Association, query: Query, grace: float) -> None:
+    def __init__(self, association: Association, query: FindRequest, grace: float) -> None:
         self._association = association
         self._query = query
         self._grace = grace
@@ -196,7 +210,9 @@ class FindResults:
         )
 
 
-def find(association: Association, query: Query, *, grace: float = CANCEL_GRACE) -> FindResults:
+def find(
+    association: Association, query: FindRequest, *, grace: float = CANCEL_GRACE
+) -> FindResults:
     """Start a C-FIND on an open association; see the module docstring."""
     return FindResults(association, query, grace)
 

@@ -12,7 +12,8 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from qrclient.net.presentation import (
     STUDY_ROOT_MOVE,
 )
 from qrclient.net.walk import EXPLICIT_LE
+from qrclient.ops.dates import DateError, date_range
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -142,10 +144,26 @@ class Key:
     keyword: str
     vr: str
     value: str | None = None
+    note: str = field(default="", compare=False)  # how a lenient reading changed the value
+    # The sequences the key is nested in, outermost first (a query's sequence holds one
+    # item): ``ScheduledProcedureStepSequence.Modality`` is Modality in (0040,0100).
+    path: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
-        return self.keyword or f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+        return ".".join((*(_tag_name(tag) for tag in self.path), self.own_name))
+
+    @property
+    def own_name(self) -> str:
+        return self.keyword or _tag_name(self.tag)
+
+
+def _tag_name(tag: int) -> str:
+    return keyword_of(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+MAX_NESTING = 2  # sequences around a key: worklist queries need one
+_ITEM_INDEX = re.compile(r"\[(\d+)\]$")
 
 
 def _resolve_tag(text: str) -> int:
@@ -165,27 +183,84 @@ def _resolve_tag(text: str) -> int:
     )
 
 
-def parse_key(text: str) -> Key:
-    """Parse ``KEY`` or ``KEY=VALUE`` as given to ``-k``."""
+def parse_key(text: str, *, lenient: bool = False) -> Key:
+    """Parse ``KEY`` or ``KEY=VALUE`` as given to ``-k``.
+
+    ``lenient``: read a value whose intent is clear (``Modality=ct``, ``StudyDate=2020``)
+    as DICOM wants it, and say so in the key's ``note``.
+    """
     name, sep, value = text.partition("=")
     if not name.strip():
         raise QueryError(f"empty key in {text!r}: expected KEY or KEY=VALUE")
-    tag = _resolve_tag(name.strip())
-    group = tag >> 16
-    if group in (0x0000, 0x0002) or group & 1:  # command, file meta or private
-        raise QueryError(f"{name.strip()} cannot be a query key: expected a data set attribute")
-    vr = vr_of(tag)
-    if vr is None:
-        raise QueryError(
-            f"tag {name.strip()} is not in the DICOM dictionary: give a standard keyword or tag"
-        )
+    *parents, own = name.strip().split(".")
+    if len(parents) > MAX_NESTING:
+        raise QueryError(f"{name.strip()}: keys nest at most {MAX_NESTING} sequences deep")
+    path = tuple(_sequence_tag(parent) for parent in parents)
+    tag, vr = _attribute(own)
     keyword = keyword_of(tag)
     if keyword in _RESERVED:
         raise QueryError(f"{keyword} cannot be given with -k: {_RESERVED[keyword]}")
-    key = Key(tag, keyword, vr, value if sep else None)
+    key = Key(tag, keyword, vr, value if sep else None, path=path)
+    if key.value and lenient:
+        key = _leniently(key)
     if key.value:
         _validate_value(key)
     return key
+
+
+def _attribute(text: str) -> tuple[int, str]:
+    """The tag and VR of a data set attribute named by keyword or tag."""
+    tag = _resolve_tag(text)
+    group = tag >> 16
+    if group in (0x0000, 0x0002) or group & 1:  # command, file meta or private
+        raise QueryError(f"{text} cannot be a query key: expected a data set attribute")
+    vr = vr_of(tag)
+    if vr is None:
+        raise QueryError(
+            f"tag {text} is not in the DICOM dictionary: give a standard keyword or tag"
+        )
+    return tag, vr
+
+
+def _sequence_tag(text: str) -> int:
+    """A sequence a key is nested in: ``Seq`` or ``Seq[0]`` (a query's sequence has one item)."""
+    index = _ITEM_INDEX.search(text)
+    if index is not None:
+        if index[1] != "0":
+            raise QueryError(
+                f"{text}: a query's sequence holds one item: write {text[: index.start()]}[0] "
+                f"or {text[: index.start()]}"
+            )
+        text = text[: index.start()]
+    tag, vr = _attribute(text)
+    if vr != "SQ":
+        raise QueryError(f"{text} is not a sequence: only sequences hold nested keys (A.B)")
+    return tag
+
+
+def _leniently(key: Key) -> Key:
+    """``key`` with each value read as its VR wants it where the intent is clear: a
+    lower-case code string upper-cased, a date typed as people do (see ops.dates)."""
+    items = []
+    for item in (key.value or "").split("\\"):
+        if key.vr == "CS" and not _CS_RE.fullmatch(item) and _CS_RE.fullmatch(item.upper()):
+            item = item.upper()
+        elif key.vr == "DA" and not _valid_date_item(key, item):
+            with suppress(DateError):  # else the validation that follows says what is wrong
+                item = date_range(item)
+        items.append(item)
+    value = "\\".join(items)
+    if value == key.value:
+        return key
+    return replace(key, value=value, note=f"{key.name}={key.value} read as {key.name}={value}")
+
+
+def _valid_date_item(key: Key, item: str) -> bool:
+    try:
+        _validate_range(key, item, _check_date, "YYYYMMDD")
+    except QueryError:
+        return False
+    return True
 
 
 def _validate_value(key: Key) -> None:
@@ -300,6 +375,11 @@ class Query:
         return self.model.find_sop_class
 
     @property
+    def notes(self) -> list[str]:
+        """What a lenient reading changed in the values given (see parse_key)."""
+        return [k.note for k in self.keys if k.note]
+
+    @property
     def return_keywords(self) -> list[str]:
         """Column names in the order asked."""
         return [k.name for k in self.keys]
@@ -326,11 +406,11 @@ class Query:
             if key.vr == "SQ":
                 ds.add_new(key.tag, "SQ", [])
             else:
-                ds.add_new(key.tag, key.vr, _wire_value(key))
+                ds.add_new(key.tag, key.vr, wire_value(key))
         return ds
 
 
-def _wire_value(key: Key) -> object:
+def wire_value(key: Key) -> object:
     """Text VRs travel as text; binary numbers must be numbers for pydicom to encode."""
     if not key.value:
         return None
@@ -363,30 +443,45 @@ def build_query(
     keys: Iterable[str | Key] = (),
     *,
     default_keys: bool = True,
+    lenient: bool = False,
 ) -> Query:
-    """Build a query from ``-k`` texts; defaults for the level come first unless disabled."""
+    """Build a query from ``-k`` texts; defaults for the level come first unless disabled.
+    ``lenient``: see parse_key (``Query.notes`` says what it changed)."""
     if level is Level.PATIENT and model is Model.STUDY:
         raise QueryError(
             "the study root model has no PATIENT level: use --model patient, or --level study"
         )
-    given = [k if isinstance(k, Key) else parse_key(k) for k in keys]
-    merged: dict[int, Key] = {}
-    if default_keys or not given:
-        for keyword in DEFAULT_RETURN_KEYS[level]:
-            key = parse_key(keyword)
-            merged[key.tag] = key
+    given = [k if isinstance(k, Key) else parse_key(k, lenient=lenient) for k in keys]
+    nested = next((k for k in given if k.path), None)
+    if nested is not None:
+        raise QueryError(
+            f"{nested.name}: nested keys are for 'qrclient worklist'; a query/retrieve "
+            "C-FIND takes top-level keys"
+        )
+    defaults = DEFAULT_RETURN_KEYS[level] if default_keys or not given else ()
+    ordered = merge_keys(defaults, given)
+    return Query(level, model, ordered, tuple(_hierarchy_warnings(level, model, ordered)))
+
+
+def merge_keys(defaults: Iterable[str], given: Iterable[Key]) -> tuple[Key, ...]:
+    """The default return keys, then the keys given: a key given twice with two values
+    is refused; each value is checked to fit in one request."""
+    merged: dict[tuple[tuple[int, ...], int], Key] = {}
+    for name in defaults:
+        key = parse_key(name)
+        merged[key.path, key.tag] = key
     for key in given:
-        previous = merged.get(key.tag)
+        previous = merged.get((key.path, key.tag))
         if previous is not None and previous.value and key.value and previous.value != key.value:
             raise QueryError(
                 f"{key.name} given twice ({previous.value!r} and {key.value!r}): "
                 "use one value, or a \\-separated list"
             )
-        merged[key.tag] = key if key.value or previous is None else previous
+        merged[key.path, key.tag] = key if key.value or previous is None else previous
     ordered = tuple(merged.values())
     for key in ordered:
         _check_fits(key)
-    return Query(level, model, ordered, tuple(_hierarchy_warnings(level, model, ordered)))
+    return ordered
 
 
 def _check_fits(key: Key) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from qrclient.store.errors import index_failure
+from qrclient.store.errors import StoreDamaged, index_failure, rebuild_command
 from qrclient.store.store import Store
-from qrclient.store.tree import META_DIR
+from qrclient.store.tree import META_DIR, split
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +161,33 @@ class StoreView:
             "SELECT sop_instance_uid, 1 FROM instance WHERE sop_instance_uid IN ({marks})",
             sop_instance_uids,
         )
+
+    def study_files(self, study_uid: str) -> list[str]:
+        """The paths (relative to the root) of every instance indexed in the study."""
+        return self._inside(
+            "SELECT i.path FROM instance i JOIN series se ON se.uid = i.series_uid "
+            "WHERE se.study_uid = ? ORDER BY i.series_uid, i.path",
+            study_uid,
+        )
+
+    def series_files(self, series_uid: str) -> list[str]:
+        """The paths (relative to the root) of every instance indexed in the series."""
+        return self._inside(
+            "SELECT path FROM instance WHERE series_uid = ? ORDER BY path", series_uid
+        )
+
+    def _inside(self, sql: str, uid: str) -> list[str]:
+        """The paths ``sql`` selects; StoreDamaged for one that would leave the store."""
+        paths = [str(path) for (path,) in self._rows(sql, (uid,))]
+        for path in paths:
+            try:
+                split(path)
+            except ValueError as exc:
+                raise StoreDamaged(
+                    f"the index of {self.root} names {exc}",
+                    f"index the files anew: {rebuild_command(self.root)}",
+                ) from None
+        return paths
 
     def holdings(self) -> list[StudyHolding]:
         """Every study in the store with its series, newest study first."""

@@ -19,6 +19,7 @@ import anyio
 
 from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.association import Observer
+from qrclient.net.errors import ListenFailed
 from qrclient.net.listener import Refusal, StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
@@ -199,11 +200,7 @@ class RealBackend:
         """The node's own settings when it has them, always with the app's observer."""
         if node.settings is None:
             return self.settings
-        return replace(
-            node.settings,
-            calling_ae=self.settings.calling_ae,
-            observer=self.settings.observer,
-        )
+        return replace(node.settings, observer=self.settings.observer)
 
     async def echo(self, node: Node) -> EchoResult:
         started = time.perf_counter()
@@ -281,8 +278,17 @@ class RealBackend:
             address = node.listen or self._listen
             shared = self._listeners.get(address)
             if shared is not None and shared.alive:
-                return store, node.method, shared, ""
-            shared = _SharedListener(MoveRouter(self.settings.calling_ae, store))
+                if shared.router.our_ae == settings.calling_ae:
+                    return store, node.method, shared, ""
+                # A node with a calling AE title of its own: the PACS connects to that one.
+                busy = f"our listener there answers as {shared.router.our_ae}"
+                if node.method is Method.MOVE:
+                    raise ListenFailed(
+                        f"cannot also listen as {settings.calling_ae} on {address[1]}: {busy}",
+                        "give this node its own listen address, or wait for the other retrieve",
+                    )
+                return store, Method.GET, None, f"no C-MOVE to us ({busy}): using C-GET"
+            shared = _SharedListener(MoveRouter(settings.calling_ae, store))
             try:
                 await shared.start(*address, self.settings)
             except Exception as exc:

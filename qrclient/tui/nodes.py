@@ -20,6 +20,7 @@ class NodeBook:
         listen: tuple[str, int] | None = None,
     ) -> None:
         self.config = config or Config()
+        self.given_ae = calling_ae  # --aet: wins over every node's own calling_ae
         self.calling_ae = calling_ae or self.config.ae_title
         self.listen = listen  # --listen: where our listener waits, whatever the node says
 
@@ -30,9 +31,12 @@ class NodeBook:
         *,
         calling_ae: str | None = None,
         listen: tuple[str, int] | None = None,
+        missing_ok: bool = False,
     ) -> NodeBook:
-        """The user's configuration; ConfigError (a ValueError, one line) if unusable."""
-        return cls(load_config(config_path), calling_ae=calling_ae, listen=listen)
+        """The user's configuration; ConfigError (a ValueError, one line) if unusable.
+        ``missing_ok``: a named file that does not exist yet is the defaults."""
+        config = load_config(config_path, missing_ok=missing_ok)
+        return cls(config, calling_ae=calling_ae, listen=listen)
 
     @property
     def default_listen(self) -> tuple[str, int]:
@@ -62,7 +66,9 @@ class NodeBook:
             config.peer,
             config.method,
             config.name if config.configured else "",
-            settings=config.settings(self.calling_ae, self.config.max_pdu),
+            settings=config.settings(
+                self.config.calling_ae(config, self.given_ae), self.config.max_pdu
+            ),
             destination=config.destination,
             listen=own if has_own and self.listen is None else None,
             move_from=config.move_from,
