@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -222,9 +223,11 @@ def test_a_linkage_path_in_the_store_or_unwritable_is_refused(tmp_path: Path) ->
 # -- the store wrapper ----------------------------------------------------------------
 
 
-def receive(sink: PseudonymizingStore, dataset: Dataset, chunk: int = 16384) -> None:
-    """Send ``dataset`` through the sink as C-STORE fragments would come."""
-    part10 = encoded(dataset)
+def receive(
+    sink: PseudonymizingStore, dataset: Dataset, part10: bytes | None = None, chunk: int = 16384
+) -> None:
+    """Send ``dataset`` (encoded as ``part10``) through the sink as C-STORE fragments."""
+    part10 = encoded(dataset) if part10 is None else part10
     descriptor = os.memfd_create("instance")
     os.write(descriptor, part10)
     _, offset = read_meta(descriptor)
@@ -268,3 +271,25 @@ def test_the_store_holds_only_pseudonyms_and_finds_originals(tmp_path: Path, siz
 
 def KEY_OF(folder: Path) -> PseudonymKey:
     return load_key(folder / "key", "key")
+
+
+def test_warnings_while_pseudonymising_are_never_shown(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydicom (or dicognito) may warn about an odd value, quoting it: on this path it
+    is patient data, and never reaches the terminal."""
+    apply = Pseudonymizer.apply
+
+    def warning_apply(self: Pseudonymizer, dataset: Dataset) -> LinkageRow:
+        warnings.warn(f"Invalid value for VR PN: {dataset.PatientName}", UserWarning, 1)
+        return apply(self, dataset)
+
+    monkeypatch.setattr(Pseudonymizer, "apply", warning_apply)
+    dataset = instance_dataset()
+    with Store.open(tmp_path / "store") as store:
+        options = PseudonymizeOptions(None, tmp_path / "key")
+        sink = open_pseudonymizing(store, options, tmp_path / "config")
+        receive(sink, dataset)
+        sink.close()
+        assert len(store.instances()) == 1
+    assert not [w for w in recwarn if "MÜLLER" in str(w.message)]

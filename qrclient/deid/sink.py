@@ -28,6 +28,7 @@ what is stored, as a plain one does.
 from __future__ import annotations
 
 import tempfile
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -143,6 +144,12 @@ class PseudonymizingIncoming:
         which checks it in turn. StoreError (nothing kept) if any of it fails."""
         if self._finished or self._stored is not None:
             raise StoreError(f"{self.sop_instance_uid}: already sealed or finished")
+        with warnings.catch_warnings():
+            # pydicom's warnings about odd values quote them: patient data, never shown.
+            warnings.simplefilter("ignore")
+            self._seal()
+
+    def _seal(self) -> None:
         uid = self.sop_instance_uid
         try:
             dataset = self._decode()
