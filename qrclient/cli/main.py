@@ -451,6 +451,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         help="replace a stored instance by a different one with its SOP Instance UID from "
         "another AE (default: keep the first and report the conflict)",
     )
+    _add_pseudonymize_options(sub)
     if name != "get":
         sub.add_argument(
             "--dest",
@@ -512,6 +513,38 @@ def _add_send_parser(commands: _Commands, name: str, options: bool) -> None:
         help="write each file's outcome to FILE as CSV ('-': stdout)",
     )
     send.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
+
+
+def _add_pseudonymize_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "pseudonymisation on receive (PS3.15 Basic Application Level Confidentiality Profile)"
+    )
+    group.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="de-identify every instance before it is stored: UIDs, patient name and ID "
+        "replaced by keyed pseudonyms (the same in every run), identifying attributes "
+        "removed; the store then takes no plain instances",
+    )
+    group.add_argument(
+        "--linkage",
+        metavar="FILE",
+        help="append original identifiers and their pseudonyms to this CSV file (never "
+        "inside the store)",
+    )
+    group.add_argument(
+        "--date-shift",
+        metavar="DAYS",
+        help="move each patient's dates back by 1 to DAYS days, the same for all their "
+        "instances (default 365, or as the store was pseudonymised)",
+    )
+    group.add_argument("--keep-dates", action="store_true", help="keep dates as they are")
+    group.add_argument(
+        "--pseudonym-key",
+        metavar="FILE",
+        help="the secret key behind the pseudonyms, created (mode 600) if missing (default: "
+        "one per store in qrclient's configuration folder); keep it out of the store",
+    )
 
 
 def _add_wait_option(parser: argparse.ArgumentParser) -> None:

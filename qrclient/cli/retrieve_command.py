@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -31,10 +32,15 @@ from qrclient.ops.retrieve import (
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
+    RetrieveStore,
     run_with_listener,
 )
 from qrclient.store import Store, StoreError
 from qrclient.store.location import default_store
+
+if TYPE_CHECKING:
+    from qrclient.deid.session import PseudonymizeOptions
+    from qrclient.deid.sink import PseudonymizingStore
 
 _UNIQUE_KEYS = {
     Level.PATIENT: {"PatientID"},
@@ -109,6 +115,8 @@ def _prepare(
         parse_listen(listen) if listen else (node.listen_host, node.listen_port)
     )
     out = Path(args.out) if args.out else config.store or default_store()
+    to_us = destination == settings.calling_ae
+    pseudonymize = _pseudonymize_options(args, out, to_us=to_us)
 
     wait = 0.0 if args.wait is None else args.wait
     if not 0 <= wait <= 86400:
@@ -133,30 +141,116 @@ def _prepare(
 
     async def _into(store: Store) -> int:
         with store:
-            retrieve = RetrieveJob.into_store(
-                peer,
-                request,
-                store,
-                settings,
-                parallel=parallel,
-                method=method,
-                destination=destination,
-                move_from=move_from,
-                node=node.name,
-            )
-            started.append((retrieve, out))
-            shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
-            bar = ProgressBar(enabled=shown)
-            async with anyio.create_task_group() as group:
-                group.start_soon(bar.follow, retrieve.progress)
-                try:
-                    outcome = await run_with_listener(retrieve, listen_host, listen_port)
-                finally:
-                    group.cancel_scope.cancel()
+            pseudonymizing = _pseudonymizing(store, pseudonymize, to_us=to_us)
+            try:
+                outcome = await _retrieve(pseudonymizing or store)
+            finally:
+                if pseudonymizing is not None:
+                    pseudonymizing.close()
+        if pseudonymizing is not None:
+            outcome.notes.append(_pseudonymized_note(pseudonymizing))
         _report(outcome, out, args.format, quiet=args.quiet)
         return _exit_code(outcome)
 
+    async def _retrieve(sink: RetrieveStore) -> RetrieveOutcome:
+        retrieve = RetrieveJob.into_store(
+            peer,
+            request,
+            sink,
+            settings,
+            parallel=parallel,
+            method=method,
+            destination=destination,
+            move_from=move_from,
+            node=node.name,
+        )
+        started.append((retrieve, out))
+        shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
+        bar = ProgressBar(enabled=shown)
+        async with anyio.create_task_group() as group:
+            group.start_soon(bar.follow, retrieve.progress)
+            try:
+                outcome = await run_with_listener(retrieve, listen_host, listen_port)
+            finally:
+                group.cancel_scope.cancel()
+        return outcome
+
     return job
+
+
+def _pseudonymize_options(
+    args: argparse.Namespace, out: Path, *, to_us: bool
+) -> PseudonymizeOptions | None:
+    """--pseudonymize and its options, checked before anything is opened."""
+    given = {
+        "--linkage": args.linkage,
+        "--date-shift": args.date_shift,
+        "--keep-dates": args.keep_dates,
+        "--pseudonym-key": args.pseudonym_key,
+    }
+    if not args.pseudonymize:
+        for option, value in given.items():
+            if value:
+                raise UsageError(f"{option} goes with --pseudonymize, which was not given")
+        return None
+    from qrclient.deid.errors import DeidError
+    from qrclient.deid.linkage import check_linkage_path
+    from qrclient.deid.marker import MAX_DATE_SHIFT, Dates
+    from qrclient.deid.session import PseudonymizeOptions
+
+    if not to_us:
+        raise UsageError(
+            "--pseudonymize works on what comes to our store, not on a C-MOVE to another AE "
+            "(--dest)"
+        )
+    dates = None
+    if args.keep_dates:
+        if args.date_shift is not None:
+            raise UsageError("--keep-dates and --date-shift: give one of them")
+        dates = Dates(0)
+    elif args.date_shift is not None:
+        days = args.date_shift.strip()
+        if not days.isdigit() or not 1 <= int(days) <= MAX_DATE_SHIFT:
+            raise UsageError(
+                f"--date-shift {args.date_shift!r}: expected a number of days from 1 to "
+                f"{MAX_DATE_SHIFT} (or --keep-dates)"
+            )
+        dates = Dates(int(days))
+    try:
+        linkage = check_linkage_path(Path(args.linkage), out) if args.linkage else None
+    except DeidError as exc:
+        raise UsageError(str(exc)) from None
+    key = Path(args.pseudonym_key).expanduser() if args.pseudonym_key else None
+    return PseudonymizeOptions(dates, key, linkage)
+
+
+def _pseudonymizing(
+    store: Store, options: PseudonymizeOptions | None, *, to_us: bool
+) -> PseudonymizingStore | None:
+    """With --pseudonymize, the store wrapped to pseudonymise what it receives; else
+    None. A pseudonymised store takes no plain instances, nor a plain one pseudonymised
+    instances (qrclient.deid.marker)."""
+    from qrclient.deid.errors import DeidError
+
+    try:
+        if options is not None:
+            from qrclient.deid.session import open_pseudonymizing
+
+            return open_pseudonymizing(store, options)
+        if to_us:
+            from qrclient.deid.marker import refuse_plain
+
+            refuse_plain(store.root)
+    except DeidError as exc:
+        raise UsageError(str(exc)) from None
+    return None
+
+
+def _pseudonymized_note(sink: PseudonymizingStore) -> str:
+    what = f"pseudonymised on receive ({sink.pseudonymizer.dates.describe()})"
+    if sink.linkage is None:
+        return f"{what}; no linkage file kept (--linkage FILE keeps one)"
+    return f"{what}; {sink.linkage.rows} rows added to the linkage file {sink.linkage.path}"
 
 
 def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = False) -> None:

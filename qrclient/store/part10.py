@@ -42,6 +42,19 @@ def clean_uid(value: str, what: str) -> str:
 clean_repeated_uid = functools.lru_cache(maxsize=256)(clean_uid)
 
 
+def clean_announced(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source: str
+) -> tuple[str, str, str, str]:
+    """What a C-STORE announced, cleaned for the file meta: the SOP Class and Instance
+    UIDs, transfer syntax, source AE title. ValueError if a UID is not one."""
+    return (
+        clean_repeated_uid(sop_class_uid, "SOP Class UID"),
+        clean_uid(sop_instance_uid, "SOP Instance UID"),
+        clean_repeated_uid(transfer_syntax, "transfer syntax"),
+        clean_ae_title(source),
+    )
+
+
 def clean_ae_title(value: str) -> str:
     """``value`` stripped if it is a valid AE title, else ``""`` (it is then left out)."""
     title = value.strip(" ")

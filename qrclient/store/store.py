@@ -43,13 +43,7 @@ from qrclient.store.index import Index, Record, StoredInstance, StoreSummary, ma
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
 from qrclient.store.lock import lock
 from qrclient.store.maintenance import INDEX_NAME
-from qrclient.store.part10 import (
-    clean_ae_title,
-    clean_repeated_uid,
-    clean_uid,
-    file_meta,
-    read_meta,
-)
+from qrclient.store.part10 import clean_announced, file_meta, read_meta
 from qrclient.store.tree import META_DIR, Tree, is_link, open_directory, split
 
 INCOMING_DIR = "incoming"
@@ -165,12 +159,10 @@ class Store:
         """Start receiving an instance; write its data set bytes as they arrive."""
         self._check_open()
         try:
-            instance_uid = clean_uid(sop_instance_uid, "SOP Instance UID")
-            class_uid = clean_repeated_uid(sop_class_uid, "SOP Class UID")
-            syntax = clean_repeated_uid(transfer_syntax, "transfer syntax")
+            announced = clean_announced(sop_class_uid, sop_instance_uid, transfer_syntax, source)
         except ValueError as exc:
             raise StoreError(f"cannot store an instance: {exc}") from None
-        source = clean_ae_title(source)
+        class_uid, instance_uid, syntax, source = announced
         incoming = Incoming(
             self,
             self._descriptors.incoming,
