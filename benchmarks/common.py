@@ -27,6 +27,7 @@ from typing import IO
 
 import qrclient
 from fixtures.dataset import Archive, count_instances
+from fixtures.lanes import check_peers_allowed
 from fixtures.orthanc import OrthancError, OrthancServer
 
 ORTHANC_AET = "ORTHANC"
@@ -80,6 +81,7 @@ def require_executable(name: str) -> str:
     movescu, findscu, ...), first on PATH in an activated virtual environment, and
     timing those instead would compare qrclient with the wrong tool.
     """
+    check_peers_allowed(name)
     for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
         found = shutil.which(name, path=directory or os.curdir)
         if found is not None and "dcmtk" in command_version([found, "--version"]).lower():

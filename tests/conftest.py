@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from fixtures.dataset import Archive, test_archive
 from fixtures.dcmqrscp import DcmqrscpServer, dcmqrscp_available
+from fixtures.lanes import peers_off
 from fixtures.orthanc import OrthancServer, free_ports, orthanc_available
 from qrclient.net import Peer
 
@@ -20,12 +21,38 @@ settings.register_profile("qrclient", deadline=None, suppress_health_check=[Heal
 settings.load_profile("qrclient")
 
 
+# Fixtures that start a real peer (or need one running): a test using any of them, even
+# through another fixture, is marked ``peers``; ``pytest -m "not peers"`` is the pure lane.
+PEER_FIXTURES = frozenset(
+    {
+        "orthanc",
+        "dcmqrscp",
+        "real_pacs",
+        "wlmscpfs",
+        "module_pacs",  # test_faults
+        "tls_orthanc",  # test_tls
+        "optional_cert_orthanc",  # test_tls
+        "target",  # test_send
+        "strict",  # test_send
+    }
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if peers_off():
+        return  # the pure lane: any test that still asks for a real peer fails loudly
     # A missing Orthanc must fail loudly: CI installs it, and skipped tests hide gaps.
     if not orthanc_available():
         raise pytest.UsageError("Orthanc is not installed: apt-get install orthanc dcmtk")
     if not dcmqrscp_available():
         raise pytest.UsageError("DCMTK's dcmqrscp is not installed: apt-get install dcmtk")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PEER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.peers)
 
 
 @pytest.fixture(scope="session")

@@ -711,7 +711,7 @@ def test_the_listener_accepts_storage_and_verification_in_its_preferred_syntax()
 
 
 @pytest.mark.anyio
-@pytest.mark.orthanc
+@pytest.mark.peers
 async def test_orthanc_grants_the_scp_role_for_c_get_storage(peer: Peer) -> None:
     contexts = [ContextRequest(STUDY_ROOT_GET), *storage_contexts([CT], compressed=False)]
     async with open_association(peer, contexts) as association:

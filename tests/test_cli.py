@@ -639,6 +639,7 @@ def test_failure_status_is_exit_4() -> None:
     assert len(connections) == 1
 
 
+@pytest.mark.peers  # starts its own Orthanc
 def test_truncated_results_are_exit_5(tmp_path: Path, archive: Archive) -> None:
     small = archive[:4]
     server = start_orthanc(tmp_path, small, LimitFindResults=2)

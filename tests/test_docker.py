@@ -33,7 +33,7 @@ def test_the_image_config_matches_what_orthanc_registers() -> None:
     assert config.store == Path("/data/store")
 
 
-@pytest.mark.orthanc
+@pytest.mark.peers
 def test_seed_loads_the_demo_sample_into_orthanc(tmp_path: Path) -> None:
     with OrthancServer(tmp_path) as server:
         for _ in range(2):  # a second run changes nothing

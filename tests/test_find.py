@@ -229,6 +229,7 @@ async def test_find_values_read_what_pydicom_decodes(
     assert raw  # every case has matches
 
 
+@pytest.mark.peers  # starts its own Orthanc
 async def test_latin1_answers_decode(tmp_path: Path, archive: Archive) -> None:
     """A PACS answering in ISO_IR 100 (Orthanc's stock default encoding)."""
     muller = [p for p in archive if p.charset == "ISO_IR 100"]
@@ -304,6 +305,7 @@ async def test_cancelling_the_scope_cancels_the_query(
         assert matches.outcome.state is FindState.CANCELLED
 
 
+@pytest.mark.peers  # starts its own Orthanc
 async def test_truncated_results_are_reported(tmp_path: Path, archive: Archive) -> None:
     server = start_orthanc(tmp_path, archive[:4], LimitFindResults=2)
     try:

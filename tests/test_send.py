@@ -239,6 +239,7 @@ def test_send_studies_and_series_of_the_store(
     assert "qrclient store rebuild" in damaged.stderr
 
 
+@pytest.mark.peers  # starts its own Orthanc
 def test_a_peer_that_aborts_on_c_store(archive: Archive, tmp_path: Path) -> None:
     """Orthanc that does not allow storage from unknown AE titles aborts the association
     at the first C-STORE: nothing is stored, exit 3, each file says why."""
@@ -309,6 +310,7 @@ def test_an_unknown_sop_class_fails_alone(
     assert "the peer does not accept 1.2.826.0.1.3680043.8.498.77" in failure["detail"]
 
 
+@pytest.mark.peers  # starts its own Orthanc
 def test_a_peer_refusing_all_storage_exits_4(archive: Archive, tmp_path: Path) -> None:
     files = write_files(tmp_path / "in", (find_patient(archive, "PAT001"),))
     with DcmqrscpServer(tmp_path / "readonly", access="R") as readonly:
