@@ -131,6 +131,18 @@ def test_every_command_is_documented_in_cli_md() -> None:
             assert f"`{action}" in cli_md or f"|{action}" in cli_md, f"{name} {action}"
 
 
+def test_every_option_is_documented_in_cli_md() -> None:
+    cli_md = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = []
+    for name, parser in _subcommands(build_parser()).items():
+        for action_name, action_parser in (_subcommands(parser) or {"": parser}).items():
+            for action in action_parser._actions:
+                for option in action.option_strings:
+                    if option not in ("-h", "--help") and f"`{option}" not in cli_md:
+                        missing.append(f"{name} {action_name} {option}".replace("  ", " "))
+    assert not missing, f"docs/cli.md does not name these options (as `OPTION...`): {missing}"
+
+
 def test_slugs_follow_github() -> None:
     assert _slug("get, move, retrieve") == "get-move-retrieve"
     assert _slug("Editing with `qrclient nodes`") == "editing-with-qrclient-nodes"
