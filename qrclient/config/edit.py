@@ -24,7 +24,7 @@ from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config
 from qrclient.config.parse import NODE_NAME, NODE_NAME_RULE
 from qrclient.config.toml_text import UnsplittableError, without_table
-from qrclient.ops.node import NodeError
+from qrclient.net.peer import NodeError
 
 NEW_FILE_HEADER = (
     "# qrclient configuration (see docs/configuration.md in qrclient's sources).\n"
