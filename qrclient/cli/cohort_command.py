@@ -26,13 +26,13 @@ from qrclient.jobs.cohort.pacing import Pacer, PacingError, Rate, Window
 from qrclient.jobs.cohort.report import check_report_path, write_report
 from qrclient.jobs.cohort.run import CAPPED, CohortOptions, CohortRun, CohortSummary
 from qrclient.net.errors import DicomNetworkError
-from qrclient.ops.failures import main_error
-from qrclient.ops.node import check_ae_title, check_sender, parse_listen
-from qrclient.ops.printable import printable
+from qrclient.net.peer import check_ae_title, check_sender, parse_listen
 from qrclient.ops.query import parse_model
-from qrclient.ops.retrieve import Method
+from qrclient.present.failures import main_error
+from qrclient.present.printable import printable
 from qrclient.store import ItemStatus, Job, Store, StoreError
 from qrclient.store.location import default_store
+from qrclient.vocabulary import Method
 
 # The options a job keeps (``spec``) and a resume runs with again; the rest (the list,
 # the store, output) belong to one run.

@@ -17,7 +17,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import fail
 from qrclient.cli.store_command import report_store_error, store_root
 from qrclient.config import ConfigError
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 from qrclient.store import Job, JobState, Store, StoreError, read_jobs
 from qrclient.store.lock import in_use
 

@@ -27,7 +27,8 @@ from qrclient.net.association import Association
 from qrclient.net.dictionary import COMMON
 from qrclient.net.status import FailureStatus
 from qrclient.ops.find import FindState, find_distinct
-from qrclient.ops.query import Key, Level, Model, build_query
+from qrclient.ops.query import Key, build_query
+from qrclient.vocabulary import Level, Model
 
 EARLIEST = datetime.date(1900, 1, 1)  # an open range's start, when split
 OUT_OF_RESOURCES = 0xA700

@@ -24,14 +24,7 @@ import anyio
 
 from qrclient.jobs.cohort.pacing import Pacer
 from qrclient.jobs.cohort.resolve import Resolution, Resolver
-from qrclient.net.association import Peer, Settings, open_association
-from qrclient.net.errors import DicomNetworkError
-from qrclient.net.presentation import ContextRequest
-from qrclient.net.status import FailureStatus
-from qrclient.ops.move import MoveRouter
-from qrclient.ops.query import Key, Level, Model, parse_key
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
@@ -40,7 +33,15 @@ from qrclient.ops.retrieve import (
     move_listener,
     note_refusals,
 )
+from qrclient.net.association import Settings, open_association
+from qrclient.net.errors import DicomNetworkError
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import ContextRequest
+from qrclient.net.status import FailureStatus
+from qrclient.ops.move import MoveRouter
+from qrclient.ops.query import Key, parse_key
 from qrclient.store import ItemStatus, Job, JobItem, JobState, Store
+from qrclient.vocabulary import Level, Method, Model
 
 # A row's detail when the PACS cut its look-up short and it could not be split.
 CAPPED = "the PACS capped the look-up: more studies may match"
