@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from qrclient.net import ContextRequest, Peer, QueryOptions, Settings, open_association
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops import find as find_operation
 from qrclient.ops.find import FindResults

@@ -32,7 +32,6 @@ from pynetdicom.presentation import PresentationContext
 
 from qrclient.net import ContextRequest, Peer, ProtocolError, open_association
 from qrclient.net.acse import (
-    APPLICATION_CONTEXT,
     AssociateAccept,
     AssociateReject,
     AssociateRequest,
@@ -48,8 +47,9 @@ from qrclient.net.acse import (
 from qrclient.net.association import _match_contexts
 from qrclient.net.listener import StorageListener, _accept_contexts
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET, VERIFICATION
+from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from qrclient.net.storage_classes import storage_contexts
+from qrclient.net.uids import APPLICATION_CONTEXT, VERIFICATION
 from tests.test_pdu_properties import mutate
 
 T = TypeVar("T")

@@ -22,12 +22,8 @@ from qrclient.net import (
     Timeouts,
     open_association,
 )
-from qrclient.net.presentation import (
-    PATIENT_ROOT_FIND,
-    STUDY_ROOT_FIND,
-    VERIFICATION,
-    QueryOptions,
-)
+from qrclient.net.presentation import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, QueryOptions
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.echo import echo
 from tests.conftest import RealPacs
 from tests.fakepeer import PeerConnection, fake_peer

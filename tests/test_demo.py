@@ -38,7 +38,8 @@ from qrclient.demo.synthetic import (
     find_patient,
 )
 from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
+from qrclient.net.presentation import STUDY_ROOT_GET
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.find import FindState
 from qrclient.ops.get import c_get
 from qrclient.ops.matching import matches

@@ -26,8 +26,9 @@ from fixtures.dataset import Archive, all_instances, all_studies
 from fixtures.orthanc import free_ports
 from qrclient.cli import exit_codes
 from qrclient.net import Peer, Settings
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_MOVE, VERIFICATION
+from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_MOVE
 from qrclient.net.status import Service, Status
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.doctor import Check, DoctorOptions, State, Verdict, diagnose_peer
 from qrclient.ops.doctor.get_check import check_get
 from qrclient.ops.doctor.move_check import MoveEvidence, Where, diagnose

@@ -47,9 +47,9 @@ from qrclient.net.presentation import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
-    VERIFICATION,
     NegotiatedContext,
 )
+from qrclient.net.uids import VERIFICATION
 from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
 from qrclient.ops.events import describe_event

@@ -46,7 +46,7 @@ from qrclient.net.pdu import (
     encode_p_data,
     parse_pdvs,
 )
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from tests.fakepeer import associate_rq
 
 # Mutated UIDs are the point; pydicom need not warn about each one.

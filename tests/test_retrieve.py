@@ -17,7 +17,7 @@ import pytest
 from fixtures.dataset import Archive, PatientSpec, StudySpec, all_studies, find_patient
 from qrclient.net import AssociationRejected, ContextRequest, Peer, Settings, open_association
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.progress import Progress
 from qrclient.ops.query import Level, Model

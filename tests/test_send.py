@@ -37,7 +37,7 @@ from qrclient.cli import exit_codes
 from qrclient.net import ContextRequest, Peer, open_association
 from qrclient.net.dimse import Command, CommandField
 from qrclient.net.errors import AssociationAborted
-from qrclient.net.storage_classes import MAX_CONTEXTS
+from qrclient.net.uids import MAX_CONTEXTS
 from qrclient.ops.send import (
     FileState,
     SendJob,

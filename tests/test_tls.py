@@ -41,8 +41,8 @@ from qrclient.net import (
     open_association,
 )
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import VERIFICATION
 from qrclient.net.tls import TlsSetupError, client_context, server_context
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.doctor.move_check import Where, check_move
 from qrclient.ops.doctor.report import State
 from qrclient.ops.doctor.sample import Sample

@@ -53,10 +53,13 @@ from qrclient.net.presentation import (
 )
 from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
 from qrclient.net.transport import SocketStream, connect_tcp
+from qrclient.net.uids import (
+    APPLICATION_CONTEXT,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    MAX_CONTEXTS,
+)
 
-IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
-IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
-APPLICATION_CONTEXT = acse.APPLICATION_CONTEXT
 DEFAULT_MAX_PDU = 1 << 20
 DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
 # What one DIMSE message may hold beyond the largest instance. Real command sets are
@@ -72,7 +75,6 @@ _FRAGMENT_AVERAGE_SHIFT = 8  # 256 bytes
 # An instance beyond the largest is read on and discarded, so the association can go
 # on with the next one, for up to this much more (at least); then it is aborted.
 _DISCARD_AT_LEAST = 1 << 30
-_MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
@@ -228,8 +230,8 @@ class Association:
     async def connect(
         cls, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
     ) -> Association:
-        if not 1 <= len(contexts) <= _MAX_CONTEXTS:
-            raise ValueError(f"1 to {_MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
+        if not 1 <= len(contexts) <= MAX_CONTEXTS:
+            raise ValueError(f"1 to {MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
         timeouts = settings.timeouts
         settings = numbered(settings, "requestor")
         started = time.perf_counter()

@@ -8,6 +8,9 @@ against pydicom's dictionary); anything else is looked up in pydicom, imported t
 
 from __future__ import annotations
 
+# The VRs with a 4-byte length in explicit VR (after 2 reserved bytes; PS3.5 7.1.2).
+LONG_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"))
+
 # keyword: (tag, VR); the VR is the dictionary's first where it gives several.
 COMMON: dict[str, tuple[int, str]] = {
     "TransferSyntaxUID": (0x00020010, "UI"),

@@ -26,25 +26,21 @@ from qrclient.net.acse import (
     ProposedContext,
     UserInformation,
 )
-from qrclient.net.association import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    Association,
-    Peer,
-    PeerReleased,
-    Settings,
-    notify,
-    numbered,
-)
+from qrclient.net.association import Association, Peer, PeerReleased, Settings, notify, numbered
 from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
 from qrclient.net.pdu import PduType
-from qrclient.net.presentation import VERIFICATION, NegotiatedContext
+from qrclient.net.presentation import NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
 from qrclient.net.tls import wrap_server
 from qrclient.net.transport import listening_socket, serve_connections
+from qrclient.net.uids import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    STORAGE_ROOT,
+    VERIFICATION,
+)
 
-STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 # Until an association is accepted, a connection is anyone's: what it may cost is small.
 MAX_CONNECTIONS = 32  # handled at once, associated or not; more are turned away
 MAX_UNASSOCIATED = 16  # not yet associated; a new one closes the oldest of them

@@ -27,7 +27,7 @@ from qrclient.net.presentation import (
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
 )
-from qrclient.net.walk import EXPLICIT_LE
+from qrclient.net.uids import EXPLICIT_LE
 from qrclient.ops.dates import DateError, date_range
 
 if TYPE_CHECKING:

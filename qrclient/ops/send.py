@@ -27,8 +27,7 @@ from qrclient.net.association import Association, Peer, Settings, open_associati
 from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import Category
-from qrclient.net.storage_classes import MAX_CONTEXTS
-from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE, MAX_CONTEXTS
 from qrclient.ops.progress import Progress
 from qrclient.ops.store_scu import Instance, NotSent, c_store, file_identity
 from qrclient.store.part10 import (

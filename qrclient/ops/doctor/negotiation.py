@@ -35,11 +35,11 @@ from qrclient.net.presentation import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
-    VERIFICATION,
     ContextRequest,
     NegotiatedContext,
     QueryOptions,
 )
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
 from qrclient.ops.echo import echo
 
