@@ -25,9 +25,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from textual import events
 
-from qrclient.net.association import Observer
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField
+from qrclient.net.settings import Observer
 from qrclient.ops.browse import Row, match_row
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot

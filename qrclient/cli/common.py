@@ -14,7 +14,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_unverified
 from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts, TlsSettings
-from qrclient.net.association import Observer
+from qrclient.net.settings import Observer
 from qrclient.ops.events import describe_event
 from qrclient.ops.failures import main_error
 from qrclient.ops.node import NodeError, check_ae_title

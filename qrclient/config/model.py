@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qrclient.net.association import (
+from qrclient.net.association import Peer
+from qrclient.net.settings import (
     DEFAULT_MAX_INSTANCE,
     DEFAULT_MAX_PDU,
     Observer,
-    Peer,
     Settings,
     Timeouts,
 )

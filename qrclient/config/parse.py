@@ -18,7 +18,8 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Peer
+from qrclient.net.association import Peer
+from qrclient.net.settings import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
 from qrclient.net.tls import TlsSettings
 from qrclient.ops.node import (
     DEFAULT_LISTEN_HOST,

@@ -1,4 +1,7 @@
-"""A DICOM association as the requestor, on one anyio byte stream.
+"""A DICOM association on one anyio byte stream: opened by us, or accepted by our listener.
+
+Settings live in net/settings.py, what a failed connect means in net/connect.py and
+what is proposed and accepted in net/negotiation.py; here is the exchange itself.
 
 There is no reader task and no thread: whoever awaits a message reads the PDUs it
 needs, on the caller's event loop. Cancellation therefore follows the caller's scopes,
@@ -7,43 +10,33 @@ and an association can never outlive the ``async with`` that opened it.
 
 from __future__ import annotations
 
-import errno
 import itertools
-import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 import anyio
 from anyio.abc import ByteStream
 
-from qrclient.net import acse, pdu
-from qrclient.net.acse import (
-    AssociateAccept,
-    AssociateRequest,
-    ExtendedNegotiation,
-    ProposedContext,
-    RoleSelection,
-    UserInformation,
-)
+from qrclient.net import pdu
+from qrclient.net.acse import UserInformation
+from qrclient.net.connect import connect_failure, connect_timeout, dropped_at_start, http_instead
 from qrclient.net.dimse import HAS_DATASET, NO_DATASET, Command, decode_command, encode_command
 from qrclient.net.errors import (
     AssociationAborted,
     AssociationRejected,
-    ConnectFailed,
     ConnectionDropped,
     DataSetTooLarge,
     DicomNetworkError,
     DicomTimeout,
     NoAcceptedContext,
     ProtocolError,
-    TlsFailed,
     describe_abort,
 )
+from qrclient.net.negotiation import propose, read_answer
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import (
     ContextRequest,
@@ -51,17 +44,11 @@ from qrclient.net.presentation import (
     QueryOptions,
     sop_class_name,
 )
-from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
+from qrclient.net.settings import Observer, Settings
+from qrclient.net.tls import wrap_client
 from qrclient.net.transport import SocketStream, connect_tcp
-from qrclient.net.uids import (
-    APPLICATION_CONTEXT,
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    MAX_CONTEXTS,
-)
+from qrclient.net.uids import MAX_CONTEXTS
 
-DEFAULT_MAX_PDU = 1 << 20
-DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
 # What one DIMSE message may hold beyond the largest instance. Real command sets are
 # a few hundred bytes; DCMTK appends a C-GET response's Failed SOP Instance UID List
 # to it, which 64 KiB still holds for a thousand UIDs.
@@ -79,9 +66,6 @@ _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
 
-# Receives (event name, details); used by the log pane and traces. Kept off the hot
-# path unless set.
-Observer = Callable[[str, Mapping[str, object]], None]
 # Observers with a true ``pdu_level`` attribute (traces) also get pdu-sent, pdu-received
 # and dataset-received events, each event tagged with its association's number.
 _ASSOCIATION_NUMBERS = itertools.count(1)
@@ -100,26 +84,6 @@ class Peer:
 
 
 @dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds; each is named in the error it raises, after the option that sets it."""
-
-    connect: float = 10.0  # TCP connection established
-    association: float = 30.0  # A-ASSOCIATE-AC/RJ after our request
-    dimse: float = 60.0  # next DIMSE message (a C-FIND match may take the PACS a while)
-    network: float = 30.0  # rest of a PDU once it started; release confirmation
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    calling_ae: str = "QRCLIENT"
-    max_pdu: int = DEFAULT_MAX_PDU  # the largest P-DATA-TF we accept
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    observer: Observer | None = None
-    tls: TlsSettings | None = None  # None: plain TCP
-    max_instance: int = DEFAULT_MAX_INSTANCE  # bytes of one received instance's data set
-
-
-@dataclass(frozen=True, slots=True)
 class Message:
     """A complete DIMSE message: its command and its raw data set, if any."""
 
@@ -130,64 +94,6 @@ class Message:
 
 class PeerReleased(AssociationAborted):
     """The peer asked to release the association while we still expected messages."""
-
-
-def _classify_connect_error(peer: Peer, exc: OSError) -> ConnectFailed:
-    where = f"{peer.host}:{peer.port}"
-    causes: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        item = pending.pop()
-        if item is None:
-            continue
-        causes.append(item)
-        if isinstance(item, BaseExceptionGroup):
-            pending.extend(item.exceptions)
-        pending.append(item.__cause__)
-    codes = {c.errno for c in causes if isinstance(c, OSError)}
-    if any(isinstance(c, socket.gaierror) for c in causes):
-        return ConnectFailed(
-            f"cannot resolve host name {peer.host!r}", "check the spelling, or use an IP address"
-        )
-    if errno.ECONNREFUSED in codes:
-        return ConnectFailed(
-            f"connection refused by {where}",
-            "nothing listens on that port: check the PACS's DICOM port and that it is running",
-        )
-    if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
-        return ConnectFailed(
-            f"no route to {where}", "check the address and this machine's network connection"
-        )
-    return ConnectFailed(f"cannot connect to {where} ({exc})", "check host and port")
-
-
-def _user_information(settings: Settings, contexts: Sequence[ContextRequest]) -> UserInformation:
-    roles: list[RoleSelection] = []
-    extended: list[ExtendedNegotiation] = []
-    seen: set[str] = set()
-    for request in contexts:
-        if request.abstract_syntax in seen:
-            continue  # one sub-item per SOP class: the first request for it decides
-        seen.add(request.abstract_syntax)
-        if request.scp_role:
-            roles.append(RoleSelection(request.abstract_syntax, scu=False, scp=True))
-        if request.query_options and request.query_options.wanted:
-            options = request.query_options.encode()
-            extended.append(ExtendedNegotiation(request.abstract_syntax, options))
-    return UserInformation(
-        max_pdu=settings.max_pdu,
-        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-        roles=tuple(roles),
-        extended=tuple(extended),
-    )
-
-
-def _proposed_contexts(contexts: Sequence[ContextRequest]) -> tuple[ProposedContext, ...]:
-    return tuple(
-        ProposedContext(2 * index + 1, request.abstract_syntax, tuple(request.transfer_syntaxes))
-        for index, request in enumerate(contexts)
-    )
 
 
 class Association:
@@ -239,15 +145,10 @@ class Association:
             with anyio.fail_after(timeouts.connect):
                 stream: ByteStream = await connect_tcp(peer.host, peer.port)
         except TimeoutError:
-            raise _failed(
-                settings,
-                ConnectFailed(
-                    f"no answer from {peer.host}:{peer.port} within {timeouts.connect:g} s",
-                    "the host may be down or a firewall drops the packets; check host and port",
-                ),
-            ) from None
+            failure = connect_timeout(peer.host, peer.port, timeouts.connect)
+            raise _failed(settings, failure) from None
         except OSError as exc:
-            raise _failed(settings, _classify_connect_error(peer, exc)) from exc
+            raise _failed(settings, connect_failure(peer.host, peer.port, exc)) from exc
         if settings.tls is not None:
             stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
         notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
@@ -255,7 +156,8 @@ class Association:
             return await cls._negotiate(stream, peer, contexts, settings)
         except (ConnectionDropped, anyio.BrokenResourceError, OSError) as exc:
             await anyio.aclose_forcefully(stream)
-            raise _failed(settings, _dropped_at_start(exc, peer, settings.tls)) from None
+            dropped = dropped_at_start(exc, peer.host, peer.port, settings.tls)
+            raise _failed(settings, dropped) from None
         except BaseException:  # an A-ABORT PDU (the peer said why), a rejection, ...
             await anyio.aclose_forcefully(stream)
             raise
@@ -264,13 +166,7 @@ class Association:
     async def _negotiate(
         cls, stream: ByteStream, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
     ) -> Association:
-        request = AssociateRequest(
-            called_ae=peer.ae_title,
-            calling_ae=settings.calling_ae,
-            application_context=APPLICATION_CONTEXT,
-            contexts=_proposed_contexts(contexts),
-            user=_user_information(settings, contexts),
-        )
+        request = propose(peer.ae_title, settings.calling_ae, settings.max_pdu, contexts)
         encoded = request.encode()
         if settings.observer is not None:  # naming the SOP classes imports pydicom
             notify(
@@ -306,10 +202,11 @@ class Association:
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
             ) from None
         except ProtocolError as exc:
-            raise _failed(settings, _http_instead(reader.unread(), peer) or exc) from None
-        if pdu_type == PduType.ASSOCIATE_RJ:
-            rj = acse.decode_associate_rj(body)
-            rejection = AssociationRejected(rj.result, rj.source, rj.reason)
+            http = http_instead(reader.unread(), peer.host, peer.port)
+            raise _failed(settings, http or exc) from None
+        try:
+            accept, negotiated = read_answer(request, pdu_type, body)
+        except AssociationRejected as rejection:
             notify(
                 settings,
                 "associate-rj",
@@ -320,16 +217,9 @@ class Association:
                     "error": str(rejection),
                 },
             )
-            raise rejection
-        if pdu_type == PduType.ABORT:
-            raise _failed(settings, AssociationAborted(*describe_abort(*pdu.decode_abort(body))))
-        if pdu_type != PduType.ASSOCIATE_AC:
-            raise ProtocolError(
-                f"the peer answered A-ASSOCIATE-RQ with PDU type 0x{pdu_type:02X}",
-                "it does not speak the DICOM upper layer protocol on this port",
-            )
-        accept = acse.decode_associate_ac(body)
-        negotiated = _match_contexts(request, accept)
+            raise
+        except AssociationAborted as exc:
+            raise _failed(settings, exc) from None
         association = cls(stream, peer, settings, negotiated, accept.user)
         association.adopt_reader(reader)
         if settings.observer is not None:
@@ -785,84 +675,10 @@ def _too_many_fragments(count: int, size: int) -> ProtocolError:
     )
 
 
-def _match_contexts(request: AssociateRequest, accept: AssociateAccept) -> list[NegotiatedContext]:
-    """Our proposals with the peer's answers, checked against what we proposed."""
-    by_id = {c.context_id: c for c in request.contexts}
-    answers: dict[int, acse.ContextResult] = {}
-    for answer in accept.results:
-        ours = by_id.get(answer.context_id)
-        if ours is None:
-            raise ProtocolError(
-                f"the peer answered presentation context {answer.context_id}, never proposed",
-                "the peer's DICOM stack is broken",
-            )
-        syntax = answer.transfer_syntax
-        if answer.result == acse.ACCEPTANCE and syntax not in ours.transfer_syntaxes:
-            raise ProtocolError(
-                f"the peer accepted presentation context {answer.context_id} with transfer "
-                f"syntax {syntax}, never proposed for it",
-                "the peer's DICOM stack is broken",
-            )
-        answers[answer.context_id] = answer
-    missing = sorted(by_id.keys() - answers.keys())
-    if missing:
-        raise ProtocolError(
-            f"the peer's A-ASSOCIATE-AC does not answer presentation context {missing[0]}",
-            "the peer's DICOM stack is broken",
-        )
-    return [
-        NegotiatedContext(
-            context_id=ours.context_id,
-            abstract_syntax=ours.abstract_syntax,
-            result=answers[ours.context_id].result,
-            transfer_syntax=answers[ours.context_id].transfer_syntax,
-            as_scp=(
-                answers[ours.context_id].result == acse.ACCEPTANCE
-                and _scp_role_granted(request.user, accept.user, ours.abstract_syntax)
-            ),
-        )
-        for ours in sorted(request.contexts, key=lambda c: c.context_id)
-    ]
-
-
-def _scp_role_granted(ours: UserInformation, theirs: UserInformation, sop_class: str) -> bool:
-    """Whether we may act as SCP for this SOP class (PS3.7 D.3.3.4).
-
-    Only if we proposed the SCP role and the acceptor answered it with SCP role 1: an
-    acceptor that does not answer leaves the default roles, we being SCU only.
-    """
-    proposed, answered = ours.role(sop_class), theirs.role(sop_class)
-    return bool(proposed and proposed.scp and answered and answered.scp)
-
-
 def notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
     """Tell the observer (the -v log, traces, the UI's log pane), if there is one."""
     if settings.observer is not None:
         settings.observer(event, details)
-
-
-def _dropped_at_start(exc: BaseException, peer: Peer, tls: TlsSettings | None) -> DicomNetworkError:
-    """The connection dropped before any answer to our request: say what it likely means.
-
-    Over TLS 1.3 the server checks our certificate after the handshake, so a refusal
-    arrives as an alert (or, if our request crossed it, as a reset) on the first read.
-    """
-    where = f"{peer.host}:{peer.port}"
-    cause = exc.__cause__ if isinstance(exc, ConnectionDropped) else exc
-    if tls is None:
-        return AssociationAborted(
-            f"{where} closed the connection before answering our association request",
-            "check the peer's log; if this port expects DICOM over TLS, add --tls",
-        )
-    if isinstance(cause, ssl.SSLError):
-        return handshake_failure(cause, where, peer.host)
-    if tls.cert_file is None:
-        hint = (
-            "the PACS probably requires a client certificate: give ours with --tls-cert/--tls-key"
-        )
-    else:
-        hint = "the PACS probably does not trust our client certificate: register it (or its CA)"
-    return TlsFailed(f"{where} closed the TLS connection before answering", hint)
 
 
 async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: float) -> ByteStream:
@@ -877,19 +693,6 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
         if isinstance(exc, DicomNetworkError):
             raise _failed(settings, exc) from None
         raise
-
-
-def _http_instead(answer: bytes, peer: Peer) -> ProtocolError | None:
-    """A port that answered our A-ASSOCIATE-RQ with HTTP (someone gave the PACS's web
-    port), else None. DICOM PDUs start with a type byte of 1 to 7, HTTP with "HTTP/"."""
-    if not answer.startswith(b"HTTP/"):
-        return None
-    status = answer.split(b"\r\n", 1)[0][:60].decode("ascii", "replace")
-    return ProtocolError(
-        f"{peer.host}:{peer.port} speaks HTTP, not DICOM (it answered {status!r})",
-        "that is a web port (perhaps the PACS's web interface or REST API): give the "
-        "PACS's DICOM port (often 104, 4242 or 11112)",
-    )
 
 
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:

@@ -2,7 +2,7 @@
 
 Looking a keyword up in pydicom's data dictionary means importing pydicom, some 70 ms
 before a command can start. The attributes of the query/retrieve information model
-and of the store's index are listed here (tests/test_dictionary.py checks every row
+and of the store's index are listed here (tests/test_identifier.py checks every row
 against pydicom's dictionary); anything else is looked up in pydicom, imported then.
 """
 

@@ -23,9 +23,10 @@ from enum import Enum
 
 import anyio
 
-from qrclient.net.association import Association, Peer, Settings, open_association
+from qrclient.net.association import Association, Peer, open_association
 from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category
 from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE, MAX_CONTEXTS
 from qrclient.ops.progress import Progress

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from qrclient import __version__
-from qrclient.net.association import Observer
+from qrclient.net.settings import Observer
 from qrclient.net.status import Status
 from qrclient.ops.printable import printable_json
 

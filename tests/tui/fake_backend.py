@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from qrclient.net import ConnectFailed
-from qrclient.net.association import Observer
+from qrclient.net.settings import Observer
 from qrclient.ops.browse import Row
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot

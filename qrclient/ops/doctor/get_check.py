@@ -12,8 +12,9 @@ import tempfile
 
 import anyio
 
-from qrclient.net.association import Peer, Settings
+from qrclient.net.association import Peer
 from qrclient.net.errors import DicomNetworkError
+from qrclient.net.settings import Settings
 from qrclient.ops.doctor.report import Check, State, Stopwatch
 from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.failures import main_error

@@ -18,9 +18,10 @@ from pathlib import Path
 import anyio
 from pydicom.dataset import Dataset
 
-from qrclient.net.association import Peer, Settings, open_association
+from qrclient.net.association import Peer, open_association
 from qrclient.net.errors import DicomNetworkError, ListenFailed
 from qrclient.net.presentation import STUDY_ROOT_MOVE, ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category, Status
 from qrclient.ops.doctor.report import Check, State, Stopwatch
 from qrclient.ops.doctor.sample import Sample

@@ -21,7 +21,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from qrclient.net.association import Association, Observer, Peer, Settings
+from qrclient.net.association import Association, Peer
 from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
@@ -39,6 +39,7 @@ from qrclient.net.presentation import (
     NegotiatedContext,
     QueryOptions,
 )
+from qrclient.net.settings import Observer, Settings
 from qrclient.net.uids import VERIFICATION
 from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
 from qrclient.ops.echo import echo

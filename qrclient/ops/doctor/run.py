@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qrclient.net.association import Peer, Settings
+from qrclient.net.association import Peer
 from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from qrclient.net.settings import Settings
 from qrclient.ops.doctor.get_check import NAME as GET_CHECK
 from qrclient.ops.doctor.get_check import check_get
 from qrclient.ops.doctor.move_check import NAME as MOVE_CHECK

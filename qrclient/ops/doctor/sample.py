@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qrclient.net.association import Peer, Settings, open_association
+from qrclient.net.association import Peer, open_association
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import FailureStatus
 from qrclient.ops.doctor.report import Check, State, Stopwatch
 from qrclient.ops.find import FindOutcome, FindState, find, find_distinct

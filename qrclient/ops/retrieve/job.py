@@ -35,9 +35,10 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 
-from qrclient.net.association import Association, Peer, Settings, open_association
+from qrclient.net.association import Association, Peer, open_association
 from qrclient.net.errors import AssociationRejected, DicomNetworkError, NoAcceptedContext
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category, FailureStatus, Status
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, Senders, c_move, resolve_senders

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from qrclient.net.association import Settings
 from qrclient.net.listener import Refusal, StorageListener
+from qrclient.net.settings import Settings
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.retrieve.job import RetrieveJob
 from qrclient.ops.retrieve.model import RetrieveOutcome
