@@ -116,6 +116,10 @@ class Association:
         self._reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         self._pdvs: deque[pdu.Pdv] = deque()
         self._closed = False
+        # One task sends and one receives at a time: a second would interleave its PDUs
+        # with the first's, or take the messages the first waits for.
+        self._sending = anyio.ResourceGuard("sending on")
+        self._receiving = anyio.ResourceGuard("receiving on")
         self.peer = peer
         self.settings = settings
         self.contexts = contexts
@@ -296,7 +300,15 @@ class Association:
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, context_id: int, command: Command, dataset: bytes | None = None) -> None:
-        """Send one DIMSE message, fragmented to the peer's maximum PDU length."""
+        """Send one DIMSE message, fragmented to the peer's maximum PDU length.
+
+        Raises anyio.BusyResourceError while another task sends on this association
+        (as do the other sending and receiving methods, each for its direction).
+        """
+        with self._sending:
+            await self._send(context_id, command, dataset)
+
+    async def _send(self, context_id: int, command: Command, dataset: bytes | None) -> None:
         self._check_open()
         command.command_data_set_type = NO_DATASET if dataset is None else HAS_DATASET
         if self.settings.observer:
@@ -324,6 +336,12 @@ class Association:
         memory. If ``read`` fails, or returns fewer bytes than asked (the file shrank),
         the message cannot be completed: the association is aborted and the error
         (AssociationAborted for a short read) raised."""
+        with self._sending:
+            await self._send_streamed(context_id, command, read, size)
+
+    async def _send_streamed(
+        self, context_id: int, command: Command, read: Callable[[int], bytes], size: int
+    ) -> None:
         self._check_open()
         command.command_data_set_type = HAS_DATASET
         if self.settings.observer:
@@ -409,6 +427,10 @@ class Association:
         The whole command set must be in within the DIMSE timeout (a deadline: a peer
         trickling bytes does not extend it).
         """
+        with self._receiving:
+            return await self._receive_command(waiting_for)
+
+    async def _receive_command(self, waiting_for: str) -> tuple[int, Command]:
         deadline = time.monotonic() + self.settings.timeouts.dimse
         first = await self._next_pdv(deadline, "dimse", waiting_for, idle=True)
         if not first.is_command:
@@ -473,6 +495,16 @@ class Association:
         For an ``instance`` the rest is first read and discarded, if it ends within a
         bounded excess, so the association can go on (``whole``).
         """
+        with self._receiving:
+            return await self._receive_dataset_into(context_id, write, limit, instance)
+
+    async def _receive_dataset_into(
+        self,
+        context_id: int,
+        write: Callable[[bytes | memoryview], object],
+        limit: int,
+        instance: bool,
+    ) -> int:
         size = count = 0
         free, shift = _FRAGMENTS_FREE, _FRAGMENT_AVERAGE_SHIFT  # locals: read per fragment
         while True:
@@ -515,12 +547,14 @@ class Association:
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""
-        context_id, command = await self.receive_command(waiting_for)
-        if not command.has_dataset:
-            return Message(context_id, command, None)
-        parts: list[bytes | memoryview] = []
-        await self.receive_dataset_into(context_id, parts.append, MAX_DATASET_IN_MEMORY)
-        return Message(context_id, command, b"".join(parts))
+        with self._receiving:
+            context_id, command = await self._receive_command(waiting_for)
+            if not command.has_dataset:
+                return Message(context_id, command, None)
+            parts: list[bytes | memoryview] = []
+            limit = MAX_DATASET_IN_MEMORY
+            await self._receive_dataset_into(context_id, parts.append, limit, False)
+            return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
         pdv = await self._next_pdv(None, "network", "PDU")
