@@ -44,7 +44,7 @@ DCMTK_ROOT = "1.2.276.0.7230010.3"
 async def test_echo_and_negotiated_parameters(real_pacs: RealPacs) -> None:
     peer = real_pacs.peer
     events: list[str] = []
-    settings = Settings(observer=lambda name, _: events.append(name))
+    settings = Settings(observer=lambda event: events.append(event.name))
     contexts = [ContextRequest(VERIFICATION), ContextRequest(STUDY_ROOT_FIND)]
     async with open_association(peer, contexts, settings) as assoc:
         assert await echo(assoc) > 0

@@ -7,13 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qrclient.net.association import Peer
-from qrclient.net.settings import (
-    DEFAULT_MAX_INSTANCE,
-    DEFAULT_MAX_PDU,
-    Observer,
-    Settings,
-    Timeouts,
-)
+from qrclient.net.events import Observer
+from qrclient.net.settings import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Settings, Timeouts
 from qrclient.net.tls import TlsSettings
 from qrclient.ops.node import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, parse_node
 from qrclient.ops.query import Model

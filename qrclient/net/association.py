@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import NoReturn
@@ -36,6 +36,27 @@ from qrclient.net.errors import (
     ProtocolError,
     describe_abort,
 )
+from qrclient.net.events import (
+    AbortSent,
+    AssociateAccepted,
+    AssociateRejected,
+    AssociateRequested,
+    Connected,
+    DatasetReceived,
+    DimseReceived,
+    DimseSent,
+    Event,
+    Failed,
+    PduReceived,
+    PduSent,
+    ProposedContextInfo,
+    Released,
+    ReleasedByPeer,
+    ReleaseRequested,
+    SettledContextInfo,
+    tagging,
+    wants_pdu_level,
+)
 from qrclient.net.negotiation import propose, read_answer
 from qrclient.net.pdu import PduType
 from qrclient.net.presentation import (
@@ -44,7 +65,7 @@ from qrclient.net.presentation import (
     QueryOptions,
     sop_class_name,
 )
-from qrclient.net.settings import Observer, Settings
+from qrclient.net.settings import Settings
 from qrclient.net.tls import wrap_client
 from qrclient.net.transport import SocketStream, connect_tcp
 from qrclient.net.uids import MAX_CONTEXTS
@@ -65,10 +86,6 @@ _DISCARD_AT_LEAST = 1 << 30
 _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
-
-# Observers with a true ``pdu_level`` attribute (traces) also get pdu-sent, pdu-received
-# and dataset-received events, each event tagged with its association's number.
-_ASSOCIATION_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +142,7 @@ class Association:
         self.contexts = contexts
         # Messages may only use accepted contexts; looked up per PDV and per C-STORE.
         self._accepted = {c.context_id: c for c in contexts if c.accepted}
-        self._pdu_observer = settings.observer if _pdu_level(settings) else None
+        self._pdu_observer = settings.observer if wants_pdu_level(settings.observer) else None
         # From the peer's A-ASSOCIATE-AC (or, on our listener, its A-ASSOCIATE-RQ).
         self.peer_max_pdu = peer_user.max_pdu or 0  # 0: no limit, also when not given
         self.peer_implementation_class_uid = peer_user.implementation_class_uid
@@ -155,7 +172,7 @@ class Association:
             raise _failed(settings, connect_failure(peer.host, peer.port, exc)) from exc
         if settings.tls is not None:
             stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
-        notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
+        notify(settings, Connected(str(peer), _since(started)))
         try:
             return await cls._negotiate(stream, peer, contexts, settings)
         except (ConnectionDropped, anyio.BrokenResourceError, OSError) as exc:
@@ -173,23 +190,16 @@ class Association:
         request = propose(peer.ae_title, settings.calling_ae, settings.max_pdu, contexts)
         encoded = request.encode()
         if settings.observer is not None:  # naming the SOP classes imports pydicom
+            proposed = tuple(
+                ProposedContextInfo(
+                    c.context_id, sop_class_name(c.abstract_syntax), c.transfer_syntaxes
+                )
+                for c in request.contexts
+            )
+            calling, called = settings.calling_ae, peer.ae_title
             notify(
                 settings,
-                "associate-rq",
-                {
-                    "calling_ae": settings.calling_ae,
-                    "called_ae": peer.ae_title,
-                    "max_pdu": settings.max_pdu,
-                    "bytes": len(encoded),
-                    "contexts": [
-                        {
-                            "id": c.context_id,
-                            "abstract_syntax": sop_class_name(c.abstract_syntax),
-                            "transfer_syntaxes": list(c.transfer_syntaxes),
-                        }
-                        for c in request.contexts
-                    ],
-                },
+                AssociateRequested(calling, called, settings.max_pdu, len(encoded), proposed),
             )
         await stream.send(encoded)
         reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
@@ -213,13 +223,9 @@ class Association:
         except AssociationRejected as rejection:
             notify(
                 settings,
-                "associate-rj",
-                {
-                    "result": rejection.result,
-                    "source": rejection.source,
-                    "reason": rejection.reason,
-                    "error": str(rejection),
-                },
+                AssociateRejected(
+                    rejection.result, rejection.source, rejection.reason, str(rejection)
+                ),
             )
             raise
         except AssociationAborted as exc:
@@ -227,27 +233,18 @@ class Association:
         association = cls(stream, peer, settings, negotiated, accept.user)
         association.adopt_reader(reader)
         if settings.observer is not None:
-            notify(
-                settings,
-                "associate-ac",
-                {
-                    "bytes": pdu.HEADER_LENGTH + len(body),
-                    "peer_implementation_class_uid": association.peer_implementation_class_uid,
-                    "peer_implementation_version_name": (
-                        association.peer_implementation_version_name
-                    ),
-                    "peer_max_pdu": association.peer_max_pdu,
-                    "contexts": [
-                        {
-                            "id": c.context_id,
-                            "abstract_syntax": c.name,
-                            "result": c.reason,
-                            "transfer_syntax": c.transfer_syntax or "",
-                        }
-                        for c in negotiated
-                    ],
-                },
+            settled = tuple(
+                SettledContextInfo(c.context_id, c.name, c.reason, c.transfer_syntax or "")
+                for c in negotiated
             )
+            accepted = AssociateAccepted(
+                pdu.HEADER_LENGTH + len(body),
+                association.peer_implementation_class_uid,
+                association.peer_implementation_version_name,
+                association.peer_max_pdu,
+                settled,
+            )
+            notify(settings, accepted)
         if not any(c.accepted for c in negotiated):
             rejected = "; ".join(f"{c.name}: {c.reason}" for c in negotiated)
             await association.abort()
@@ -312,19 +309,14 @@ class Association:
         self._check_open()
         command.command_data_set_type = NO_DATASET if dataset is None else HAS_DATASET
         if self.settings.observer:
-            notify(self.settings, "dimse-sent", command.summary())
+            notify(self.settings, DimseSent(command.summary()))
         pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
         if dataset is not None:
             pdus.extend(pdu.encode_p_data(context_id, False, dataset, self.peer_max_pdu))
         if self._pdu_observer is not None:
+            dataset_bytes = 0 if dataset is None else len(dataset)
             self._pdu_observer(
-                "pdu-sent",
-                {
-                    "pdu_type": PduType.P_DATA_TF.name,
-                    "pdus": len(pdus),
-                    "bytes": sum(map(len, pdus)),
-                    "dataset_bytes": 0 if dataset is None else len(dataset),
-                },
+                PduSent(PduType.P_DATA_TF.name, len(pdus), sum(map(len, pdus)), dataset_bytes)
             )
         await self._write(pdus)
 
@@ -345,7 +337,7 @@ class Association:
         self._check_open()
         command.command_data_set_type = HAS_DATASET
         if self.settings.observer:
-            notify(self.settings, "dimse-sent", command.summary())
+            notify(self.settings, DimseSent(command.summary()))
         # Pieces of whole PDVs, each sent in one write; a PDU no bigger than the peer
         # allows, nor than a piece (a peer may claim a max PDU of 4 GB).
         pdv_limit = max(1, min(self.peer_max_pdu - pdu.PDV_OVERHEAD, _STREAM_PIECE))
@@ -377,15 +369,7 @@ class Association:
             await self._write(pdus)
             pdus = []
         if self._pdu_observer is not None:
-            self._pdu_observer(
-                "pdu-sent",
-                {
-                    "pdu_type": PduType.P_DATA_TF.name,
-                    "pdus": count,
-                    "bytes": total,
-                    "dataset_bytes": size,
-                },
-            )
+            self._pdu_observer(PduSent(PduType.P_DATA_TF.name, count, total, size))
 
     async def _write(self, pdus: list[bytes]) -> None:
         """Send encoded PDUs: joined into one write up to 1 MiB (fewer system calls)."""
@@ -471,7 +455,7 @@ class Association:
         except ProtocolError as exc:
             raise self._fail(exc) from None
         if self.settings.observer:
-            notify(self.settings, "dimse-received", command.summary())
+            notify(self.settings, DimseReceived(command.summary()))
         return first.context_id, command
 
     async def receive_dataset_into(
@@ -519,7 +503,7 @@ class Association:
             write(data)
             if pdv.is_last:
                 if self._pdu_observer is not None:
-                    self._pdu_observer("dataset-received", {"bytes": size})
+                    self._pdu_observer(DatasetReceived(size))
                 return size
 
     async def _refuse_dataset(
@@ -589,7 +573,7 @@ class Association:
                         await self._reader.receive_more(deadline)
                     continue
                 if self._pdu_observer is not None:
-                    self._pdu_observer("pdu-received", _pdu_record(*item))
+                    self._pdu_observer(_pdu_received(*item))
             except pdu.PduTimeout:
                 network = self.settings.timeouts.network
                 raise self._fail(
@@ -609,7 +593,7 @@ class Association:
             except PeerReleased as exc:
                 if not (idle and self._acceptor):
                     raise self._fail(exc) from None
-                notify(self.settings, "peer-released", {})
+                notify(self.settings, ReleasedByPeer())
                 raise
         return self._pdvs.popleft()
 
@@ -663,7 +647,7 @@ class Association:
         """Orderly release (A-RELEASE); aborts if the peer does not confirm in time."""
         if self._closed:
             return
-        notify(self.settings, "release-rq", {})
+        notify(self.settings, ReleaseRequested())
         try:
             with anyio.fail_after(self.settings.timeouts.network):
                 await self._stream.send(pdu.RELEASE_RQ)
@@ -679,14 +663,14 @@ class Association:
         except (TimeoutError, DicomNetworkError, anyio.BrokenResourceError, OSError):
             await self.abort()
             return
-        notify(self.settings, "released", {})
+        notify(self.settings, Released())
         await self._close()
 
     async def abort(self) -> None:
         """Send A-ABORT and close; never raises and finishes even when cancelled."""
         if self._closed:
             return
-        notify(self.settings, "abort-sent", {})
+        notify(self.settings, AbortSent())
         with (
             anyio.CancelScope(shield=True),
             anyio.move_on_after(1.0),
@@ -709,10 +693,10 @@ def _too_many_fragments(count: int, size: int) -> ProtocolError:
     )
 
 
-def notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
+def notify(settings: Settings, event: Event) -> None:
     """Tell the observer (the -v log, traces, the UI's log pane), if there is one."""
     if settings.observer is not None:
-        settings.observer(event, details)
+        settings.observer(event)
 
 
 async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: float) -> ByteStream:
@@ -730,38 +714,20 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
 
 
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:
-    notify(settings, "error", {"error": str(error)})
+    notify(settings, Failed(str(error)))
     return error
 
 
-def _pdu_level(settings: Settings) -> bool:
-    return bool(getattr(settings.observer, "pdu_level", False))
-
-
-def _pdu_record(pdu_type: int, body: bytes | memoryview) -> dict[str, object]:
+def _pdu_received(pdu_type: int, body: bytes | memoryview) -> PduReceived:
     # The reader lets only known PDU types through.
-    return {"pdu_type": PduType(pdu_type).name, "bytes": pdu.HEADER_LENGTH + len(body)}
-
-
-class _Numbered:
-    """Tags each event with its association's number, so interleaved traces untangle."""
-
-    pdu_level = True
-
-    def __init__(self, observer: Observer, number: int, role: str) -> None:
-        self._observer = observer
-        self._tags = {"association": number, "role": role}
-
-    def __call__(self, event: str, details: Mapping[str, object]) -> None:
-        self._observer(event, {**self._tags, **details})
+    return PduReceived(PduType(pdu_type).name, pdu.HEADER_LENGTH + len(body))
 
 
 def numbered(settings: Settings, role: str) -> Settings:
-    """Settings for one new association; only PDU-level (trace) observers are tagged."""
-    if settings.observer is None or not _pdu_level(settings):
-        return settings
-    observer = _Numbered(settings.observer, next(_ASSOCIATION_NUMBERS), role)
-    return replace(settings, observer=observer)
+    """Settings for one new association: a PDU-level (trace) observer gets its events
+    tagged with the association's number and our role."""
+    observer = tagging(settings.observer, role)
+    return settings if observer is settings.observer else replace(settings, observer=observer)
 
 
 def _since(started: float) -> float:

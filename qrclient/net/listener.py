@@ -21,6 +21,12 @@ from qrclient.net.acse import AssociateReject
 from qrclient.net.association import Association, Peer, PeerReleased, notify, numbered
 from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
+from qrclient.net.events import (
+    Failed,
+    ListenerAssociateAccepted,
+    ListenerAssociateRejected,
+    ListenerAssociateRequested,
+)
 from qrclient.net.negotiation import Refused, answer_request
 from qrclient.net.pdu import PduType
 from qrclient.net.settings import Settings
@@ -165,7 +171,7 @@ class StorageListener:
             reason = self._note(
                 Refusal(calling, address, f"internal error serving {calling!r}: {exc!r}")
             )
-            notify(self.settings, "error", {"error": reason})
+            notify(self.settings, Failed(reason))
             if association is not None:
                 await association.abort()
 
@@ -224,16 +230,8 @@ class StorageListener:
             return None
         calling, called = request.calling_ae, request.called_ae
         settings = numbered(self.settings, "listener")
-        notify(
-            settings,
-            "listener-associate-rq",
-            {
-                "calling_ae": calling,
-                "called_ae": called,
-                "address": address,
-                "contexts": len(request.contexts),
-            },
-        )
+        proposed = len(request.contexts)
+        notify(settings, ListenerAssociateRequested(calling, called, address, proposed))
         answer = answer_request(
             request,
             ae_title=self.ae_title,
@@ -244,15 +242,12 @@ class StorageListener:
         if isinstance(answer, Refused):
             self._note(Refusal(calling, address, answer.why))
             await _send_quietly(stream, answer.answer.encode(), self.settings)
-            notify(settings, "listener-associate-rj", {"reason": answer.why})
+            notify(settings, ListenerAssociateRejected(answer.why))
             return None
         contexts = answer.contexts
         await stream.send(answer.answer.encode())
-        notify(
-            settings,
-            "listener-associate-ac",
-            {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
-        )
+        accepted = sum(1 for c in contexts if c.accepted)
+        notify(settings, ListenerAssociateAccepted(accepted))
         peer = Peer(calling, address, 0)
         association = Association(stream, peer, settings, contexts, request.user, acceptor=True)
         reader.cap(None)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from qrclient.net.events import Observer
 from qrclient.net.tls import TlsSettings
 
 DEFAULT_MAX_PDU = 1 << 20
 DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
-
-# Receives (event name, details); used by the log pane and traces. Kept off the hot
-# path unless set.
-Observer = Callable[[str, Mapping[str, object]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +26,6 @@ class Settings:
     calling_ae: str = "QRCLIENT"
     max_pdu: int = DEFAULT_MAX_PDU  # the largest P-DATA-TF we accept
     timeouts: Timeouts = field(default_factory=Timeouts)
-    observer: Observer | None = None
+    observer: Observer | None = None  # told each step (net/events.py): -v, log pane, trace
     tls: TlsSettings | None = None  # None: plain TCP
     max_instance: int = DEFAULT_MAX_INSTANCE  # bytes of one received instance's data set

@@ -19,8 +19,8 @@ import anyio
 
 from qrclient.net import ContextRequest, Peer, Settings, open_association
 from qrclient.net.errors import ListenFailed
+from qrclient.net.events import Observer
 from qrclient.net.listener import Refusal, StorageListener
-from qrclient.net.settings import Observer
 from qrclient.net.uids import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.browse import Row, match_row, remote_totals

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import anyio
@@ -28,6 +27,7 @@ from qrclient.net.errors import (
     DicomNetworkError,
     NoAcceptedContext,
 )
+from qrclient.net.events import Connected, Event, Observer
 from qrclient.net.presentation import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -39,7 +39,7 @@ from qrclient.net.presentation import (
     NegotiatedContext,
     QueryOptions,
 )
-from qrclient.net.settings import Observer, Settings
+from qrclient.net.settings import Settings
 from qrclient.net.uids import VERIFICATION
 from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
 from qrclient.ops.echo import echo
@@ -129,11 +129,11 @@ class _ConnectTimer:
         self.pdu_level = bool(getattr(inner, "pdu_level", False))
         self.connect_seconds: float | None = None
 
-    def __call__(self, event: str, details: Mapping[str, object]) -> None:
-        if event == "connected" and isinstance(details.get("seconds"), float | int):
-            self.connect_seconds = float(details["seconds"])  # type: ignore[arg-type]
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Connected):
+            self.connect_seconds = event.seconds
         if self._inner is not None:
-            self._inner(event, details)
+            self._inner(event)
 
 
 async def check_association(peer: Peer, settings: Settings, report: Report) -> Negotiation | None:
