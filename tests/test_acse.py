@@ -46,9 +46,9 @@ from qrclient.net.acse import (
 )
 from qrclient.net.negotiation import Accepted, accept_contexts, answer_request, match_contexts
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from qrclient.net.storage_classes import storage_contexts
 from qrclient.net.uids import APPLICATION_CONTEXT, VERIFICATION
+from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from tests.test_pdu_properties import mutate
 
 T = TypeVar("T")

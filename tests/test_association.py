@@ -26,14 +26,10 @@ from qrclient.net.acse import UserInformation
 from qrclient.net.association import Association
 from qrclient.net.dimse import Command, CommandField, decode_command
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType, parse_pdvs
-from qrclient.net.presentation import (
-    PATIENT_ROOT_FIND,
-    STUDY_ROOT_FIND,
-    NegotiatedContext,
-    QueryOptions,
-)
+from qrclient.net.presentation import NegotiatedContext, QueryOptions
 from qrclient.net.uids import EXPLICIT_LE, VERIFICATION
 from qrclient.ops.echo import echo
+from qrclient.vocabulary import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 from tests.conftest import RealPacs
 from tests.fakepeer import PeerConnection, fake_peer
 

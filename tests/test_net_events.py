@@ -19,7 +19,7 @@ from qrclient.net.events import (
     record,
     tagging,
 )
-from qrclient.ops.trace import Trace
+from qrclient.present.trace import Trace
 
 EVERY_EVENT = typing.get_args(Event)
 

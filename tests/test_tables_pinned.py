@@ -20,21 +20,21 @@ from pynetdicom.presentation import PresentationContext
 from qrclient.net import uids
 from qrclient.net.dictionary import LONG_VRS
 from qrclient.net.errors import describe_abort, describe_rejection
-from qrclient.net.presentation import (
-    PATIENT_ROOT_FIND,
-    PATIENT_ROOT_GET,
-    PATIENT_ROOT_MOVE,
-    STUDY_ROOT_FIND,
-    STUDY_ROOT_GET,
-    STUDY_ROOT_MOVE,
-    NegotiatedContext,
-)
+from qrclient.net.presentation import NegotiatedContext
 from qrclient.net.status import Category, Service, Status
 from qrclient.net.storage_classes import (
     ALL_STORAGE_CLASSES,
     COMMON_STORAGE_CLASSES,
     COMPRESSED,
     UNCOMPRESSED,
+)
+from qrclient.vocabulary import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
 )
 
 # -- UIDs --------------------------------------------------------------------------------------
@@ -45,6 +45,7 @@ PYDICOM_KEYWORDS = {
     uids.EXPLICIT_BE: "ExplicitVRBigEndian",
     uids.DEFLATED_LE: "DeflatedExplicitVRLittleEndian",
     uids.APPLICATION_CONTEXT: "DICOMApplicationContext",
+    uids.MEDIA_DIRECTORY: "MediaStorageDirectoryStorage",
 }
 PYNETDICOM_SOP_CLASSES = {
     uids.VERIFICATION: "Verification",
@@ -59,9 +60,7 @@ PYNETDICOM_SOP_CLASSES = {
 
 
 @pytest.mark.parametrize(("value", "keyword"), sorted(PYDICOM_KEYWORDS.items()))
-def test_transfer_syntaxes_and_the_application_context_are_pydicoms(
-    value: str, keyword: str
-) -> None:
+def test_transfer_syntaxes_and_other_uids_are_pydicoms(value: str, keyword: str) -> None:
     assert UID_dictionary[value][4] == keyword
 
 

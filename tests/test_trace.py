@@ -18,7 +18,7 @@ from fixtures.orthanc import OrthancServer, free_ports
 from qrclient import __version__
 from qrclient.cli import exit_codes
 from qrclient.net.events import Connected, DimseReceived, Released
-from qrclient.ops.trace import Trace
+from qrclient.present.trace import Trace
 
 Record = dict[str, object]
 ECHO = [sys.executable, "-m", "qrclient", "echo"]

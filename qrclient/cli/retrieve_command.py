@@ -15,19 +15,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
-from qrclient.ops.failures import main_error
-from qrclient.ops.node import check_ae_title, check_sender, parse_listen
-from qrclient.ops.printable import printable
-from qrclient.ops.query import (
-    LEVEL_ORDER,
-    UNIQUE_KEY,
-    Level,
-    QueryError,
-    parse_level,
-    parse_model,
-)
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
@@ -35,8 +23,13 @@ from qrclient.ops.retrieve import (
     RetrieveStore,
     run_with_listener,
 )
+from qrclient.net.peer import check_ae_title, check_sender, parse_listen
+from qrclient.ops.query import LEVEL_ORDER, UNIQUE_KEY, QueryError, parse_level, parse_model
+from qrclient.present.failures import main_error
+from qrclient.present.printable import printable
 from qrclient.store import Store, StoreError
 from qrclient.store.location import default_store
+from qrclient.vocabulary import Level, Method
 
 if TYPE_CHECKING:
     from qrclient.deid.session import PseudonymizeOptions
@@ -51,6 +44,15 @@ _UNIQUE_KEYS = {
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "from_file", None):  # a list of studies: a durable job
+        from qrclient.cli import cohort_command
+
+        return cohort_command.run(args)
+    for option in ("report", "no_split", "max_associations", "rate", "window"):
+        if getattr(args, option, None):
+            name = "--" + option.replace("_", "-")
+            sys.stderr.write(f"qrclient: error: {name} goes with --from, which was not given\n")
+            return exit_codes.USAGE
     started: list[tuple[RetrieveJob, Path]] = []
     try:
         return run_command(lambda: _prepare(args, started))

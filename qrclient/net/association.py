@@ -59,6 +59,7 @@ from qrclient.net.events import (
 )
 from qrclient.net.negotiation import propose, read_answer
 from qrclient.net.pdu import PduType
+from qrclient.net.peer import Peer
 from qrclient.net.presentation import (
     ContextRequest,
     NegotiatedContext,
@@ -86,18 +87,6 @@ _DISCARD_AT_LEAST = 1 << 30
 _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Where the PACS listens and the AE title it answers to."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

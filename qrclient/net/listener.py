@@ -17,8 +17,10 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 
 from qrclient.net import acse, pdu
-from qrclient.net.acse import AssociateReject
-from qrclient.net.association import Association, Peer, PeerReleased, notify, numbered
+from qrclient.net.acse import (
+    AssociateReject,
+)
+from qrclient.net.association import Association, PeerReleased, notify, numbered
 from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
 from qrclient.net.events import (
@@ -29,6 +31,7 @@ from qrclient.net.events import (
 )
 from qrclient.net.negotiation import Refused, answer_request
 from qrclient.net.pdu import PduType
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, Peer
 from qrclient.net.settings import Settings
 from qrclient.net.tls import wrap_server
 from qrclient.net.transport import listening_socket, serve_connections
@@ -86,8 +89,8 @@ class StorageListener:
         ae_title: str,
         handler: StoreHandler,
         *,
-        host: str = "0.0.0.0",
-        port: int = 11113,
+        host: str = DEFAULT_LISTEN_HOST,
+        port: int = DEFAULT_LISTEN_PORT,
         settings: Settings | None = None,
     ) -> None:
         self.ae_title = ae_title

@@ -1,7 +1,7 @@
 """Presentation contexts: what we propose and what the peer accepted (PS3.8 9.3.2.2).
 
 The contexts travel in the A-ASSOCIATE PDUs of :mod:`qrclient.net.acse`; this module
-holds the query/retrieve SOP classes we use, extended negotiation for query options, and
+holds extended negotiation for query options, and
 readable reasons for rejected contexts. UIDs are plain strings: pydicom is imported
 only to name a SOP class.
 """
@@ -12,13 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE
-
-PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
-PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)

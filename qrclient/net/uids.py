@@ -17,6 +17,7 @@ DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 VERIFICATION = "1.2.840.10008.1.1"
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."  # every storage SOP class starts so
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR: an index of files, not an instance
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # the DICOM application context (PS3.7 A)
 # Presentation contexts one association may hold: IDs are the odd numbers 1 to 255.

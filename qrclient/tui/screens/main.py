@@ -15,7 +15,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from qrclient.ops.browse import (
+from qrclient.net.peer import NodeError
+from qrclient.ops.find import FindState
+from qrclient.ops.query import Query, QueryError, build_query
+from qrclient.present.browse import (
     Row,
     child_level,
     count_column,
@@ -27,11 +30,8 @@ from qrclient.ops.browse import (
     retrieve_selections,
     unique_key,
 )
-from qrclient.ops.failures import describe
-from qrclient.ops.find import FindState
-from qrclient.ops.node import NodeError
-from qrclient.ops.printable import printable
-from qrclient.ops.query import Level, Model, Query, QueryError, build_query
+from qrclient.present.failures import describe
+from qrclient.present.printable import printable
 from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import Node
@@ -52,6 +52,7 @@ from qrclient.tui.widgets.node_bar import NodeBar
 from qrclient.tui.widgets.query_form import QueryForm
 from qrclient.tui.widgets.results import ResultsTable
 from qrclient.tui.widgets.store_panel import StorePanel
+from qrclient.vocabulary import Level, Model
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel

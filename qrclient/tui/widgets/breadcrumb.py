@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 
 
 class Breadcrumb(Static):

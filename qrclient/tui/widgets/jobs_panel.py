@@ -11,7 +11,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Label, ProgressBar, Static
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 from qrclient.tui.jobs import Job, JobState, fraction, progress_line
 
 

@@ -12,8 +12,8 @@ import time
 from textual.widgets import Log
 
 from qrclient.net.events import Event
-from qrclient.ops.events import describe_event
-from qrclient.ops.printable import printable
+from qrclient.present.events import describe_event
+from qrclient.present.printable import printable
 
 MAX_LINES = 5000
 

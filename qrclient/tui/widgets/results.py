@@ -23,8 +23,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from qrclient.ops.browse import Row
-from qrclient.ops.printable import printable
+from qrclient.present.browse import Row
+from qrclient.present.printable import printable
 
 MAX_WIDTH = 30
 _MARK = 2  # the selection mark before each row

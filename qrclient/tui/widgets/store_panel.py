@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 from qrclient.store.overview import StudyHolding
 
 

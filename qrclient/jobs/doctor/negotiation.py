@@ -20,7 +20,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from qrclient.net.association import Association, Peer
+from qrclient.jobs.doctor.report import Check, Report, State, Stopwatch
+from qrclient.net.association import Association
 from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
@@ -28,21 +29,19 @@ from qrclient.net.errors import (
     NoAcceptedContext,
 )
 from qrclient.net.events import Connected, Event, Observer
-from qrclient.net.presentation import (
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.net.settings import Settings
+from qrclient.net.uids import VERIFICATION
+from qrclient.ops.echo import echo
+from qrclient.vocabulary import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
-    ContextRequest,
-    NegotiatedContext,
-    QueryOptions,
 )
-from qrclient.net.settings import Settings
-from qrclient.net.uids import VERIFICATION
-from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
-from qrclient.ops.echo import echo
 
 PROBED_SYNTAXES: tuple[UID, ...] = (
     ExplicitVRLittleEndian,

@@ -31,7 +31,7 @@ from typing import IO
 from qrclient import __version__
 from qrclient.net.events import PDU_LEVEL, DimseReceived, DimseSent, Event, Observer, record
 from qrclient.net.status import Status
-from qrclient.ops.printable import printable_json
+from qrclient.present.printable import printable_json
 
 REDACTED = "<redacted>"
 
