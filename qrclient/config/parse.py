@@ -18,7 +18,6 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
 from qrclient.net.peer import (
     DEFAULT_LISTEN_HOST,
     NodeError,
@@ -28,6 +27,7 @@ from qrclient.net.peer import (
     check_sender,
     parse_listen,
 )
+from qrclient.net.settings import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
 from qrclient.net.tls import TlsSettings
 from qrclient.vocabulary import Method, Model
 

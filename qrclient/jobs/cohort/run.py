@@ -33,10 +33,11 @@ from qrclient.jobs.retrieve import (
     note_refusals,
     on_demand_listener,
 )
-from qrclient.net.association import Settings, open_association
+from qrclient.net.association import open_association
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import FailureStatus
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.query import Key, parse_key

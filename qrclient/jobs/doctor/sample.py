@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrclient.jobs.doctor.report import Check, State, Stopwatch
-from qrclient.net.association import Settings, open_association
+from qrclient.net.association import open_association
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import FailureStatus
 from qrclient.ops.find import FindOutcome, FindState, find, find_distinct
 from qrclient.ops.query import build_query

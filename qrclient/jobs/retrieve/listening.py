@@ -10,9 +10,9 @@ import anyio.abc
 
 from qrclient.jobs.retrieve.job import RetrieveJob
 from qrclient.jobs.retrieve.model import RetrieveOutcome
-from qrclient.net.association import Settings
 from qrclient.net.listener import Refusal, StorageListener
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
+from qrclient.net.settings import Settings
 from qrclient.ops.move import MoveRouter
 
 ACCEPTANCE = (
