@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
 from qrclient.jobs.cohort.pacing import Pacer
 from qrclient.jobs.cohort.resolve import Resolution, Resolver
+from qrclient.jobs.cohort.verify import SeriesCount, SeriesIndex, compare, describe, short
 from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
@@ -43,8 +45,14 @@ from qrclient.ops.query import Key, parse_key
 from qrclient.store import ItemStatus, Job, JobItem, JobState, Store
 from qrclient.vocabulary import Level, Method, Model
 
+RETRIES = 2  # times a study found short after its retrieve is asked for again
+
 # A row's detail when the PACS cut its look-up short and it could not be split.
 CAPPED = "the PACS capped the look-up: more studies may match"
+
+
+class CohortSink(RetrieveStore, SeriesIndex, Protocol):
+    """The store (or it pseudonymising): takes instances, knows what it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,7 @@ class CohortOptions:
     parallel: int = 2  # associations at most, in all
     model: Model = Model.STUDY  # for the retrieves (the look-up is Study Root)
     split: bool = True
+    verify: bool = True  # compare each series' count with the PACS's after a study
     cap: int | None = None  # where the PACS stops without saying so
     move_from: tuple[str, ...] = ()
     listen_host: str = "0.0.0.0"
@@ -87,7 +96,7 @@ class CohortRun:
     peer: Peer
     settings: Settings
     store: Store
-    sink: RetrieveStore  # the store, or it pseudonymising
+    sink: CohortSink  # the store, or it pseudonymising
     job: Job
     options: CohortOptions
     node: str = ""
@@ -193,14 +202,52 @@ class CohortRun:
                 outcome = await self._retrieve_study(item, study, router, parallel)
                 self.pacer.after_study(outcome.received_bytes)
                 _add(total, outcome)
-                states.append(outcome.state)
                 if outcome.stopped is not None:
+                    states.append(outcome.state)
                     self._stopped_by(outcome)
                     break
+                states.append(await self._verified(item, study, outcome, total, router, parallel))
         finally:
             # Also when cancelled (Ctrl-C): what came is recorded (no await in here).
             complete = len(states) == len(item.studies)
             self._record(item, total, states if complete else None)
+
+    async def _verified(
+        self,
+        item: JobItem,
+        study: str,
+        outcome: RetrieveOutcome,
+        total: RetrieveOutcome,
+        router: MoveRouter | None,
+        parallel: int,
+    ) -> RetrieveState:
+        """The study's state once each series' count here is compared with the PACS's
+        and what is missing asked for again (at most RETRIES times)."""
+        state = outcome.state
+        if not self.options.verify or outcome.destination or state is RetrieveState.NOT_FOUND:
+            return state
+        for attempt in range(RETRIES + 1):
+            try:
+                counts = await self._compare(study)
+            except DicomNetworkError as exc:
+                total.errors.append(f"could not verify study {study} against the PACS: {exc}")
+                return RetrieveState.PARTIAL
+            if not short(counts):
+                return state if attempt == 0 else RetrieveState.COMPLETE
+            if attempt == RETRIES:
+                break
+            again = await self._retrieve_study(item, study, router, parallel)
+            _add(total, again, planned=False)
+            if again.stopped is not None:
+                self._stopped_by(again)
+                break
+        total.errors.insert(0, f"short after {RETRIES} retries: {describe(counts)}")
+        return RetrieveState.PARTIAL
+
+    async def _compare(self, study: str) -> list[SeriesCount]:
+        context = ContextRequest(Model.STUDY.find_sop_class)
+        async with open_association(self.peer, [context], self.settings) as association:
+            return await compare(association, self.sink, (study,))
 
     async def _retrieve_study(
         self, item: JobItem, study: str, router: MoveRouter | None, parallel: int
@@ -264,7 +311,7 @@ class CohortRun:
             status = ItemStatus.PARTIAL
         else:
             status = ItemStatus.FAILED
-        detail = total.errors[0] if total.errors else ""
+        detail = total.errors[0] if total.errors and status is not ItemStatus.RETRIEVED else ""
         if not detail and item.detail == CAPPED:
             detail = CAPPED  # still true of the row
         if status is ItemStatus.NOT_FOUND:
@@ -293,9 +340,9 @@ class CohortRun:
         self.say(_progress_line(item, self._done, self._total))
 
 
-def _add(total: RetrieveOutcome, outcome: RetrieveOutcome) -> None:
-    """Sum a study's outcome into its row's."""
-    if total.planned is not None:
+def _add(total: RetrieveOutcome, outcome: RetrieveOutcome, *, planned: bool = True) -> None:
+    """Sum a study's outcome into its row's (``planned``: its plan counts, not a retry's)."""
+    if planned and total.planned is not None:
         total.planned = None if outcome.planned is None else total.planned + outcome.planned
     total.received += outcome.received
     total.skipped += outcome.skipped
