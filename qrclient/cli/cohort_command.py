@@ -140,6 +140,7 @@ def _prepare(
         parallel=parallel,
         model=parse_model(args.model),
         split=not args.no_split,
+        cap=node.find_cap,
         verify=not args.no_verify,
         move_from=move_from,
         listen_host=listen_host,
