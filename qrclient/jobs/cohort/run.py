@@ -18,7 +18,7 @@ its window) is taken up by ``qrclient jobs resume`` where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import anyio
@@ -36,7 +36,7 @@ from qrclient.jobs.retrieve import (
     note_refusals,
 )
 from qrclient.net.association import Settings, open_association
-from qrclient.net.errors import DicomNetworkError
+from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import FailureStatus
@@ -159,6 +159,9 @@ class CohortRun:
             return
         options = self.options
         to_us = options.destination in ("", self.settings.calling_ae)
+        if options.method is Method.AUTO and to_us:
+            # Decided once for the job: our listener only serves if C-MOVE it is.
+            self.options = options = replace(options, method=await self._get_or_move())
         router = (
             MoveRouter(self.settings.calling_ae, self.sink)
             if options.method is not Method.GET and to_us
@@ -188,6 +191,20 @@ class CohortRun:
             self.summary.refused_connections += outcome.refused_connections
             self.summary.notes.extend(outcome.notes)
             self.summary.errors.extend(outcome.refusals[:10])
+
+    async def _get_or_move(self) -> Method:
+        """C-GET where the PACS accepts it from us, else C-MOVE (as ``retrieve`` does)."""
+        model = self.options.model
+        contexts = [ContextRequest(model.get_sop_class), ContextRequest(model.move_sop_class)]
+        try:
+            async with open_association(self.peer, contexts, self.settings) as association:
+                accepted = {c.abstract_syntax for c in association.contexts if c.accepted}
+        except NoAcceptedContext:
+            accepted = set()  # (the C-MOVEs will say what is wrong)
+        if model.get_sop_class in accepted:
+            return Method.GET
+        self.summary.notes.append("the PACS does not accept C-GET from us: using C-MOVE")
+        return Method.MOVE
 
     async def _retrieve_item(self, item: JobItem, router: MoveRouter | None, parallel: int) -> None:
         """The row's studies one by one (a study per request: a list of them could be
@@ -302,7 +319,9 @@ class CohortRun:
         """The row's status from its studies' outcomes (None: not all were tried)."""
         got = total.received + total.skipped + total.completed
         if states is None:
-            status = ItemStatus.PARTIAL if got else item.status
+            if not got:
+                return  # stopped before anything came: the row stays as it was
+            status = ItemStatus.PARTIAL
         elif all(state is RetrieveState.COMPLETE for state in states):
             status = ItemStatus.RETRIEVED
         elif all(state is RetrieveState.NOT_FOUND for state in states):
