@@ -106,6 +106,7 @@ class CohortRun:
     _stop: bool = field(default=False, init=False)
     _done: int = field(default=0, init=False)
     _total: int = field(default=0, init=False)
+    _found: int = field(default=0, init=False)
 
     async def run(self) -> CohortSummary:
         jobs = self.store.jobs
@@ -118,6 +119,7 @@ class CohortRun:
             pending = [item for item in items if item.status is ItemStatus.PENDING]
             if pending:
                 await self._look_up(pending)
+                self.say(f"looked up {rows(len(pending))}: {self._found} found")
             if not self._stop:
                 wanted = (ItemStatus.FOUND, ItemStatus.PARTIAL)
                 await self._retrieve([i for i in jobs.items(self.job.id) if i.status in wanted])
@@ -356,7 +358,14 @@ class CohortRun:
         self.store.jobs.update(item)
         if item.status.final:
             self._done += 1
-        self.say(_progress_line(item, self._done, self._total))
+        if item.status is ItemStatus.FOUND:
+            self._found += 1  # said once the look-up is over (one line, not one per row)
+        else:
+            self.say(_progress_line(item, self._done, self._total))
+
+
+def rows(count: int) -> str:
+    return "1 row" if count == 1 else f"{count} rows"
 
 
 def _add(total: RetrieveOutcome, outcome: RetrieveOutcome, *, planned: bool = True) -> None:
