@@ -200,6 +200,7 @@ def test_bad_lists_are_refused_before_anything_is_written(
         (["--report", "/no/such/folder/r.csv"], "does not exist"),
         (["-k", "StudyInstanceUID=1.2"], "--from and -k"),
         (["--max-associations", "0"], "expected 1 to 16"),
+        (["-l", "series"], "-l series goes with -k"),
     ],
 )
 def test_bad_options_are_refused(tmp_path: Path, options: list[str], message: str) -> None:

@@ -91,6 +91,8 @@ def _prepare(
 ) -> Callable[[], Awaitable[int]]:
     if job_id is None and args.keys:
         raise UsageError("--from and -k: give the studies one way (the file's rows, or keys)")
+    if args.level.lower() != "study":
+        raise UsageError(f"--from retrieves whole studies: -l {args.level} goes with -k keys")
     config, node, settings = node_and_settings(args)
     items = None
     if job_id is None:
