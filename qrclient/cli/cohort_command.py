@@ -24,7 +24,7 @@ from qrclient.cli.store_command import report_store_error
 from qrclient.jobs.cohort.items import InputError, read_items
 from qrclient.jobs.cohort.pacing import Pacer, PacingError, Rate, Window
 from qrclient.jobs.cohort.report import check_report_path, write_report
-from qrclient.jobs.cohort.run import CAPPED, CohortOptions, CohortRun, CohortSummary
+from qrclient.jobs.cohort.run import CAPPED, CohortOptions, CohortRun, CohortSummary, rows
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import check_ae_title, check_sender, parse_listen
 from qrclient.ops.query import parse_model
@@ -60,6 +60,7 @@ KEPT_OPTIONS = (
     "keep_dates",
     "pseudonym_key",
     "no_split",
+    "no_verify",
     "max_associations",
     "rate",
     "window",
@@ -90,6 +91,8 @@ def _prepare(
 ) -> Callable[[], Awaitable[int]]:
     if job_id is None and args.keys:
         raise UsageError("--from and -k: give the studies one way (the file's rows, or keys)")
+    if args.level.lower() != "study":
+        raise UsageError(f"--from retrieves whole studies: -l {args.level} goes with -k keys")
     config, node, settings = node_and_settings(args)
     items = None
     if job_id is None:
@@ -139,6 +142,8 @@ def _prepare(
         parallel=parallel,
         model=parse_model(args.model),
         split=not args.no_split,
+        cap=node.find_cap,
+        verify=not args.no_verify,
         move_from=move_from,
         listen_host=listen_host,
         listen_port=listen_port,
@@ -164,7 +169,7 @@ def _prepare(
             assert items is not None
             job = store.jobs.create(args.command, args.node, _spec(args), args.from_file, items)
             say(
-                f"job {job.id}: {job.total} rows from "
+                f"job {job.id}: {rows(job.total)} from "
                 f"{'standard input' if args.from_file == '-' else args.from_file}"
             )
         else:
@@ -207,13 +212,17 @@ def _prepare(
     return job
 
 
+_FILES = {"config", "tls_ca", "tls_cert", "tls_key", "linkage", "pseudonym_key", "report"}
+
+
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     """The options a resume runs with again (see KEPT_OPTIONS)."""
     spec: dict[str, Any] = {}
     for name in KEPT_OPTIONS:
         value = getattr(args, name, None)
         if value not in (None, False, []):
-            spec[name] = str(Path(value).resolve()) if name == "report" else value
+            # Files as absolute paths: a resume may run from another folder.
+            spec[name] = str(Path(value).expanduser().resolve()) if name in _FILES else value
     return spec
 
 
@@ -245,7 +254,7 @@ def _summarise(summary: CohortSummary, job: Job, out: Path, kind: str, *, quiet:
     elif not quiet:
         told = ", ".join(f"{n} {status.value}" for status, n in sorted(counts.items()))
         print(
-            f"job {job.id}: {len(summary.items)} rows: {told}; {summary.received} instances "
+            f"job {job.id}: {rows(len(summary.items))}: {told}; {summary.received} instances "
             f"received ({summary.skipped} already here), "
             f"{summary.received_bytes / 1e6:.1f} MB; store {out}"
         )

@@ -574,6 +574,12 @@ def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
         "it by StudyDate until each part comes back whole)",
     )
     group.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not compare each series' instance count with the PACS's after a study "
+        "(default: compare, ask again for what is missing, twice at most)",
+    )
+    group.add_argument(
         "--max-associations",
         type=int,
         metavar="N",
@@ -637,6 +643,32 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
             sub.set_defaults(wait=None)  # reads without the lock
         else:
             _add_wait_option(sub)
+    summary = "what the PACS has that the store lacks, series by series"
+    missing = actions.add_parser(
+        "missing",
+        help=summary,
+        description=f"{summary}: for the studies of -k keys (StudyInstanceUID, PatientID, "
+        "AccessionNumber) or of the rows of --from FILE, each series' instance count on the "
+        "PACS against the store's (its files). Exit 0 if nothing is missing, 5 if some is.",
+    )
+    _add_connection_options(missing)
+    missing.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY=VALUE",
+        help="StudyInstanceUID, PatientID or AccessionNumber; repeat for more",
+    )
+    missing.add_argument(
+        "--from", dest="from_file", metavar="FILE", help="a list, as retrieve --from takes"
+    )
+    missing.add_argument(
+        "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+    )
+    missing.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    _add_wait_option(missing)
 
 
 def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         from qrclient.cli import cohort_command
 
         return cohort_command.run(args)
-    for option in ("report", "no_split", "max_associations", "rate", "window"):
+    for option in ("report", "no_split", "no_verify", "max_associations", "rate", "window"):
         if getattr(args, option, None):
             name = "--" + option.replace("_", "-")
             sys.stderr.write(f"qrclient: error: {name} goes with --from, which was not given\n")

@@ -58,6 +58,8 @@ class NodeConfig:
     calling_ae: str | None = None
     # Where else its C-MOVE deliveries may come from (addresses, networks, host names).
     move_from: tuple[str, ...] = ()
+    # Where its C-FIND answers stop without saying so (a cohort's look-up then splits).
+    find_cap: int | None = None
 
     @property
     def listen(self) -> str:

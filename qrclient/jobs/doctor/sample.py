@@ -107,7 +107,8 @@ def _cap_check(outcome: FindOutcome, limit: int) -> Check:
             f"the PACS stopped after {outcome.count} matches with status Cancel (0xFE00): it "
             "caps C-FIND answers, so broad queries miss matches",
             "narrow queries (e.g. by date), or raise the PACS's limit (Orthanc: "
-            "LimitFindResults); qrclient find exits with 5 when results are truncated",
+            "LimitFindResults); qrclient find exits with 5 when results are truncated, and "
+            "retrieve --from splits such look-ups by date by itself",
         )
     if outcome.state is FindState.CANCELLED:
         return Check(CAP, State.OK, f"no cap below {limit} matches (stopped reading there)")
