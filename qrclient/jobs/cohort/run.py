@@ -30,8 +30,8 @@ from qrclient.jobs.retrieve import (
     RetrieveRequest,
     RetrieveState,
     RetrieveStore,
-    move_listener,
     note_refusals,
+    on_demand_listener,
 )
 from qrclient.net.association import Settings, open_association
 from qrclient.net.errors import DicomNetworkError
@@ -166,7 +166,7 @@ class CohortRun:
                 await self._retrieve_item(item, router, each)
 
         async with (
-            move_listener(
+            on_demand_listener(
                 router, options.listen_host, options.listen_port, self.settings
             ) as listener,
             anyio.create_task_group() as group,

@@ -164,6 +164,8 @@ class RetrieveJob:
             return
         units = self._units(plan)
         if units and self.method is Method.MOVE and self.router is not None:
+            if self.router.start_listening is not None:
+                await self.router.start_listening()
             self._senders, notes = await resolve_senders(
                 self.peer.ae_title, self.peer.host, self.move_from
             )
