@@ -27,7 +27,7 @@ from qrclient.config.toml_text import UnsplittableError, without_table
 from qrclient.net.peer import NodeError
 
 NEW_FILE_HEADER = (
-    "# qrclient configuration (see README.md, 'Configuration and named nodes').\n"
+    "# qrclient configuration (see docs/configuration.md in qrclient's sources).\n"
     "# Edited by 'qrclient nodes add/remove': comments and other settings are kept.\n"
 )
 

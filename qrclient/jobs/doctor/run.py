@@ -34,7 +34,7 @@ class DoctorOptions:
 async def diagnose_peer(
     peer: Peer, settings: Settings, options: DoctorOptions | None = None
 ) -> Report:
-    """Run every check against ``peer``; see README "qrclient doctor"."""
+    """Run every check against ``peer``; see docs/cli.md, "doctor"."""
     options = options or DoctorOptions()
     report = Report(str(peer), settings.calling_ae)
     if not await check_resolution(peer, report):
