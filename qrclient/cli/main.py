@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
+from qrclient.cli.options import (
+    add_config_argument,
+    add_connection_arguments,
+    add_quiet_argument,
+    add_tls_arguments,
+)
 from qrclient.present.failures import main_error
 
 if TYPE_CHECKING:
@@ -46,100 +52,6 @@ class _Parser(argparse.ArgumentParser):
 
 if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[_Parser]  # generic for type checkers only
-
-
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="the configuration file (default: $QRCLIENT_CONFIG, else qrclient's config.toml)",
-    )
-
-
-def _add_connection_options(parser: argparse.ArgumentParser) -> None:
-    # Defaults are None: a value not given comes from the node or the configuration file.
-    parser.add_argument(
-        "node", metavar="NODE", help="a configured node name, or the peer as AET@host:port"
-    )
-    _add_config_option(parser)
-    group = parser.add_argument_group("association")
-    group.add_argument(
-        "--aet",
-        help="our calling AE title (default: the node's calling_ae, else the file's "
-        "ae_title, else QRCLIENT)",
-    )
-    group.add_argument(
-        "--max-pdu",
-        type=int,
-        metavar="BYTES",
-        help="largest PDU we accept (default 1048576)",
-    )
-    for name, default, what in (
-        ("connect", 10.0, "TCP connection"),
-        ("association", 30.0, "the peer's answer to our association request"),
-        ("dimse", 60.0, "each DIMSE response"),
-        ("network", 30.0, "the rest of a PDU, and release"),
-    ):
-        group.add_argument(
-            f"--{name}-timeout",
-            type=float,
-            metavar="SECONDS",
-            help=f"wait at most this long for {what} (default {default:g})",
-        )
-    _add_tls_options(parser)
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log negotiation and DIMSE messages to stderr"
-    )
-    _add_quiet_option(parser)
-    parser.add_argument(
-        "--trace",
-        metavar="FILE",
-        help="write the association and DIMSE traffic to FILE as JSON Lines (no data sets), "
-        "for a bug report",
-    )
-
-
-def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="only what was asked for (results, JSON) and errors: no summary, progress, "
-        "notes or warnings; the exit code tells the outcome",
-    )
-
-
-def _add_tls_options(parser: argparse.ArgumentParser) -> None:
-    # Any of them turns TLS on; each replaces the node's own TLS setting.
-    group = parser.add_argument_group("DICOM over TLS (any --tls-* option implies --tls)")
-    group.add_argument(
-        "--tls", action="store_true", default=None, help="DICOM over TLS (1.2 or newer)"
-    )
-    group.add_argument(
-        "--tls-ca",
-        metavar="FILE",
-        help="PEM CA certificates to trust for the peer (default: the system's)",
-    )
-    group.add_argument(
-        "--tls-cert",
-        metavar="FILE",
-        help="our PEM certificate: client certificate, and our storage listener's",
-    )
-    group.add_argument(
-        "--tls-key", metavar="FILE", help="its PEM private key (default: in --tls-cert's file)"
-    )
-    group.add_argument(
-        "--tls-server-name",
-        metavar="NAME",
-        help="the name the peer's certificate must carry (default: the host of NODE)",
-    )
-    group.add_argument(
-        "--tls-no-verify",
-        action="store_true",
-        default=None,
-        help="INSECURE: do not check the peer's certificate (anyone on the path can "
-        "impersonate it); only to diagnose",
-    )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -190,11 +102,8 @@ def _add_echo_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(echo)
-    echo.add_argument("-c", "--count", type=int, default=1, help="how many echoes (default 1)")
-    echo.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    if options:
+        _command_module(name).add_arguments(echo)
 
 
 def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -209,27 +118,8 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(find)
-    find.add_argument(
-        "-l",
-        "--level",
-        required=True,
-        metavar="LEVEL",
-        help="patient, study, series or image",
-    )
-    find.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
-    _add_key_options(find)
-    find.add_argument(
-        "--relational", action="store_true", help="propose relational queries (extended neg.)"
-    )
-    find.add_argument(
-        "--fuzzy", action="store_true", help="propose fuzzy semantic matching of person names"
-    )
-    find.add_argument(
-        "--datetime-matching", action="store_true", help="propose combined date-time matching"
-    )
+    if options:
+        _command_module(name).add_arguments(find)
 
 
 def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -245,45 +135,8 @@ def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(worklist)
-    worklist.add_argument(
-        "--date",
-        metavar="DATE",
-        help="scheduled start date or range: today, 2024-03-14, 20240314, 2024-03, "
-        "2024-03-01-2024-03-31",
-    )
-    worklist.add_argument("--modality", metavar="MODALITY", help="e.g. CT, MR, US")
-    worklist.add_argument(
-        "--station", metavar="AET", help="the scheduled station's AE title (a modality's own)"
-    )
-    _add_key_options(worklist)
-
-
-def _add_key_options(parser: argparse.ArgumentParser) -> None:
-    """-k, --no-default-keys and -f, as find has them."""
-    parser.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        metavar="KEY[=VALUE]",
-        help="a matching or return key; repeat for more",
-    )
-    parser.add_argument(
-        "--no-default-keys",
-        action="store_true",
-        help="return only the keys given with -k, not the defaults",
-    )
-    parser.add_argument(
-        "-f",
-        "--format",
-        choices=("table", "json", "ndjson", "csv"),
-        default=None,
-        help="output format (default: table on a terminal, ndjson otherwise)",
-    )
+    if options:
+        _command_module(name).add_arguments(worklist)
 
 
 def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -301,22 +154,8 @@ def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(doctor)
-    doctor.add_argument(
-        "--listen",
-        metavar="[HOST:]PORT",
-        help="where our storage listener accepts the moved instance (default 11113)",
-    )
-    doctor.add_argument(
-        "--move-wait",
-        type=float,
-        default=20.0,
-        metavar="SECONDS",
-        help="how long to wait for the instance got or moved (default 20)",
-    )
-    doctor.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    if options:
+        _command_module(name).add_arguments(doctor)
 
 
 def _add_tui_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -358,9 +197,9 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     show = actions.add_parser("show", help="one node's settings, defaults included")
     show.add_argument("name", metavar="NAME", help="a node name (or AET@host:port)")
     for sub in (listing, show):
-        _add_config_option(sub)
+        add_config_argument(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        _add_quiet_option(sub)
+        add_quiet_argument(sub)
     add = actions.add_parser(
         "add",
         help="add a node (settings not given are inherited from the file's defaults)",
@@ -368,7 +207,7 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     add.add_argument("name", metavar="NAME", help="letters, digits, '-' and '_'")
     add.add_argument("address", metavar="AET@HOST:PORT", help="the peer")
-    _add_config_option(add)
+    add_config_argument(add)
     add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
     add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
     add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
@@ -381,13 +220,13 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
     add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
     for name in ("connect", "association", "dimse", "network"):
         add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
-    _add_tls_options(add)
+    add_tls_arguments(add)
     add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
-    _add_quiet_option(add)
+    add_quiet_argument(add)
     remove = actions.add_parser("remove", help="remove a node")
     remove.add_argument("name", metavar="NAME")
-    _add_config_option(remove)
-    _add_quiet_option(remove)
+    add_config_argument(remove)
+    add_quiet_argument(remove)
 
 
 def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -406,7 +245,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     if not options:
         return
-    _add_connection_options(sub)
+    add_connection_arguments(sub)
     sub.add_argument(
         "-l",
         "--level",
@@ -452,7 +291,9 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         "another AE (default: keep the first and report the conflict)",
     )
     _add_pseudonymize_options(sub)
-    if name != "get":
+    if name == "get":
+        sub.set_defaults(dest=None, listen=None, move_from=None)
+    else:
         sub.add_argument(
             "--dest",
             metavar="AET",
@@ -490,7 +331,7 @@ def _add_send_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     if not options:
         return
-    _add_connection_options(send)
+    add_connection_arguments(send)
     send.add_argument("paths", nargs="*", metavar="PATH", help="a DICOM file or a folder")
     send.add_argument(
         "--study", action="append", default=[], metavar="UID", help="a study of the local store"
@@ -584,9 +425,9 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
         sub.add_argument(
             "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
         )
-        _add_config_option(sub)
+        add_config_argument(sub)
         sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        _add_quiet_option(sub)
+        add_quiet_argument(sub)
         if action == "ls":
             sub.set_defaults(wait=None)  # reads without the lock
         else:
@@ -621,7 +462,7 @@ def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
     demo.add_argument(
         "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
     )
-    _add_quiet_option(demo)
+    add_quiet_argument(demo)
 
 
 _RETRIEVE_SUMMARIES = {
@@ -642,6 +483,11 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     "tui": _add_tui_parser,
     "demo": _add_demo_parser,
 }
+
+
+def _command_module(command: str) -> ModuleType:
+    name = "retrieve" if command in ("get", "move") else command
+    return _import_quietly(f"qrclient.cli.{name}_command")
 
 
 def _import_quietly(name: str) -> ModuleType:
@@ -679,7 +525,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
     warnings.showwarning = _show_warning
-    name = "retrieve" if args.command in ("get", "move") else args.command
     code = exit_codes.INTERNAL_ERROR  # what the trace records if an unexpected exception escapes
     trace = None
     try:
@@ -690,9 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:  # the trace file cannot be written
             sys.stderr.write(f"qrclient: error: {exc}\n")
             return exit_codes.USAGE
-        module = _import_quietly(f"qrclient.cli.{name}_command")
+        module = _command_module(args.command)
         try:
-            code = int(module.run(args))
+            if hasattr(module, "Options"):  # a command with typed options
+                code = int(module.run(module.Options.from_namespace(args), trace))
+            else:
+                code = int(module.run(args))
         except BaseExceptionGroup as group:
             raise main_error(group) from None
     except KeyboardInterrupt:
@@ -747,16 +595,14 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
 
 
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
-    """--trace FILE: the observer that common.node_and_settings adds to the settings."""
+    """--trace FILE: the observer the command adds to its settings (cli.common.connection)."""
     path = getattr(args, "trace", None)
     if path is None:
         return None
     from qrclient.present.trace import Trace, redact_keys
 
     # Query values may name patients: the trace keeps only their keywords.
-    trace = Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
-    args.trace_writer = trace
-    return trace
+    return Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, fail
+from qrclient.cli.options import TlsOptions
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options
 from qrclient.config import Config, ConfigError, NodeConfig, config_path, load_config
 from qrclient.config.edit import add_node, check_node_name, remove_node
@@ -192,7 +193,7 @@ def _add(args: argparse.Namespace) -> int:
 def _tls_table(args: argparse.Namespace) -> dict[str, Any] | bool | None:
     """The --tls* options as the node's ``tls`` setting; files are checked (PEM) first."""
     try:
-        tls = tls_from_options(args, None)
+        tls = tls_from_options(TlsOptions.from_namespace(args), None)
     except TlsOptionError as exc:
         raise UsageError(str(exc)) from None
     if tls is None:
