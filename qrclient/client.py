@@ -509,31 +509,20 @@ class Local:
 
     async def _open(self, connection: Connection) -> Store | PseudonymizingStore:
         """The store (pseudonymising what it receives, if asked), opened once."""
-        from qrclient.deid.errors import DeidError
         from qrclient.store import Store
 
         if self.store is None:
             store = Store.open(self.root, overwrite=self._overwrite, wait=self._wait)
             try:
                 if self._pseudonymize is not None:
-                    from qrclient.deid.session import open_pseudonymizing
-
-                    self._sink = open_pseudonymizing(store, self._pseudonymize)
-            except BaseException as exc:
+                    self._sink = receiving_sink(store, self._pseudonymize, to_us=True)
+            except BaseException:
                 store.close()
-                if isinstance(exc, DeidError):  # e.g. the store was pseudonymised otherwise
-                    raise OptionError(str(exc)) from None
                 raise
             self.store = store
         if self._sink is not None:
             return self._sink
-        if connection.to_us:
-            from qrclient.deid.marker import refuse_plain
-
-            try:
-                refuse_plain(self.root)
-            except DeidError as exc:
-                raise OptionError(str(exc)) from None
+        receiving_sink(self.store, None, to_us=connection.to_us)
         return self.store
 
     async def _prepare(
@@ -630,7 +619,7 @@ class Local:
             try:
                 if sink is not None:
                     sink.close()
-                    notes.append(_pseudonymized_note(sink))
+                    notes.append(pseudonymized_note(sink))
             finally:
                 try:
                     if store is not None:
@@ -683,7 +672,31 @@ def _check_listener_tls(connection: Connection) -> None:
         )
 
 
-def _pseudonymized_note(sink: PseudonymizingStore) -> str:
+def receiving_sink(
+    store: Store, pseudonymize: PseudonymizeOptions | None, *, to_us: bool
+) -> PseudonymizingStore | None:
+    """With ``pseudonymize``, ``store`` wrapped to pseudonymise what it receives; else
+    None, after refusing a pseudonymised store for plain instances coming to us. A
+    pseudonymised store takes no plain instances, nor a plain one pseudonymised ones
+    (qrclient.deid.marker). OptionError (one line) when they would mix."""
+    from qrclient.deid.errors import DeidError
+
+    try:
+        if pseudonymize is not None:
+            from qrclient.deid.session import open_pseudonymizing
+
+            return open_pseudonymizing(store, pseudonymize)
+        if to_us:
+            from qrclient.deid.marker import refuse_plain
+
+            refuse_plain(store.root)
+    except DeidError as exc:
+        raise OptionError(str(exc)) from None
+    return None
+
+
+def pseudonymized_note(sink: PseudonymizingStore) -> str:
+    """What a pseudonymising retrieve did, for its summary."""
     what = f"pseudonymised on receive ({sink.pseudonymizer.dates.describe()})"
     if sink.linkage is None:
         return f"{what}; no linkage file kept (--linkage FILE keeps one)"

@@ -47,7 +47,7 @@ from qrclient.store import (
     StoreUnwritable,
 )
 from qrclient.store.incoming import Incoming, open_temp
-from qrclient.store.index import GROUP_ROWS, make_record
+from qrclient.store.index import GROUP_ROWS, SCHEMA_VERSION, make_record
 from qrclient.store.overview import StoreView
 from qrclient.vocabulary import Model
 from tests.fakepeer import (
@@ -403,7 +403,7 @@ def test_open_creates_the_layout_of_the_store(tmp_path: Path) -> None:
         db = sqlite3.connect(store.root / ".qrclient" / "index.sqlite")
         try:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert db.execute("PRAGMA user_version").fetchone() == (1,)
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         finally:
             db.close()
 

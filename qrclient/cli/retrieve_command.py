@@ -63,6 +63,13 @@ class Options:
     dest: str | None = None  # move and retrieve only
     listen: str | None = None
     move_from: tuple[str, ...] = ()
+    # --from FILE: a cohort, run as a durable job (qrclient.cli.cohort_command)
+    from_file: str | None = None
+    report: str | None = None
+    no_split: bool = False
+    max_associations: int | None = None
+    rate: str | None = None
+    window: str | None = None
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> Options:
@@ -86,10 +93,30 @@ class Options:
             args.dest,
             args.listen,
             tuple(args.move_from or ()),
+            args.from_file,
+            args.report,
+            args.no_split,
+            args.max_associations,
+            args.rate,
+            args.window,
         )
 
 
 def run(options: Options, trace: Trace | None = None) -> int:
+    if options.from_file:  # a list of studies: a durable job
+        from qrclient.cli import cohort_command
+
+        return cohort_command.run(options, trace)
+    for name, value in (
+        ("--report", options.report),
+        ("--no-split", options.no_split),
+        ("--max-associations", options.max_associations),
+        ("--rate", options.rate),
+        ("--window", options.window),
+    ):
+        if value:
+            sys.stderr.write(f"qrclient: error: {name} goes with --from, which was not given\n")
+            return exit_codes.USAGE
     started: list[tuple[RetrieveJob, Path]] = []
     try:
         return run_command(lambda: _prepare(options, trace, started))
