@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from qrclient.cli.options import ConnectionOptions, add_connection_arguments
+from qrclient.cli.arguments import add_connection_arguments
+from qrclient.cli.options import ConnectionOptions
 
 if TYPE_CHECKING:
     from qrclient.present.trace import Trace

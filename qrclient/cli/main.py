@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
-from qrclient.cli.options import (
-    add_config_argument,
-    add_connection_arguments,
-    add_quiet_argument,
-    add_tls_arguments,
-)
+from qrclient.cli.arguments import add_connection_arguments, add_wait_argument
 from qrclient.present.failures import main_error
 
 if TYPE_CHECKING:
@@ -74,6 +69,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="the configuration file with named nodes (also accepted after the command; "
         "default: $QRCLIENT_CONFIG, else config.toml in qrclient's user configuration folder)",
     )
+    # What only some commands have, so the code below reads every run the same way.
+    parser.set_defaults(paths=None, verbose=None, trace=None, keys=[])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     for name, add in _COMMANDS.items():
@@ -164,19 +161,8 @@ def _add_tui_parser(commands: _Commands, name: str, options: bool) -> None:
         help="the terminal UI: query, browse, retrieve and troubleshoot (also: qrclient alone)",
         description="Open the terminal UI, optionally on NODE (AET@host:port).",
     )
-    if not options:
-        return
-    tui.add_argument(
-        "node", metavar="NODE", nargs="?", help="the peer: AET@host:port or a configured name"
-    )
-    tui.add_argument("--aet", help="our calling AE title (default: configured, else QRCLIENT)")
-    tui.add_argument("-o", "--out", metavar="DIR", help="the local store (default: configured)")
-    tui.add_argument(
-        "--listen",
-        metavar="[HOST:]PORT",
-        help="where our storage listener accepts C-MOVE instances (default: configured, 11113)",
-    )
-    tui.add_argument("--config", metavar="FILE", help="the configuration file with named nodes")
+    if options:
+        _command_module(name).add_arguments(tui)
 
 
 def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -188,45 +174,8 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
             "configuration file in place: its comments and other settings are kept."
         ),
     )
-    if not options:
-        return
-    actions = nodes.add_subparsers(
-        dest="nodes_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    listing = actions.add_parser("list", help="the configured nodes")
-    show = actions.add_parser("show", help="one node's settings, defaults included")
-    show.add_argument("name", metavar="NAME", help="a node name (or AET@host:port)")
-    for sub in (listing, show):
-        add_config_argument(sub)
-        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        add_quiet_argument(sub)
-    add = actions.add_parser(
-        "add",
-        help="add a node (settings not given are inherited from the file's defaults)",
-        description="Add a named node; settings not given follow the file's defaults.",
-    )
-    add.add_argument("name", metavar="NAME", help="letters, digits, '-' and '_'")
-    add.add_argument("address", metavar="AET@HOST:PORT", help="the peer")
-    add_config_argument(add)
-    add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
-    add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
-    add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
-    add.add_argument(
-        "--calling-aet",
-        metavar="AET",
-        help="our AE title toward this node, as registered on it (default: the file's)",
-    )
-    add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
-    add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
-    for name in ("connect", "association", "dimse", "network"):
-        add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
-    add_tls_arguments(add)
-    add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
-    add_quiet_argument(add)
-    remove = actions.add_parser("remove", help="remove a node")
-    remove.add_argument("name", metavar="NAME")
-    add_config_argument(remove)
-    add_quiet_argument(remove)
+    if options:
+        _command_module(name).add_arguments(nodes)
 
 
 def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -283,7 +232,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         "are powers of 1024)",
     )
     sub.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
-    _add_wait_option(sub)
+    add_wait_argument(sub)
     sub.add_argument(
         "--overwrite",
         action="store_true",
@@ -434,15 +383,6 @@ def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_wait_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--wait",
-        type=float,
-        metavar="SECONDS",
-        help="wait up to this long for another qrclient using the store (default: fail at once)",
-    )
-
-
 def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
     store = commands.add_parser(
         name,
@@ -457,27 +397,8 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    actions = store.add_subparsers(
-        dest="store_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    for action, summary in (
-        ("ls", "patients, studies and series held, with counts and sizes"),
-        ("verify", "the index against the files: missing, changed, unreadable, unindexed"),
-        ("rebuild", "index the files anew (the index is replaced)"),
-    ):
-        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
-        sub.add_argument(
-            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
-        )
-        add_config_argument(sub)
-        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        add_quiet_argument(sub)
-        if action == "ls":
-            sub.set_defaults(wait=None)  # reads without the lock
-        else:
-            _add_wait_option(sub)
+    if options:
+        _command_module(name).add_arguments(store)
 
 
 def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -493,42 +414,8 @@ def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    actions = jobs.add_subparsers(
-        dest="jobs_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    for action, summary in (
-        ("list", "the jobs, their state and their rows' statuses"),
-        ("resume", "take a job up where it stopped (default: the one not finished)"),
-        ("cancel", "forget a job (the instances it retrieved stay in the store)"),
-    ):
-        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
-        if action != "list":
-            sub.add_argument(
-                "id", metavar="ID", type=int, nargs="?" if action == "resume" else None
-            )
-        sub.add_argument(
-            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
-        )
-        add_config_argument(sub)
-        add_quiet_argument(sub)
-        if action == "list":
-            sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        else:
-            _add_wait_option(sub)
-        if action == "resume":
-            sub.add_argument(
-                "--format", choices=("text", "json"), default="text", help="summary format"
-            )
-            sub.add_argument(
-                "-v", "--verbose", action="store_true", help="log DIMSE messages to stderr"
-            )
-            sub.add_argument(
-                "--max-associations", type=int, metavar="N", help="instead of the job's own"
-            )
-            sub.add_argument("--rate", metavar="RATE", help="instead of the job's own")
-            sub.add_argument("--window", metavar="HH:MM-HH:MM", help="instead of the job's own")
+    if options:
+        _command_module(name).add_arguments(jobs)
 
 
 def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -541,25 +428,8 @@ def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
             "It knows QRCLIENT@127.0.0.1:11113 (qrclient's defaults) as a C-MOVE destination."
         ),
     )
-    if not options:
-        return
-    demo.add_argument("--serve", action="store_true", help="only run the demo PACS, no UI")
-    demo.add_argument(
-        "--port", type=int, metavar="N", help="its DICOM port (default 11112; UI: any free one)"
-    )
-    demo.add_argument("--aet", default="DEMO", help="its AE title (default DEMO)")
-    demo.add_argument(
-        "--destination",
-        action="append",
-        default=[],
-        dest="destinations",
-        metavar="AET@HOST:PORT",
-        help="a C-MOVE destination it knows; repeat for more",
-    )
-    demo.add_argument(
-        "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
-    )
-    add_quiet_argument(demo)
+    if options:
+        _command_module(name).add_arguments(demo)
 
 
 _RETRIEVE_SUMMARIES = {
@@ -607,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(given))
     args, extra = parser.parse_known_args(given)
-    if extra and isinstance(getattr(args, "paths", None), list):
+    if extra and isinstance(args.paths, list):
         # send's PATHs after its options: argparse takes positionals in one run only.
         if any(item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -617,8 +487,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
         # `qrclient` alone on a terminal (perhaps with --config): the UI.
         args = build_parser("tui").parse_args([*given, "tui"])
-    if getattr(args, "config", None) is None:  # --config before the command
-        args.config = args.global_config
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
@@ -635,10 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_codes.USAGE
         module = _command_module(args.command)
         try:
-            if hasattr(module, "Options"):  # a command with typed options
-                code = int(module.run(module.Options.from_namespace(args), trace))
-            else:
-                code = int(module.run(args))
+            code = int(module.run(module.Options.from_namespace(args), trace))
         except BaseExceptionGroup as group:
             raise main_error(group) from None
     except KeyboardInterrupt:
@@ -681,7 +546,7 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
     from qrclient.present.printable import printable
 
     message, hint = describe(error)
-    verbose = getattr(args, "verbose", None)  # None: the command has no -v
+    verbose = args.verbose  # None: the command has no -v
     sys.stderr.write(f"qrclient: error: {printable(message)}\n")
     if hint:
         more = " (-v shows where it happened)" if verbose is False else ""
@@ -694,13 +559,13 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
 
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
     """--trace FILE: the observer the command adds to its settings (cli.common.connection)."""
-    path = getattr(args, "trace", None)
+    path = args.trace
     if path is None:
         return None
     from qrclient.present.trace import Trace, redact_keys
 
     # Query values may name patients: the trace keeps only their keywords.
-    return Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
+    return Trace.open(path, str(args.command), redact_keys(given, args.keys))
 
 
 def _silence_stdout() -> None:
