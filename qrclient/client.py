@@ -27,11 +27,14 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from qrclient.config import Config, NodeConfig, load_config
-from qrclient.net.association import Observer, Settings, Timeouts, open_association
+from qrclient.net.association import open_association
 from qrclient.net.errors import ListenFailed
+from qrclient.net.events import Observer
 from qrclient.net.peer import Peer
-from qrclient.net.presentation import VERIFICATION, ContextRequest, QueryOptions
+from qrclient.net.presentation import ContextRequest, QueryOptions
+from qrclient.net.settings import Settings, Timeouts
 from qrclient.net.tls import TlsSettings
+from qrclient.net.uids import VERIFICATION
 from qrclient.vocabulary import Level, Method, Model
 
 if TYPE_CHECKING:
@@ -397,10 +400,12 @@ class Local:
 
     The store is opened (and locked) only while retrieves run, so another qrclient can
     use it in between. C-MOVEs to us share one listener per address, started by the
-    first retrieve that needs it and stopped with the last. ``max_jobs``: retrieves
-    running at once (the others wait their turn). ``get_if_cannot_listen``: a retrieve
-    on auto whose listener cannot start uses C-GET, saying why (the UI), instead of
-    failing. Unless ``pseudonymize``, a retrieve to us refuses a pseudonymised store
+    first retrieve that moves to us and stopped with the last. ``max_jobs``: retrieves
+    running at once (the others wait their turn). ``get_if_cannot_listen``: the
+    listener starts with a retrieve moving to us, and one on auto whose listener cannot
+    start uses C-GET, saying why (the UI); else it binds its port when a job first
+    moves to us, and a failure to listen ends that job (the command line). Unless
+    ``pseudonymize``, a retrieve to us refuses a pseudonymised store
     (qrclient.deid.marker), so plain and pseudonymised instances never mix.
     """
 
@@ -427,6 +432,7 @@ class Local:
         # Opening the store and listeners, and closing them, one at a time: retrieves
         # start in the same tick, and one may start while the last one's are closing.
         self._lock = anyio.Lock()
+        self._holding = anyio.Lock()
         self._slots = anyio.Semaphore(max_jobs)  # a big selection must not flood the PACS
         self._retrieving = 0
         self._idle = anyio.Event()  # no retrieve running: the store may be closed
@@ -545,7 +551,7 @@ class Local:
                 return sink, connection.method, None, ""
             address = connection.listen
             shared = self._listeners.get(address)
-            if shared is not None and shared.alive:
+            if shared is not None and (shared.alive or not self._get_if_cannot_listen):
                 if shared.router.our_ae == settings.calling_ae:
                     return sink, connection.method, shared, ""
                 # A node with a calling AE title of its own: the PACS connects to that one.
@@ -557,11 +563,24 @@ class Local:
                     )
                 return sink, Method.GET, None, f"no C-MOVE to us ({busy}): using C-GET"
             shared = _SharedListener(MoveRouter(settings.calling_ae, sink))
+            if not self._get_if_cannot_listen:
+                # Bound when a job first moves to us: a retrieve that turns out to use
+                # C-GET, or finds everything here, must not fail on a port in use.
+                starting = anyio.Lock()
+
+                async def start() -> None:
+                    async with starting:
+                        if not shared.alive:
+                            await self._start(shared, address, settings)
+
+                shared.router.start_listening = start
+                self._listeners[address] = shared
+                return sink, connection.method, shared, ""
             try:
                 await self._start(shared, address, settings)
             except Exception as exc:
                 error = main_error(exc)
-                if connection.method is Method.MOVE or not self._get_if_cannot_listen:
+                if connection.method is Method.MOVE:
                     raise error from None
                 # No listener: C-GET is the only way left; say why.
                 why, _ = describe(error)
@@ -573,28 +592,29 @@ class Local:
         self, shared: _SharedListener, address: tuple[str, int], settings: Settings
     ) -> None:
         """Start the listener in a task group of its own, which lives until release."""
-        if self._tasks is None:
-            ready = anyio.Event()
-            self._tasks_done = anyio.Event()
-            failure: list[BaseException] = []
+        async with self._holding:  # one task group, however many listeners start
+            if self._tasks is None:
+                ready = anyio.Event()
+                self._tasks_done = anyio.Event()
+                failure: list[BaseException] = []
 
-            async def hold() -> None:
-                assert self._tasks_done is not None
-                try:
-                    async with anyio.create_task_group() as group:
-                        self._tasks = group
-                        ready.set()
-                        await anyio.sleep_forever()
-                except BaseException as exc:
-                    failure.append(exc)
-                finally:
-                    self._tasks = None
-                    self._tasks_done.set()
+                async def hold() -> None:
+                    assert self._tasks_done is not None
+                    try:
+                        async with anyio.create_task_group() as group:
+                            self._tasks = group
+                            ready.set()
+                            await anyio.sleep_forever()
+                    except BaseException as exc:
+                        failure.append(exc)
+                    finally:
+                        self._tasks = None
+                        self._tasks_done.set()
 
-            # The listeners outlive the retrieve that started them: a detached task
-            # of the running loop holds their task group until the last one ends.
-            _spawn(hold)
-            await ready.wait()
+                # The listeners outlive the retrieve that started them: a detached task
+                # of the running loop holds their task group until the last one ends.
+                _spawn(hold)
+                await ready.wait()
         assert self._tasks is not None
         await self._tasks.start(shared.serve, *address, settings)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -199,6 +200,7 @@ def test_bad_lists_are_refused_before_anything_is_written(
         (["--report", "/no/such/folder/r.csv"], "does not exist"),
         (["-k", "StudyInstanceUID=1.2"], "--from and -k"),
         (["--max-associations", "0"], "expected 1 to 16"),
+        (["-l", "series"], "-l series goes with -k"),
     ],
 )
 def test_bad_options_are_refused(tmp_path: Path, options: list[str], message: str) -> None:
@@ -386,3 +388,53 @@ def test_a_plan_cut_short_by_the_cap_is_not_taken_for_the_whole(
     assert result.returncode == 0, result.stderr
     assert "result cap" in result.stderr
     assert stored_uids(tmp_path) == set().union(*(instances(s) for s in studies))
+
+
+def test_a_cohort_by_c_get_needs_no_listener(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    """retrieve (C-GET where accepted, else C-MOVE) decides once per job: with C-GET
+    our listener is not started, so a port someone else holds does not matter."""
+    study = find_patient(archive, "PAT006").studies[0]
+    cohort = write_csv(tmp_path / "c.csv", ["StudyInstanceUID"], [[study.study_instance_uid]])
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = qrclient(
+            "retrieve",
+            node(orthanc),
+            "--from",
+            str(cohort),
+            "--out",
+            str(tmp_path / "s"),
+            "--aet",
+            OUR_AE,
+            "--listen",
+            f"127.0.0.1:{port}",
+        )
+    assert result.returncode == 0, result.stderr
+    assert stored_uids(tmp_path / "s") == instances(study)
+
+
+def test_move_from_a_list_shares_one_listener(
+    real_pacs: RealPacs, archive: Archive, tmp_path: Path, listen_ports: tuple[int, int]
+) -> None:
+    studies = studies_of(archive, "PAT004", "PAT005")
+    cohort = write_csv(
+        tmp_path / "c.csv", ["AccessionNumber"], [[s.accession_number] for s in studies]
+    )
+    result = qrclient(
+        "move",
+        real_pacs.node,
+        "--from",
+        str(cohort),
+        "--out",
+        str(tmp_path / "s"),
+        "--aet",
+        OUR_AE,
+        "--listen",
+        f"127.0.0.1:{listen_ports[0]}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored_uids(tmp_path / "s") == set().union(*(instances(s) for s in studies))

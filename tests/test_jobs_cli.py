@@ -128,3 +128,36 @@ def test_jobs_of_an_empty_store(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert "no jobs" in listed.stderr
     assert qrclient("jobs", "resume", "7", "--out", str(tmp_path)).returncode == 2
+
+
+def test_a_job_keeps_its_files_as_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume may run from another folder: the files a job names are kept absolute."""
+    from qrclient.cli.cohort_command import _spec
+    from qrclient.cli.main import build_parser
+    from qrclient.cli.retrieve_command import Options
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser("retrieve").parse_args(
+        [
+            "retrieve",
+            "pacs",
+            "--from",
+            "c.csv",
+            "--report",
+            "r.csv",
+            "--pseudonymize",
+            "--linkage",
+            "l.csv",
+            "--window",
+            "20:00-06:00",
+            "--no-split",
+        ]
+    )
+    spec = _spec(Options.from_namespace(args))
+    assert spec["report"] == str(tmp_path / "r.csv")
+    assert spec["linkage"] == str(tmp_path / "l.csv")
+    assert (spec["window"], spec["no_split"], spec["pseudonymize"]) == ("20:00-06:00", True, True)
+    assert "from_file" not in spec
+    assert "out" not in spec

@@ -1,13 +1,24 @@
-"""The time window and the rate of a cohort job, on a clock that moves only when slept on."""
+"""The time window and the rate of a cohort job, on a clock that moves only when slept on;
+the cap a node says its PACS stops at."""
 
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import anyio
 import pytest
 
+from fixtures.dataset import Archive, find_patient
+from fixtures.orthanc import OrthancServer
+from qrclient.config import ConfigError, load_config
 from qrclient.jobs.cohort.pacing import LONGEST_SLEEP, Pacer, PacingError, Rate, Window
+from qrclient.jobs.cohort.resolve import Resolution, Resolver
+from qrclient.net.association import open_association
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
+from qrclient.vocabulary import Model
 
 
 class FakeClock:
@@ -147,3 +158,38 @@ def test_window_and_rate_together() -> None:
     assert clock.now() == at(20, 0)
     anyio.run(pacer.before_study)
     assert clock.now() == at(20, 1)
+
+
+def test_a_nodes_find_cap_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    node = '[nodes.pacs]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 104\n'
+    path.write_text(node + "find_cap = 500\n")
+    assert load_config(path).resolve("pacs").find_cap == 500
+    path.write_text(node)
+    assert load_config(path).resolve("pacs").find_cap is None
+    path.write_text(node + "find_cap = 0\n")
+    with pytest.raises(ConfigError, match="find_cap"):
+        load_config(path)
+
+
+def test_a_silent_cap_is_split_too(orthanc: OrthancServer, archive: Archive) -> None:
+    """A PACS that stops at ``find_cap`` matches with Success: as many as that is
+    taken for cut short, and the look-up is split by date until each part has fewer."""
+    patient = find_patient(archive, "PAT002")
+    cap = len(patient.studies)  # the patient's studies, all in different years
+    peer = Peer(orthanc.aet, orthanc.host, orthanc.dicom_port)
+    context = ContextRequest(Model.STUDY.find_sop_class)
+
+    async def resolve(cap: int | None) -> Resolution:
+        async with open_association(peer, [context], Settings()) as association:
+            return await Resolver(association, cap=cap).resolve({"PatientID": "PAT002"})
+
+    plain = anyio.run(resolve, None)
+    assert (plain.queries, plain.split) == (1, False)
+    capped = anyio.run(resolve, cap)
+    assert capped.split
+    assert capped.queries > 1
+    assert not capped.incomplete
+    assert sorted(s.uid for s in capped.studies) == sorted(
+        s.study_instance_uid for s in patient.studies
+    )

@@ -30,8 +30,8 @@ from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode as pynetdicom_encode
 
 from qrclient.net import ContextRequest, Peer, open_association
-from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.datasets import encode_dataset
+from qrclient.net.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.ops.get import c_get
 from qrclient.store import (
     DEFAULT_LAYOUT,

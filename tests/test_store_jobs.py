@@ -13,6 +13,7 @@ import pytest
 
 from qrclient.store import ItemStatus, JobItem, JobState, Store, StoreError, read_jobs
 from qrclient.store.index import SCHEMA_VERSION
+from qrclient.store.overview import StoreView
 from tests.test_store import ROOT_UID, make_dataset, store_dataset
 
 ROWS = [
@@ -206,3 +207,15 @@ def test_a_killed_process_leaves_its_items_as_they_were(tmp_path: Path) -> None:
         [job] = store.jobs.all()
         assert job.state is JobState.RUNNING  # nobody said it stopped: resumable
         assert job.counts == {ItemStatus.RETRIEVED: 20, ItemStatus.PENDING: 30}
+
+
+def test_jobs_of_a_store_named_by_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.open(tmp_path / "store") as store:
+        store.jobs.create("retrieve", "pacs", {}, "-", ROWS)
+    monkeypatch.chdir(tmp_path)
+    [job] = read_jobs(Path("store"))
+    assert len(job.items()) == 3
+    with StoreView(Path("store")) as view:  # the UI's and store ls's reader likewise
+        assert view.holdings() == []

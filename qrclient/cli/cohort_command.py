@@ -20,7 +20,7 @@ from qrclient.client import pseudonymized_note, receiving_sink
 from qrclient.jobs.cohort.items import InputError, read_items
 from qrclient.jobs.cohort.pacing import Pacer, PacingError, Rate, Window
 from qrclient.jobs.cohort.report import check_report_path, write_report
-from qrclient.jobs.cohort.run import CAPPED, CohortOptions, CohortRun, CohortSummary
+from qrclient.jobs.cohort.run import CAPPED, CohortOptions, CohortRun, CohortSummary, rows
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import check_ae_title, check_sender, parse_listen
 from qrclient.ops.query import parse_model
@@ -58,6 +58,7 @@ KEPT_OPTIONS = (
     "keep_dates",
     "pseudonym_key",
     "no_split",
+    "no_verify",
     "max_associations",
     "rate",
     "window",
@@ -88,6 +89,8 @@ def _prepare(
 ) -> Callable[[], Awaitable[int]]:
     if job_id is None and given.keys:
         raise UsageError("--from and -k: give the studies one way (the file's rows, or keys)")
+    if given.level.lower() != "study":
+        raise UsageError(f"--from retrieves whole studies: -l {given.level} goes with -k keys")
     resolved = connection(
         given.connection,
         trace,
@@ -136,6 +139,8 @@ def _prepare(
         parallel=parallel,
         model=resolved.model,
         split=not given.no_split,
+        cap=node.find_cap,
+        verify=not given.no_verify,
         move_from=resolved.move_from,
         listen_host=listen_host,
         listen_port=listen_port,
@@ -164,7 +169,7 @@ def _prepare(
                 given.command, given.connection.node, _spec(given), source, items
             )
             say(
-                f"job {job.id}: {job.total} rows from "
+                f"job {job.id}: {rows(job.total)} from "
                 f"{'standard input' if source == '-' else source}"
             )
         else:
@@ -207,6 +212,9 @@ def _prepare(
     return job
 
 
+_FILES = {"config", "tls_ca", "tls_cert", "tls_key", "linkage", "pseudonym_key", "report"}
+
+
 def _spec(given: Options) -> dict[str, Any]:
     """The options a resume runs with again (see KEPT_OPTIONS), by their argument names."""
     c, tls = given.connection, given.connection.tls
@@ -234,6 +242,7 @@ def _spec(given: Options) -> dict[str, Any]:
         "keep_dates": given.keep_dates,
         "pseudonym_key": given.pseudonym_key,
         "no_split": given.no_split,
+        "no_verify": given.no_verify,
         "max_associations": given.max_associations,
         "rate": given.rate,
         "window": given.window,
@@ -247,7 +256,8 @@ def _spec(given: Options) -> dict[str, Any]:
     for name in KEPT_OPTIONS:
         value = values[name]
         if value not in (None, False, []):
-            spec[name] = str(Path(value).resolve()) if name == "report" else value
+            # Files as absolute paths: a resume may run from another folder.
+            spec[name] = str(Path(value).expanduser().resolve()) if name in _FILES else value
     return spec
 
 
@@ -279,7 +289,7 @@ def _summarise(summary: CohortSummary, job: Job, out: Path, kind: str, *, quiet:
     elif not quiet:
         told = ", ".join(f"{n} {status.value}" for status, n in sorted(counts.items()))
         print(
-            f"job {job.id}: {len(summary.items)} rows: {told}; {summary.received} instances "
+            f"job {job.id}: {rows(len(summary.items))}: {told}; {summary.received} instances "
             f"received ({summary.skipped} already here), "
             f"{summary.received_bytes / 1e6:.1f} MB; store {out}"
         )

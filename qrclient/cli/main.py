@@ -364,6 +364,12 @@ def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
         "it by StudyDate until each part comes back whole)",
     )
     group.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not compare each series' instance count with the PACS's after a study "
+        "(default: compare, ask again for what is missing, twice at most)",
+    )
+    group.add_argument(
         "--max-associations",
         type=int,
         metavar="N",

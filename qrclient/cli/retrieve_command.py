@@ -67,6 +67,7 @@ class Options:
     from_file: str | None = None
     report: str | None = None
     no_split: bool = False
+    no_verify: bool = False
     max_associations: int | None = None
     rate: str | None = None
     window: str | None = None
@@ -96,6 +97,7 @@ class Options:
             args.from_file,
             args.report,
             args.no_split,
+            args.no_verify,
             args.max_associations,
             args.rate,
             args.window,
@@ -110,6 +112,7 @@ def run(options: Options, trace: Trace | None = None) -> int:
     for name, value in (
         ("--report", options.report),
         ("--no-split", options.no_split),
+        ("--no-verify", options.no_verify),
         ("--max-associations", options.max_associations),
         ("--rate", options.rate),
         ("--window", options.window),

@@ -289,7 +289,7 @@ def _spec(text: object) -> dict[str, Any]:
 def read_jobs(root: Path | str) -> list[Job]:
     """The jobs of the store at ``root``, read without its lock (a job may be running);
     [] if it has no index or no jobs yet. ``Job.items`` reads afresh each time."""
-    database = Path(root) / META_DIR / "index.sqlite"
+    database = (Path(root) / META_DIR / "index.sqlite").absolute()  # (a URI below)
     if not database.exists():
         return []
 

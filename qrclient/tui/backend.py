@@ -17,7 +17,7 @@ from qrclient.client import Client, Connection, Local, resolve
 from qrclient.config import Config
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
 from qrclient.net import Peer, Settings
-from qrclient.net.association import Observer
+from qrclient.net.events import Observer
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
 from qrclient.ops.find import FindOutcome, FindResults
 from qrclient.ops.progress import Progress, Snapshot

@@ -18,33 +18,42 @@ its window) is taken up by ``qrclient jobs resume`` where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import anyio
 
 from qrclient.jobs.cohort.pacing import Pacer
 from qrclient.jobs.cohort.resolve import Resolution, Resolver
+from qrclient.jobs.cohort.verify import SeriesCount, SeriesIndex, compare, describe, short
 from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
     RetrieveStore,
-    move_listener,
     note_refusals,
+    on_demand_listener,
 )
-from qrclient.net.association import Settings, open_association
-from qrclient.net.errors import DicomNetworkError
+from qrclient.net.association import open_association
+from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import FailureStatus
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.query import Key, parse_key
 from qrclient.store import ItemStatus, Job, JobItem, JobState, Store
 from qrclient.vocabulary import Level, Method, Model
 
+RETRIES = 2  # times a study found short after its retrieve is asked for again
+
 # A row's detail when the PACS cut its look-up short and it could not be split.
 CAPPED = "the PACS capped the look-up: more studies may match"
+
+
+class CohortSink(RetrieveStore, SeriesIndex, Protocol):
+    """The store (or it pseudonymising): takes instances, knows what it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,7 @@ class CohortOptions:
     parallel: int = 2  # associations at most, in all
     model: Model = Model.STUDY  # for the retrieves (the look-up is Study Root)
     split: bool = True
+    verify: bool = True  # compare each series' count with the PACS's after a study
     cap: int | None = None  # where the PACS stops without saying so
     move_from: tuple[str, ...] = ()
     listen_host: str = "0.0.0.0"
@@ -87,7 +97,7 @@ class CohortRun:
     peer: Peer
     settings: Settings
     store: Store
-    sink: RetrieveStore  # the store, or it pseudonymising
+    sink: CohortSink  # the store, or it pseudonymising
     job: Job
     options: CohortOptions
     node: str = ""
@@ -97,6 +107,7 @@ class CohortRun:
     _stop: bool = field(default=False, init=False)
     _done: int = field(default=0, init=False)
     _total: int = field(default=0, init=False)
+    _found: int = field(default=0, init=False)
 
     async def run(self) -> CohortSummary:
         jobs = self.store.jobs
@@ -109,6 +120,7 @@ class CohortRun:
             pending = [item for item in items if item.status is ItemStatus.PENDING]
             if pending:
                 await self._look_up(pending)
+                self.say(f"looked up {rows(len(pending))}: {self._found} found")
             if not self._stop:
                 wanted = (ItemStatus.FOUND, ItemStatus.PARTIAL)
                 await self._retrieve([i for i in jobs.items(self.job.id) if i.status in wanted])
@@ -150,6 +162,9 @@ class CohortRun:
             return
         options = self.options
         to_us = options.destination in ("", self.settings.calling_ae)
+        if options.method is Method.AUTO and to_us:
+            # Decided once for the job: our listener only serves if C-MOVE it is.
+            self.options = options = replace(options, method=await self._get_or_move())
         router = (
             MoveRouter(self.settings.calling_ae, self.sink)
             if options.method is not Method.GET and to_us
@@ -166,7 +181,7 @@ class CohortRun:
                 await self._retrieve_item(item, router, each)
 
         async with (
-            move_listener(
+            on_demand_listener(
                 router, options.listen_host, options.listen_port, self.settings
             ) as listener,
             anyio.create_task_group() as group,
@@ -179,6 +194,20 @@ class CohortRun:
             self.summary.refused_connections += outcome.refused_connections
             self.summary.notes.extend(outcome.notes)
             self.summary.errors.extend(outcome.refusals[:10])
+
+    async def _get_or_move(self) -> Method:
+        """C-GET where the PACS accepts it from us, else C-MOVE (as ``retrieve`` does)."""
+        model = self.options.model
+        contexts = [ContextRequest(model.get_sop_class), ContextRequest(model.move_sop_class)]
+        try:
+            async with open_association(self.peer, contexts, self.settings) as association:
+                accepted = {c.abstract_syntax for c in association.contexts if c.accepted}
+        except NoAcceptedContext:
+            accepted = set()  # (the C-MOVEs will say what is wrong)
+        if model.get_sop_class in accepted:
+            return Method.GET
+        self.summary.notes.append("the PACS does not accept C-GET from us: using C-MOVE")
+        return Method.MOVE
 
     async def _retrieve_item(self, item: JobItem, router: MoveRouter | None, parallel: int) -> None:
         """The row's studies one by one (a study per request: a list of them could be
@@ -193,14 +222,52 @@ class CohortRun:
                 outcome = await self._retrieve_study(item, study, router, parallel)
                 self.pacer.after_study(outcome.received_bytes)
                 _add(total, outcome)
-                states.append(outcome.state)
                 if outcome.stopped is not None:
+                    states.append(outcome.state)
                     self._stopped_by(outcome)
                     break
+                states.append(await self._verified(item, study, outcome, total, router, parallel))
         finally:
             # Also when cancelled (Ctrl-C): what came is recorded (no await in here).
             complete = len(states) == len(item.studies)
             self._record(item, total, states if complete else None)
+
+    async def _verified(
+        self,
+        item: JobItem,
+        study: str,
+        outcome: RetrieveOutcome,
+        total: RetrieveOutcome,
+        router: MoveRouter | None,
+        parallel: int,
+    ) -> RetrieveState:
+        """The study's state once each series' count here is compared with the PACS's
+        and what is missing asked for again (at most RETRIES times)."""
+        state = outcome.state
+        if not self.options.verify or outcome.destination or state is RetrieveState.NOT_FOUND:
+            return state
+        for attempt in range(RETRIES + 1):
+            try:
+                counts = await self._compare(study)
+            except DicomNetworkError as exc:
+                total.errors.append(f"could not verify study {study} against the PACS: {exc}")
+                return RetrieveState.PARTIAL
+            if not short(counts):
+                return state if attempt == 0 else RetrieveState.COMPLETE
+            if attempt == RETRIES:
+                break
+            again = await self._retrieve_study(item, study, router, parallel)
+            _add(total, again, planned=False)
+            if again.stopped is not None:
+                self._stopped_by(again)
+                break
+        total.errors.insert(0, f"short after {RETRIES} retries: {describe(counts)}")
+        return RetrieveState.PARTIAL
+
+    async def _compare(self, study: str) -> list[SeriesCount]:
+        context = ContextRequest(Model.STUDY.find_sop_class)
+        async with open_association(self.peer, [context], self.settings) as association:
+            return await compare(association, self.sink, (study,))
 
     async def _retrieve_study(
         self, item: JobItem, study: str, router: MoveRouter | None, parallel: int
@@ -255,7 +322,9 @@ class CohortRun:
         """The row's status from its studies' outcomes (None: not all were tried)."""
         got = total.received + total.skipped + total.completed
         if states is None:
-            status = ItemStatus.PARTIAL if got else item.status
+            if not got:
+                return  # stopped before anything came: the row stays as it was
+            status = ItemStatus.PARTIAL
         elif all(state is RetrieveState.COMPLETE for state in states):
             status = ItemStatus.RETRIEVED
         elif all(state is RetrieveState.NOT_FOUND for state in states):
@@ -264,7 +333,7 @@ class CohortRun:
             status = ItemStatus.PARTIAL
         else:
             status = ItemStatus.FAILED
-        detail = total.errors[0] if total.errors else ""
+        detail = total.errors[0] if total.errors and status is not ItemStatus.RETRIEVED else ""
         if not detail and item.detail == CAPPED:
             detail = CAPPED  # still true of the row
         if status is ItemStatus.NOT_FOUND:
@@ -290,12 +359,19 @@ class CohortRun:
         self.store.jobs.update(item)
         if item.status.final:
             self._done += 1
-        self.say(_progress_line(item, self._done, self._total))
+        if item.status is ItemStatus.FOUND:
+            self._found += 1  # said once the look-up is over (one line, not one per row)
+        else:
+            self.say(_progress_line(item, self._done, self._total))
 
 
-def _add(total: RetrieveOutcome, outcome: RetrieveOutcome) -> None:
-    """Sum a study's outcome into its row's."""
-    if total.planned is not None:
+def rows(count: int) -> str:
+    return "1 row" if count == 1 else f"{count} rows"
+
+
+def _add(total: RetrieveOutcome, outcome: RetrieveOutcome, *, planned: bool = True) -> None:
+    """Sum a study's outcome into its row's (``planned``: its plan counts, not a retry's)."""
+    if planned and total.planned is not None:
         total.planned = None if outcome.planned is None else total.planned + outcome.planned
     total.received += outcome.received
     total.skipped += outcome.skipped
