@@ -68,7 +68,7 @@ class Connection:
     method: Method
     destination: str  # C-MOVE destination; our own AE title: to our listener
     listen: tuple[str, int]  # where our storage listener waits for C-MOVEs to us
-    store: Path
+    store: Path | None  # the local store; None: qrclient's default (see store_root)
     parallel: int
     move_from: tuple[str, ...]  # where else its C-MOVE deliveries may come from
     model: Model
@@ -81,6 +81,16 @@ class Connection:
     def name(self) -> str:
         """The configured name ("" for ``AET@host:port`` given directly)."""
         return self.node.name if self.node.configured else ""
+
+    @property
+    def store_root(self) -> Path:
+        """The local store's folder (qrclient's default one is found only when asked:
+        a command that stores nothing never imports the store)."""
+        if self.store is not None:
+            return self.store
+        from qrclient.store.location import default_store
+
+        return default_store()
 
     @property
     def to_us(self) -> bool:
@@ -152,19 +162,13 @@ def resolve(
         )
     elif observer is not None:
         settings = replace(settings, observer=observer)
-    if store is None:
-        from qrclient.store.location import default_store
-
-        root = config.store or default_store()
-    else:
-        root = Path(store)
     return Connection(
         configured,
         settings,
         method or configured.method,
         destination or configured.destination or settings.calling_ae,
         listen or (configured.listen_host, configured.listen_port),
-        root,
+        Path(store) if store is not None else config.store,
         configured.parallel if parallel is None else parallel,
         configured.move_from if move_from is None else move_from,
         model or configured.model,
@@ -222,7 +226,9 @@ class Client:
     @property
     def local(self) -> Local:
         if self._local is None:
-            self._local = self._own_local = Local(self.connection.store, get_if_cannot_listen=True)
+            self._local = self._own_local = Local(
+                self.connection.store_root, get_if_cannot_listen=True
+            )
         return self._local
 
     async def echo(

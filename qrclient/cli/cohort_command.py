@@ -128,7 +128,7 @@ def _prepare(
         raise UsageError(f"--max-associations {parallel}: expected 1 to 16 associations")
     method, destination, to_us = resolved.method, resolved.destination, resolved.to_us
     listen_host, listen_port = resolved.listen
-    out = resolved.store
+    out = resolved.store_root
     pseudonymize = _pseudonymize_options(given, out, to_us=to_us)
     wait = 0.0 if given.wait is None else given.wait
     if not 0 <= wait <= 86400:

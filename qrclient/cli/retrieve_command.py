@@ -177,7 +177,7 @@ def _prepare(
     if not 1 <= resolved.parallel <= 16:
         raise UsageError(f"--parallel {resolved.parallel}: expected 1 to 16 associations")
     request = _request(options, resolved.model)
-    out = resolved.store
+    out = resolved.store_root
     pseudonymize = _pseudonymize_options(options, out, to_us=resolved.to_us)
 
     wait = 0.0 if options.wait is None else options.wait

@@ -92,7 +92,7 @@ def _prepare(
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such file or folder")
     if options.study or options.series:
-        paths += _from_store(resolved.store, options.study, options.series)
+        paths += _from_store(resolved.store_root, options.study, options.series)
     if not paths:
         raise UsageError(
             "nothing to send: give files or folders, or --study UID / --series UID of the "

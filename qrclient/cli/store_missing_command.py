@@ -61,7 +61,7 @@ def _prepare(args: MissingOptions, trace: Trace | None) -> Callable[[], Awaitabl
     resolved = connection(args.connection, trace, store=args.out)
     node, settings = resolved.node, resolved.settings
     items = _items(args)
-    out = resolved.store
+    out = resolved.store_root
     if not (out / META_DIR).is_dir():
         raise UsageError(f"no qrclient store at {out}: give it with --out DIR")
     from qrclient.deid.errors import DeidError
