@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "echo": "qrclient.api",
     "find": "qrclient.api",
+    "retrieve": "qrclient.api",
+    "Client": "qrclient.client",
+    "Connection": "qrclient.client",
     "Peer": "qrclient.net",
     "Settings": "qrclient.net",
     "Timeouts": "qrclient.net",
@@ -31,6 +34,7 @@ _EXPORTS = {
     "FailureStatus": "qrclient.net",
     "Level": "qrclient.vocabulary",
     "Model": "qrclient.vocabulary",
+    "Method": "qrclient.vocabulary",
     "QueryError": "qrclient.ops.query",
     "build_query": "qrclient.ops.query",
     "FindOutcome": "qrclient.ops.find",
@@ -41,6 +45,9 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS is
     "__version__",
     "echo",
     "find",
+    "retrieve",
+    "Client",
+    "Connection",
     "Peer",
     "Settings",
     "Timeouts",
@@ -58,6 +65,7 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS is
     "FailureStatus",
     "Level",
     "Model",
+    "Method",
     "QueryError",
     "build_query",
     "FindOutcome",
@@ -65,7 +73,8 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS is
 ]
 
 if TYPE_CHECKING:
-    from qrclient.api import echo, find
+    from qrclient.api import echo, find, retrieve
+    from qrclient.client import Client, Connection
     from qrclient.net import (
         AssociationAborted,
         AssociationRejected,
@@ -85,7 +94,7 @@ if TYPE_CHECKING:
     )
     from qrclient.ops.find import FindOutcome, FindState
     from qrclient.ops.query import QueryError, build_query
-    from qrclient.vocabulary import Level, Model
+    from qrclient.vocabulary import Level, Method, Model
 
 
 def __getattr__(name: str) -> Any:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qrclient.cli.common import UsageError, node_and_settings
+from qrclient.cli.common import UsageError, connection, max_instance
 from qrclient.cli.main import build_parser
+from qrclient.cli.options import ConnectionOptions
 from qrclient.config import ConfigError, config_path, load_config, parse_config
 from qrclient.config.edit import add_node, remove_node
 from qrclient.config.model import Config, NodeConfig
@@ -378,8 +379,9 @@ SYSTEM_TLS = GOOD.replace(
 
 def settings_for(config: Path, *args: str) -> tuple[NodeConfig, Settings, str]:
     parsed = build_parser().parse_args(["find", "-l", "study", "--config", str(config), *args])
-    _, node, settings = node_and_settings(parsed)
-    return node, settings, str(parsed.model)
+    model = None if parsed.model is None else Model(parsed.model)
+    resolved = connection(ConnectionOptions.from_namespace(parsed), model=model)
+    return resolved.node, resolved.settings, str(resolved.model)
 
 
 def test_node_settings_apply(tmp_path: Path) -> None:
@@ -689,7 +691,8 @@ def retrieve_settings(config: Path, *args: str) -> Settings:
     parsed = build_parser().parse_args(
         ["get", "X@127.0.0.1:104", "-k", "StudyInstanceUID=1.2", "--config", str(config), *args]
     )
-    return node_and_settings(parsed)[2]
+    given = max_instance(parsed.max_instance)
+    return connection(ConnectionOptions.from_namespace(parsed), max_instance=given).settings
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def test_the_command_line_reports_a_group_of_two_as_its_cause(
 def test_an_unexpected_error_is_one_line_and_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(args: object) -> int:
+    def broken(options: object, trace: object = None) -> int:
         raise ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("odd")] * 2)
 
     monkeypatch.setattr("qrclient.cli.echo_command.run", broken)

@@ -136,6 +136,7 @@ def test_a_job_keeps_its_files_as_absolute_paths(
     """A resume may run from another folder: the files a job names are kept absolute."""
     from qrclient.cli.cohort_command import _spec
     from qrclient.cli.main import build_parser
+    from qrclient.cli.retrieve_command import Options
 
     monkeypatch.chdir(tmp_path)
     args = build_parser("retrieve").parse_args(
@@ -154,7 +155,7 @@ def test_a_job_keeps_its_files_as_absolute_paths(
             "--no-split",
         ]
     )
-    spec = _spec(args)
+    spec = _spec(Options.from_namespace(args))
     assert spec["report"] == str(tmp_path / "r.csv")
     assert spec["linkage"] == str(tmp_path / "l.csv")
     assert (spec["window"], spec["no_split"], spec["pseudonymize"]) == ("20:00-06:00", True, True)

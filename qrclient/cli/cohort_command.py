@@ -6,21 +6,17 @@ Also what ``qrclient jobs resume`` runs: the job's options were kept in the stor
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, node_and_settings, run_command, stderr_lines
-from qrclient.cli.retrieve_command import (
-    _pseudonymize_options,
-    _pseudonymized_note,
-    _pseudonymizing,
-)
+from qrclient.cli.common import UsageError, connection, max_instance, run_command, stderr_lines
+from qrclient.cli.retrieve_command import Options, _pseudonymize_options
 from qrclient.cli.store_command import report_store_error
+from qrclient.client import pseudonymized_note, receiving_sink
 from qrclient.jobs.cohort.items import InputError, read_items
 from qrclient.jobs.cohort.pacing import Pacer, PacingError, Rate, Window
 from qrclient.jobs.cohort.report import check_report_path, write_report
@@ -31,8 +27,10 @@ from qrclient.ops.query import parse_model
 from qrclient.present.failures import main_error
 from qrclient.present.printable import printable
 from qrclient.store import ItemStatus, Job, Store, StoreError
-from qrclient.store.location import default_store
 from qrclient.vocabulary import Method
+
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 # The options a job keeps (``spec``) and a resume runs with again; the rest (the list,
 # the store, output) belong to one run.
@@ -71,11 +69,11 @@ KEPT_OPTIONS = (
 )
 
 
-def run(args: argparse.Namespace, job_id: int | None = None) -> int:
+def run(options: Options, trace: Trace | None = None, job_id: int | None = None) -> int:
     """Start a job from ``--from``, or (``job_id``) resume one of the store's."""
     interrupted: list[tuple[Path, int]] = []
     try:
-        return run_command(lambda: _prepare(args, job_id, interrupted))
+        return run_command(lambda: _prepare(options, trace, job_id, interrupted))
     except KeyboardInterrupt:
         sys.stderr.write("qrclient: interrupted\n")
         if interrupted:
@@ -87,72 +85,71 @@ def run(args: argparse.Namespace, job_id: int | None = None) -> int:
 
 
 def _prepare(
-    args: argparse.Namespace, job_id: int | None, started: list[tuple[Path, int]]
+    given: Options, trace: Trace | None, job_id: int | None, started: list[tuple[Path, int]]
 ) -> Callable[[], Awaitable[int]]:
-    if job_id is None and args.keys:
+    if job_id is None and given.keys:
         raise UsageError("--from and -k: give the studies one way (the file's rows, or keys)")
-    if args.level.lower() != "study":
-        raise UsageError(f"--from retrieves whole studies: -l {args.level} goes with -k keys")
-    config, node, settings = node_and_settings(args)
+    if given.level.lower() != "study":
+        raise UsageError(f"--from retrieves whole studies: -l {given.level} goes with -k keys")
+    resolved = connection(
+        given.connection,
+        trace,
+        model=parse_model(given.model) if given.model is not None else None,
+        max_instance=max_instance(given.max_instance),
+        method=None if given.command == "retrieve" else Method(given.command),
+        destination=check_ae_title(given.dest, "--dest") if given.dest else None,
+        listen=parse_listen(given.listen) if given.listen else None,
+        move_from=tuple(check_sender(a, "--move-from") for a in given.move_from) or None,
+        store=given.out,
+    )
+    node, settings = resolved.node, resolved.settings
     items = None
     if job_id is None:
+        assert given.from_file is not None
         try:
-            items = read_items(args.from_file)
+            items = read_items(given.from_file)
         except InputError as exc:
             raise UsageError(str(exc)) from None
     try:
-        window = Window.parse(args.window) if args.window else None
-        rate = Rate.parse(args.rate) if args.rate else None
+        window = Window.parse(given.window) if given.window else None
+        rate = Rate.parse(given.rate) if given.rate else None
     except PacingError as exc:
         raise UsageError(str(exc)) from None
     report = None
-    if args.report:
+    if given.report:
         try:
-            report = check_report_path(Path(args.report))
+            report = check_report_path(Path(given.report))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     parallel = next(
-        n for n in (args.max_associations, args.parallel, node.parallel) if n is not None
+        n for n in (given.max_associations, given.parallel, node.parallel) if n is not None
     )
     if not 1 <= parallel <= 16:
         raise UsageError(f"--max-associations {parallel}: expected 1 to 16 associations")
-    method = node.method if args.command == "retrieve" else Method(args.command)
-    given_destination = getattr(args, "dest", None)
-    destination = (
-        check_ae_title(given_destination, "--dest")
-        if given_destination
-        else node.destination or settings.calling_ae
-    )
-    move_from = node.move_from
-    if getattr(args, "move_from", None):
-        move_from = tuple(check_sender(a, "--move-from") for a in args.move_from)
-    listen = getattr(args, "listen", None)
-    listen_host, listen_port = (
-        parse_listen(listen) if listen else (node.listen_host, node.listen_port)
-    )
-    out = Path(args.out) if args.out else config.store or default_store()
-    to_us = destination == settings.calling_ae
-    pseudonymize = _pseudonymize_options(args, out, to_us=to_us)
-    wait = 0.0 if args.wait is None else args.wait
+    method, destination, to_us = resolved.method, resolved.destination, resolved.to_us
+    listen_host, listen_port = resolved.listen
+    out = resolved.store_root
+    pseudonymize = _pseudonymize_options(given, out, to_us=to_us)
+    wait = 0.0 if given.wait is None else given.wait
     if not 0 <= wait <= 86400:
         raise UsageError(f"--wait {wait:g}: expected 0 to 86400 seconds")
     options = CohortOptions(
         method=method,
         destination="" if to_us else destination,
         parallel=parallel,
-        model=parse_model(args.model),
-        split=not args.no_split,
+        model=resolved.model,
+        split=not given.no_split,
         cap=node.find_cap,
-        verify=not args.no_verify,
-        move_from=move_from,
+        verify=not given.no_verify,
+        move_from=resolved.move_from,
         listen_host=listen_host,
         listen_port=listen_port,
     )
-    say = stderr_lines(quiet=args.quiet)
+    say = stderr_lines(quiet=given.connection.quiet)
 
     async def job() -> int:
         try:
-            store = Store.open(out, overwrite=args.overwrite, wait=wait)
+            store = Store.open(out, overwrite=given.overwrite, wait=wait)
         except StoreError as exc:
             return report_store_error(exc)
         try:
@@ -167,10 +164,13 @@ def _prepare(
     async def _in(store: Store) -> int:
         if job_id is None:
             assert items is not None
-            job = store.jobs.create(args.command, args.node, _spec(args), args.from_file, items)
+            source = given.from_file or "-"
+            job = store.jobs.create(
+                given.command, given.connection.node, _spec(given), source, items
+            )
             say(
                 f"job {job.id}: {rows(job.total)} from "
-                f"{'standard input' if args.from_file == '-' else args.from_file}"
+                f"{'standard input' if source == '-' else source}"
             )
         else:
             found = store.jobs.get(job_id)
@@ -179,9 +179,9 @@ def _prepare(
             job = found
             say(f"job {job.id}: resuming, {job.done} of {job.total} rows done")
         started.append((out, job.id))
-        pseudonymizing = _pseudonymizing(store, pseudonymize, to_us=to_us)
+        pseudonymizing = receiving_sink(store, pseudonymize, to_us=to_us)
         cohort = CohortRun(
-            node.peer,
+            resolved.peer,
             settings,
             store,
             pseudonymizing or store,
@@ -205,8 +205,8 @@ def _prepare(
             if report is not None:
                 _write_report(report, store, job)
         if pseudonymizing is not None:
-            summary.notes.append(_pseudonymized_note(pseudonymizing))
-        _summarise(summary, job, out, args.format, quiet=args.quiet)
+            summary.notes.append(pseudonymized_note(pseudonymizing))
+        _summarise(summary, job, out, given.format, quiet=given.connection.quiet)
         return _exit_code(summary)
 
     return job
@@ -215,11 +215,46 @@ def _prepare(
 _FILES = {"config", "tls_ca", "tls_cert", "tls_key", "linkage", "pseudonym_key", "report"}
 
 
-def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    """The options a resume runs with again (see KEPT_OPTIONS)."""
+def _spec(given: Options) -> dict[str, Any]:
+    """The options a resume runs with again (see KEPT_OPTIONS), by their argument names."""
+    c, tls = given.connection, given.connection.tls
+    values: dict[str, Any] = {
+        "config": c.config,
+        "aet": c.aet,
+        "max_pdu": c.max_pdu,
+        "connect_timeout": c.connect_timeout,
+        "association_timeout": c.association_timeout,
+        "dimse_timeout": c.dimse_timeout,
+        "network_timeout": c.network_timeout,
+        "tls": tls.tls,
+        "tls_ca": tls.ca,
+        "tls_cert": tls.cert,
+        "tls_key": tls.key,
+        "tls_server_name": tls.server_name,
+        "tls_no_verify": tls.no_verify,
+        "model": given.model,
+        "parallel": given.parallel,
+        "max_instance": given.max_instance,
+        "overwrite": given.overwrite,
+        "pseudonymize": given.pseudonymize,
+        "linkage": given.linkage,
+        "date_shift": given.date_shift,
+        "keep_dates": given.keep_dates,
+        "pseudonym_key": given.pseudonym_key,
+        "no_split": given.no_split,
+        "no_verify": given.no_verify,
+        "max_associations": given.max_associations,
+        "rate": given.rate,
+        "window": given.window,
+        "dest": given.dest,
+        "listen": given.listen,
+        "move_from": list(given.move_from),
+        "report": given.report,
+    }
+    assert set(values) == set(KEPT_OPTIONS)
     spec: dict[str, Any] = {}
     for name in KEPT_OPTIONS:
-        value = getattr(args, name, None)
+        value = values[name]
         if value not in (None, False, []):
             # Files as absolute paths: a resume may run from another folder.
             spec[name] = str(Path(value).expanduser().resolve()) if name in _FILES else value

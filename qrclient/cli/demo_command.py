@@ -7,20 +7,59 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qrclient.cli import exit_codes
+from qrclient.cli.arguments import add_quiet_argument
 from qrclient.cli.common import fail
-from qrclient.demo.server import DemoPacs, Destination
 from qrclient.net.peer import DEFAULT_LISTEN_PORT, NodeError, check_ae_title, check_port, parse_node
+
+if TYPE_CHECKING:
+    from qrclient.demo.server import DemoPacs
 
 LOOPBACK = "127.0.0.1"
 SERVE_PORT = 11112
 # qrclient's own defaults (--aet, --listen), so `qrclient move` against the demo just works.
-OUR_DESTINATION = Destination("QRCLIENT", LOOPBACK, DEFAULT_LISTEN_PORT)
+OUR_AE = "QRCLIENT"
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serve", action="store_true", help="only run the demo PACS, no UI")
+    parser.add_argument(
+        "--port", type=int, metavar="N", help="its DICOM port (default 11112; UI: any free one)"
+    )
+    parser.add_argument("--aet", default="DEMO", help="its AE title (default DEMO)")
+    parser.add_argument(
+        "--destination",
+        action="append",
+        default=[],
+        dest="destinations",
+        metavar="AET@HOST:PORT",
+        help="a C-MOVE destination it knows; repeat for more",
+    )
+    parser.add_argument(
+        "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
+    )
+    add_quiet_argument(parser)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    serve: bool = False
+    port: int | None = None
+    aet: str = "DEMO"
+    destinations: tuple[str, ...] = ()
+    out: str | None = None
+    quiet: bool = False
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(args.serve, args.port, args.aet, tuple(args.destinations), args.out, args.quiet)
+
+
+def run(args: Options, trace: object = None) -> int:
     try:
         pacs = _pacs(args)
     except NodeError as exc:
@@ -45,14 +84,16 @@ def run(args: argparse.Namespace) -> int:
         pacs.stop()
 
 
-def _pacs(args: argparse.Namespace) -> DemoPacs:
+def _pacs(args: Options) -> DemoPacs:
     """The demo PACS the options describe (not started); NodeError on bad input."""
     ae_title = check_ae_title(args.aet, "demo AE title (--aet)")
     if args.port is None:
         port = SERVE_PORT if args.serve else 0  # the UI connects in-process: any port does
     else:
         port = check_port(str(args.port), "--port")
-    destinations = {OUR_DESTINATION.ae_title: OUR_DESTINATION}
+    from qrclient.demo.server import DemoPacs, Destination  # pynetdicom: not for --help
+
+    destinations = {OUR_AE: Destination(OUR_AE, LOOPBACK, DEFAULT_LISTEN_PORT)}
     for text in args.destinations:
         try:
             peer = parse_node(text)
@@ -102,11 +143,11 @@ def _open_ui(pacs: DemoPacs, out: str | None) -> int:
         fail("the terminal UI is not part of this build: use 'qrclient demo --serve' instead")
         return exit_codes.USAGE
     store = Path(out) if out else default_store().parent / "demo-store"
-    listen = (OUR_DESTINATION.host, OUR_DESTINATION.port)
+    listen = (LOOPBACK, DEFAULT_LISTEN_PORT)
     try:
         # Our AE title is the destination the demo knows, whatever the config file says;
         # a file $QRCLIENT_CONFIG names but 'nodes add' has not created yet is no error.
-        nodes = NodeBook.load(calling_ae=OUR_DESTINATION.ae_title, listen=listen, missing_ok=True)
+        nodes = NodeBook.load(calling_ae=OUR_AE, listen=listen, missing_ok=True)
     except ConfigError as exc:
         fail(str(exc))
         return exit_codes.USAGE

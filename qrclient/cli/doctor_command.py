@@ -6,51 +6,95 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, node_and_settings, run_command
-from qrclient.jobs.doctor import Check, DoctorOptions, Report, State, Verdict, diagnose_peer
-from qrclient.net.peer import parse_listen
-from qrclient.present.printable import printable
+from qrclient.cli.arguments import add_connection_arguments
+from qrclient.cli.options import ConnectionOptions
 
-_MARKS = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
-_EXIT_CODES = {
-    Verdict.HEALTHY: exit_codes.OK,
-    Verdict.UNREACHABLE: exit_codes.NETWORK,
-    Verdict.PROBLEMS: exit_codes.FAILURE_STATUS,
-}
-_VERDICTS = {
-    Verdict.HEALTHY: "all is well",
-    Verdict.UNREACHABLE: "the PACS cannot be reached or refuses the association",
-    Verdict.PROBLEMS: "the PACS answers, but some checks failed",
-}
+if TYPE_CHECKING:
+    from qrclient.jobs.doctor.report import Check, Report
+    from qrclient.present.trace import Trace
 
 
-def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        help="where our storage listener accepts the moved instance (default 11113)",
+    )
+    parser.add_argument(
+        "--move-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for the instance got or moved (default 20)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output")
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
-    _, node, settings = node_and_settings(args)
-    host, port = parse_listen(args.listen) if args.listen else (node.listen_host, node.listen_port)
-    if not 0 < args.move_wait <= 3600:
-        raise UsageError(f"--move-wait {args.move_wait:g}: expected 0 < seconds <= 3600")
-    options = DoctorOptions(host, port, args.move_wait)
+@dataclass(frozen=True, slots=True)
+class Options:
+    connection: ConnectionOptions
+    listen: str | None = None  # None: the node's
+    move_wait: float = 20.0
+    format: str = "text"
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(ConnectionOptions.from_namespace(args), args.listen, args.move_wait, args.format)
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    from qrclient.cli.common import run_command
+
+    return run_command(lambda: _prepare(options, trace))
+
+
+def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[int]]:
+    from qrclient.cli.common import UsageError, connection
+    from qrclient.client import Client
+    from qrclient.net.peer import parse_listen
+
+    listen = parse_listen(options.listen) if options.listen else None
+    client = Client(connection(options.connection, trace, listen=listen))
+    if not 0 < options.move_wait <= 3600:
+        raise UsageError(f"--move-wait {options.move_wait:g}: expected 0 < seconds <= 3600")
+
+    from qrclient.cli import exit_codes
+    from qrclient.jobs.doctor.report import Verdict
+
+    codes = {
+        Verdict.HEALTHY: exit_codes.OK,
+        Verdict.UNREACHABLE: exit_codes.NETWORK,
+        Verdict.PROBLEMS: exit_codes.FAILURE_STATUS,
+    }
 
     async def job() -> int:
-        report = await diagnose_peer(node.peer, settings, options)
-        if args.format == "json":
+        async with client:
+            report = await client.doctor(move_wait=options.move_wait)
+        if options.format == "json":
             json.dump(report.as_dict(), sys.stdout, indent=2)
             print()
         else:
-            _print_text(report, quiet=args.quiet)
-        return _EXIT_CODES[report.verdict]
+            _print_text(report, quiet=options.connection.quiet)
+        return codes[report.verdict]
 
     return job
 
 
 def _print_text(report: Report, *, quiet: bool = False) -> None:
     """The report; ``quiet``: only what failed or warned and its fixes (nothing if healthy)."""
+    from qrclient.jobs.doctor.report import State, Verdict
+    from qrclient.present.printable import printable
+
+    marks = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
+    verdicts = {
+        Verdict.HEALTHY: "all is well",
+        Verdict.UNREACHABLE: "the PACS cannot be reached or refuses the association",
+        Verdict.PROBLEMS: "the PACS answers, but some checks failed",
+    }
 
     def say(line: str) -> None:
         print(printable(line))  # details quote the peer (its version name, comments)
@@ -68,11 +112,11 @@ def _print_text(report: Report, *, quiet: bool = False) -> None:
         if check.state is State.SKIPPED and all(c.state is State.SKIPPED for c in rest):
             # One line for the tail an early failure made pointless.
             reasons = sorted({c.detail for c in rest})
-            say(f"  {_MARKS[check.state]}  {len(rest)} further checks: {'; '.join(reasons)}")
+            say(f"  {marks[check.state]}  {len(rest)} further checks: {'; '.join(reasons)}")
             break
-        say(f"  {_MARKS[check.state]}  {check.name:<{width}}  {check.detail}{_time(check)}")
+        say(f"  {marks[check.state]}  {check.name:<{width}}  {check.detail}{_time(check)}")
     fixes = [c for c in report.checks if c.fix and c.state in (State.FAILED, State.WARNING)]
-    say(f"verdict: {_VERDICTS[report.verdict]}")
+    say(f"verdict: {verdicts[report.verdict]}")
     if fixes:
         say("to fix:")
         for check in fixes:
@@ -80,6 +124,8 @@ def _print_text(report: Report, *, quiet: bool = False) -> None:
 
 
 def _time(check: Check) -> str:
+    from qrclient.jobs.doctor.report import State
+
     if check.seconds is None or check.state is State.SKIPPED:
         return ""
     if check.seconds < 1:

@@ -3,67 +3,91 @@
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import sys
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, peer_and_settings, run_command
-from qrclient.net import ContextRequest, open_association
-from qrclient.net.uids import VERIFICATION
-from qrclient.ops.echo import echo
-from qrclient.present.printable import printable
+from qrclient.cli.arguments import add_connection_arguments
+from qrclient.cli.options import ConnectionOptions
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
-    peer, settings = peer_and_settings(args)
-    if not 1 <= args.count <= 100_000:
-        raise UsageError(f"--count {args.count}: expected 1 to 100000")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+    parser.add_argument("-c", "--count", type=int, default=1, help="how many echoes (default 1)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
-    text = args.format == "text" and not args.quiet  # -q: the exit code says it
 
-    async def job() -> int:
-        started = time.perf_counter()
-        async with open_association(peer, [ContextRequest(VERIFICATION)], settings) as assoc:
-            associated = time.perf_counter() - started
+@dataclass(frozen=True, slots=True)
+class Options:
+    connection: ConnectionOptions
+    count: int = 1
+    format: str = "text"
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(ConnectionOptions.from_namespace(args), args.count, args.format)
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    import json
+    import statistics
+    import sys
+
+    from qrclient.cli import exit_codes
+    from qrclient.cli.common import UsageError, connection, run_command
+    from qrclient.client import Client, EchoResult
+    from qrclient.present.printable import printable
+
+    text = options.format == "text" and not options.connection.quiet  # -q: the exit code says
+
+    def prepare() -> Callable[[], Awaitable[int]]:
+        client = Client(connection(options.connection, trace))
+        if not 1 <= options.count <= 100_000:
+            raise UsageError(f"--count {options.count}: expected 1 to 100000")
+
+        def associated(result: EchoResult) -> None:
             if text:
-                version = printable(assoc.peer_implementation_version_name or "?")
                 print(
-                    f"association with {peer} accepted in {associated * 1000:.1f} ms "
-                    f"(peer {version}, {printable(assoc.peer_implementation_class_uid)}, "
-                    f"max PDU {assoc.peer_max_pdu or 'unlimited'})",
+                    f"association with {result.peer} accepted in "
+                    f"{result.association_seconds * 1000:.1f} ms "
+                    f"(peer {printable(result.peer_version or '?')}, "
+                    f"{printable(result.peer_class_uid)}, "
+                    f"max PDU {result.peer_max_pdu or 'unlimited'})",
                     flush=True,
                 )
-            times = []
-            for number in range(1, args.count + 1):
-                times.append(await echo(assoc))
-                if text:
-                    print(f"echo {number}: {times[-1] * 1000:.2f} ms", flush=True)
-        if args.format == "json":
-            json.dump(
-                {
-                    "peer": str(peer),
-                    "association_ms": round(associated * 1000, 3),
-                    "peer_implementation_class_uid": assoc.peer_implementation_class_uid,
-                    "peer_implementation_version_name": assoc.peer_implementation_version_name,
-                    "peer_max_pdu": assoc.peer_max_pdu,
-                    "round_trip_ms": [round(t * 1000, 3) for t in times],
-                },
-                sys.stdout,
-            )
-            print()
-        elif text and len(times) > 1:
-            ms = [t * 1000 for t in times]
-            print(
-                f"{len(ms)} echoes: min {min(ms):.2f} / median {statistics.median(ms):.2f} "
-                f"/ max {max(ms):.2f} ms"
-            )
-        return exit_codes.OK
 
-    return job
+        def echoed(number: int, seconds: float) -> None:
+            if text:
+                print(f"echo {number}: {seconds * 1000:.2f} ms", flush=True)
+
+        async def job() -> int:
+            async with client:
+                result = await client.echo(options.count, on_associated=associated, on_echo=echoed)
+            times = result.round_trips
+            if options.format == "json":
+                json.dump(
+                    {
+                        "peer": str(result.peer),
+                        "association_ms": round(result.association_seconds * 1000, 3),
+                        "peer_implementation_class_uid": result.peer_class_uid,
+                        "peer_implementation_version_name": result.peer_version or None,
+                        "peer_max_pdu": result.peer_max_pdu,
+                        "round_trip_ms": [round(t * 1000, 3) for t in times],
+                    },
+                    sys.stdout,
+                )
+                print()
+            elif text and len(times) > 1:
+                ms = [t * 1000 for t in times]
+                print(
+                    f"{len(ms)} echoes: min {min(ms):.2f} / median {statistics.median(ms):.2f} "
+                    f"/ max {max(ms):.2f} ms"
+                )
+            return exit_codes.OK
+
+        return job
+
+    return run_command(prepare)

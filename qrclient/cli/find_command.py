@@ -3,35 +3,117 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qrclient.cli import exit_codes
-from qrclient.cli.common import peer_and_settings, run_command, stderr_lines
-from qrclient.cli.output import make_writer
-from qrclient.net import ContextRequest, QueryOptions, open_association
-from qrclient.ops.find import FindState, find_distinct
-from qrclient.ops.query import build_query, parse_level, parse_model
+from qrclient.cli.arguments import add_connection_arguments
+from qrclient.cli.options import ConnectionOptions
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
-    peer, settings = peer_and_settings(args)
-    query = build_query(
-        parse_level(args.level),
-        parse_model(args.model),
-        args.keys,
-        default_keys=not args.no_default_keys,
-        lenient=True,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "-l",
+        "--level",
+        required=True,
+        metavar="LEVEL",
+        help="patient, study, series or image",
     )
-    options = QueryOptions(args.relational, args.datetime_matching, args.fuzzy)
-    context = ContextRequest(query.sop_class, query_options=options if options.wanted else None)
-    writer = make_writer(args.format, query.return_keywords)
+    parser.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
+    add_key_arguments(parser)
+    parser.add_argument(
+        "--relational", action="store_true", help="propose relational queries (extended neg.)"
+    )
+    parser.add_argument(
+        "--fuzzy", action="store_true", help="propose fuzzy semantic matching of person names"
+    )
+    parser.add_argument(
+        "--datetime-matching", action="store_true", help="propose combined date-time matching"
+    )
 
-    say = stderr_lines(quiet=args.quiet)
+
+def add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """-k, --no-default-keys and -f (find and worklist)."""
+    parser.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY[=VALUE]",
+        help="a matching or return key; repeat for more",
+    )
+    parser.add_argument(
+        "--no-default-keys",
+        action="store_true",
+        help="return only the keys given with -k, not the defaults",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("table", "json", "ndjson", "csv"),
+        default=None,
+        help="output format (default: table on a terminal, ndjson otherwise)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    connection: ConnectionOptions
+    level: str
+    model: str | None = None  # None: the node's
+    keys: tuple[str, ...] = ()
+    no_default_keys: bool = False
+    format: str | None = None  # None: table on a terminal, else ndjson
+    relational: bool = False
+    fuzzy: bool = False
+    datetime_matching: bool = False
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(
+            ConnectionOptions.from_namespace(args),
+            args.level,
+            args.model,
+            tuple(args.keys),
+            args.no_default_keys,
+            args.format,
+            args.relational,
+            args.fuzzy,
+            args.datetime_matching,
+        )
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    from qrclient.cli.common import run_command
+
+    return run_command(lambda: _prepare(options, trace))
+
+
+def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[int]]:
+    import time
+
+    from qrclient.cli import exit_codes
+    from qrclient.cli.common import connection, stderr_lines
+    from qrclient.cli.output import make_writer
+    from qrclient.client import Client
+    from qrclient.net import QueryOptions
+    from qrclient.ops.find import FindState
+    from qrclient.ops.query import parse_model
+
+    model = parse_model(options.model) if options.model is not None else None
+    client = Client(connection(options.connection, trace, model=model))
+    query = client.query(
+        options.level, options.keys, default_keys=not options.no_default_keys, lenient=True
+    )
+    asked = QueryOptions(options.relational, options.datetime_matching, options.fuzzy)
+    writer = make_writer(options.format, query.return_keywords)
+
+    say = stderr_lines(quiet=options.connection.quiet)
 
     async def job() -> int:
         started = time.perf_counter()
@@ -41,13 +123,9 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             say(f"warning: {warning}")
         matches = None
         try:
-            async with (
-                open_association(peer, [context], settings) as assoc,
-                find_distinct(assoc, query) as matches,
-            ):
-                if options.wanted:
-                    granted = assoc.query_options.get(query.sop_class, QueryOptions())
-                    say(f"extended negotiation: asked {options}, peer granted {granted}")
+            async with client, client.find(query, query_options=asked) as matches:
+                if asked.wanted:
+                    say(f"extended negotiation: asked {asked}, peer granted {matches.granted}")
                 async for dataset in matches:
                     writer.add(dataset)
         finally:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
+from qrclient.cli.arguments import add_connection_arguments, add_wait_argument
 from qrclient.present.failures import main_error
 
 if TYPE_CHECKING:
@@ -48,100 +49,6 @@ if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[_Parser]  # generic for type checkers only
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="the configuration file (default: $QRCLIENT_CONFIG, else qrclient's config.toml)",
-    )
-
-
-def _add_connection_options(parser: argparse.ArgumentParser) -> None:
-    # Defaults are None: a value not given comes from the node or the configuration file.
-    parser.add_argument(
-        "node", metavar="NODE", help="a configured node name, or the peer as AET@host:port"
-    )
-    _add_config_option(parser)
-    group = parser.add_argument_group("association")
-    group.add_argument(
-        "--aet",
-        help="our calling AE title (default: the node's calling_ae, else the file's "
-        "ae_title, else QRCLIENT)",
-    )
-    group.add_argument(
-        "--max-pdu",
-        type=int,
-        metavar="BYTES",
-        help="largest PDU we accept (default 1048576)",
-    )
-    for name, default, what in (
-        ("connect", 10.0, "TCP connection"),
-        ("association", 30.0, "the peer's answer to our association request"),
-        ("dimse", 60.0, "each DIMSE response"),
-        ("network", 30.0, "the rest of a PDU, and release"),
-    ):
-        group.add_argument(
-            f"--{name}-timeout",
-            type=float,
-            metavar="SECONDS",
-            help=f"wait at most this long for {what} (default {default:g})",
-        )
-    _add_tls_options(parser)
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log negotiation and DIMSE messages to stderr"
-    )
-    _add_quiet_option(parser)
-    parser.add_argument(
-        "--trace",
-        metavar="FILE",
-        help="write the association and DIMSE traffic to FILE as JSON Lines (no data sets), "
-        "for a bug report",
-    )
-
-
-def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="only what was asked for (results, JSON) and errors: no summary, progress, "
-        "notes or warnings; the exit code tells the outcome",
-    )
-
-
-def _add_tls_options(parser: argparse.ArgumentParser) -> None:
-    # Any of them turns TLS on; each replaces the node's own TLS setting.
-    group = parser.add_argument_group("DICOM over TLS (any --tls-* option implies --tls)")
-    group.add_argument(
-        "--tls", action="store_true", default=None, help="DICOM over TLS (1.2 or newer)"
-    )
-    group.add_argument(
-        "--tls-ca",
-        metavar="FILE",
-        help="PEM CA certificates to trust for the peer (default: the system's)",
-    )
-    group.add_argument(
-        "--tls-cert",
-        metavar="FILE",
-        help="our PEM certificate: client certificate, and our storage listener's",
-    )
-    group.add_argument(
-        "--tls-key", metavar="FILE", help="its PEM private key (default: in --tls-cert's file)"
-    )
-    group.add_argument(
-        "--tls-server-name",
-        metavar="NAME",
-        help="the name the peer's certificate must carry (default: the host of NODE)",
-    )
-    group.add_argument(
-        "--tls-no-verify",
-        action="store_true",
-        default=None,
-        help="INSECURE: do not check the peer's certificate (anyone on the path can "
-        "impersonate it); only to diagnose",
-    )
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, with the options of ``only`` (None: of all).
 
@@ -162,6 +69,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="the configuration file with named nodes (also accepted after the command; "
         "default: $QRCLIENT_CONFIG, else config.toml in qrclient's user configuration folder)",
     )
+    # What only some commands have, so the code below reads every run the same way.
+    parser.set_defaults(paths=None, verbose=None, trace=None, keys=[])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     for name, add in _COMMANDS.items():
@@ -190,11 +99,8 @@ def _add_echo_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(echo)
-    echo.add_argument("-c", "--count", type=int, default=1, help="how many echoes (default 1)")
-    echo.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    if options:
+        _command_module(name).add_arguments(echo)
 
 
 def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -209,27 +115,8 @@ def _add_find_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(find)
-    find.add_argument(
-        "-l",
-        "--level",
-        required=True,
-        metavar="LEVEL",
-        help="patient, study, series or image",
-    )
-    find.add_argument("-m", "--model", metavar="MODEL", help="patient or study root (default)")
-    _add_key_options(find)
-    find.add_argument(
-        "--relational", action="store_true", help="propose relational queries (extended neg.)"
-    )
-    find.add_argument(
-        "--fuzzy", action="store_true", help="propose fuzzy semantic matching of person names"
-    )
-    find.add_argument(
-        "--datetime-matching", action="store_true", help="propose combined date-time matching"
-    )
+    if options:
+        _command_module(name).add_arguments(find)
 
 
 def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -245,45 +132,8 @@ def _add_worklist_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(worklist)
-    worklist.add_argument(
-        "--date",
-        metavar="DATE",
-        help="scheduled start date or range: today, 2024-03-14, 20240314, 2024-03, "
-        "2024-03-01-2024-03-31",
-    )
-    worklist.add_argument("--modality", metavar="MODALITY", help="e.g. CT, MR, US")
-    worklist.add_argument(
-        "--station", metavar="AET", help="the scheduled station's AE title (a modality's own)"
-    )
-    _add_key_options(worklist)
-
-
-def _add_key_options(parser: argparse.ArgumentParser) -> None:
-    """-k, --no-default-keys and -f, as find has them."""
-    parser.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        metavar="KEY[=VALUE]",
-        help="a matching or return key; repeat for more",
-    )
-    parser.add_argument(
-        "--no-default-keys",
-        action="store_true",
-        help="return only the keys given with -k, not the defaults",
-    )
-    parser.add_argument(
-        "-f",
-        "--format",
-        choices=("table", "json", "ndjson", "csv"),
-        default=None,
-        help="output format (default: table on a terminal, ndjson otherwise)",
-    )
+    if options:
+        _command_module(name).add_arguments(worklist)
 
 
 def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -301,22 +151,8 @@ def _add_doctor_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    _add_connection_options(doctor)
-    doctor.add_argument(
-        "--listen",
-        metavar="[HOST:]PORT",
-        help="where our storage listener accepts the moved instance (default 11113)",
-    )
-    doctor.add_argument(
-        "--move-wait",
-        type=float,
-        default=20.0,
-        metavar="SECONDS",
-        help="how long to wait for the instance got or moved (default 20)",
-    )
-    doctor.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    if options:
+        _command_module(name).add_arguments(doctor)
 
 
 def _add_tui_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -325,19 +161,8 @@ def _add_tui_parser(commands: _Commands, name: str, options: bool) -> None:
         help="the terminal UI: query, browse, retrieve and troubleshoot (also: qrclient alone)",
         description="Open the terminal UI, optionally on NODE (AET@host:port).",
     )
-    if not options:
-        return
-    tui.add_argument(
-        "node", metavar="NODE", nargs="?", help="the peer: AET@host:port or a configured name"
-    )
-    tui.add_argument("--aet", help="our calling AE title (default: configured, else QRCLIENT)")
-    tui.add_argument("-o", "--out", metavar="DIR", help="the local store (default: configured)")
-    tui.add_argument(
-        "--listen",
-        metavar="[HOST:]PORT",
-        help="where our storage listener accepts C-MOVE instances (default: configured, 11113)",
-    )
-    tui.add_argument("--config", metavar="FILE", help="the configuration file with named nodes")
+    if options:
+        _command_module(name).add_arguments(tui)
 
 
 def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -349,45 +174,8 @@ def _add_nodes_parser(commands: _Commands, name: str, options: bool) -> None:
             "configuration file in place: its comments and other settings are kept."
         ),
     )
-    if not options:
-        return
-    actions = nodes.add_subparsers(
-        dest="nodes_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    listing = actions.add_parser("list", help="the configured nodes")
-    show = actions.add_parser("show", help="one node's settings, defaults included")
-    show.add_argument("name", metavar="NAME", help="a node name (or AET@host:port)")
-    for sub in (listing, show):
-        _add_config_option(sub)
-        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        _add_quiet_option(sub)
-    add = actions.add_parser(
-        "add",
-        help="add a node (settings not given are inherited from the file's defaults)",
-        description="Add a named node; settings not given follow the file's defaults.",
-    )
-    add.add_argument("name", metavar="NAME", help="letters, digits, '-' and '_'")
-    add.add_argument("address", metavar="AET@HOST:PORT", help="the peer")
-    _add_config_option(add)
-    add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
-    add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
-    add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
-    add.add_argument(
-        "--calling-aet",
-        metavar="AET",
-        help="our AE title toward this node, as registered on it (default: the file's)",
-    )
-    add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
-    add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
-    for name in ("connect", "association", "dimse", "network"):
-        add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
-    _add_tls_options(add)
-    add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
-    _add_quiet_option(add)
-    remove = actions.add_parser("remove", help="remove a node")
-    remove.add_argument("name", metavar="NAME")
-    _add_config_option(remove)
-    _add_quiet_option(remove)
+    if options:
+        _command_module(name).add_arguments(nodes)
 
 
 def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -406,7 +194,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     if not options:
         return
-    _add_connection_options(sub)
+    add_connection_arguments(sub)
     sub.add_argument(
         "-l",
         "--level",
@@ -444,7 +232,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         "are powers of 1024)",
     )
     sub.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
-    _add_wait_option(sub)
+    add_wait_argument(sub)
     sub.add_argument(
         "--overwrite",
         action="store_true",
@@ -453,7 +241,9 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     _add_pseudonymize_options(sub)
     _add_cohort_options(sub)
-    if name != "get":
+    if name == "get":
+        sub.set_defaults(dest=None, listen=None, move_from=None)
+    else:
         sub.add_argument(
             "--dest",
             metavar="AET",
@@ -491,7 +281,7 @@ def _add_send_parser(commands: _Commands, name: str, options: bool) -> None:
     )
     if not options:
         return
-    _add_connection_options(send)
+    add_connection_arguments(send)
     send.add_argument("paths", nargs="*", metavar="PATH", help="a DICOM file or a folder")
     send.add_argument(
         "--study", action="append", default=[], metavar="UID", help="a study of the local store"
@@ -599,15 +389,6 @@ def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_wait_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--wait",
-        type=float,
-        metavar="SECONDS",
-        help="wait up to this long for another qrclient using the store (default: fail at once)",
-    )
-
-
 def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
     store = commands.add_parser(
         name,
@@ -622,53 +403,8 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    actions = store.add_subparsers(
-        dest="store_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    for action, summary in (
-        ("ls", "patients, studies and series held, with counts and sizes"),
-        ("verify", "the index against the files: missing, changed, unreadable, unindexed"),
-        ("rebuild", "index the files anew (the index is replaced)"),
-    ):
-        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
-        sub.add_argument(
-            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
-        )
-        _add_config_option(sub)
-        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        _add_quiet_option(sub)
-        if action == "ls":
-            sub.set_defaults(wait=None)  # reads without the lock
-        else:
-            _add_wait_option(sub)
-    summary = "what the PACS has that the store lacks, series by series"
-    missing = actions.add_parser(
-        "missing",
-        help=summary,
-        description=f"{summary}: for the studies of -k keys (StudyInstanceUID, PatientID, "
-        "AccessionNumber) or of the rows of --from FILE, each series' instance count on the "
-        "PACS against the store's (its files). Exit 0 if nothing is missing, 5 if some is.",
-    )
-    _add_connection_options(missing)
-    missing.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        metavar="KEY=VALUE",
-        help="StudyInstanceUID, PatientID or AccessionNumber; repeat for more",
-    )
-    missing.add_argument(
-        "--from", dest="from_file", metavar="FILE", help="a list, as retrieve --from takes"
-    )
-    missing.add_argument(
-        "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
-    )
-    missing.add_argument("--format", choices=("text", "json"), default="text", help="output")
-    _add_wait_option(missing)
+    if options:
+        _command_module(name).add_arguments(store)
 
 
 def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -684,42 +420,8 @@ def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    if not options:
-        return
-    actions = jobs.add_subparsers(
-        dest="jobs_command", metavar="ACTION", required=True, parser_class=_Parser
-    )
-    for action, summary in (
-        ("list", "the jobs, their state and their rows' statuses"),
-        ("resume", "take a job up where it stopped (default: the one not finished)"),
-        ("cancel", "forget a job (the instances it retrieved stay in the store)"),
-    ):
-        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
-        if action != "list":
-            sub.add_argument(
-                "id", metavar="ID", type=int, nargs="?" if action == "resume" else None
-            )
-        sub.add_argument(
-            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
-        )
-        _add_config_option(sub)
-        _add_quiet_option(sub)
-        if action == "list":
-            sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
-        else:
-            _add_wait_option(sub)
-        if action == "resume":
-            sub.add_argument(
-                "--format", choices=("text", "json"), default="text", help="summary format"
-            )
-            sub.add_argument(
-                "-v", "--verbose", action="store_true", help="log DIMSE messages to stderr"
-            )
-            sub.add_argument(
-                "--max-associations", type=int, metavar="N", help="instead of the job's own"
-            )
-            sub.add_argument("--rate", metavar="RATE", help="instead of the job's own")
-            sub.add_argument("--window", metavar="HH:MM-HH:MM", help="instead of the job's own")
+    if options:
+        _command_module(name).add_arguments(jobs)
 
 
 def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -732,25 +434,8 @@ def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
             "It knows QRCLIENT@127.0.0.1:11113 (qrclient's defaults) as a C-MOVE destination."
         ),
     )
-    if not options:
-        return
-    demo.add_argument("--serve", action="store_true", help="only run the demo PACS, no UI")
-    demo.add_argument(
-        "--port", type=int, metavar="N", help="its DICOM port (default 11112; UI: any free one)"
-    )
-    demo.add_argument("--aet", default="DEMO", help="its AE title (default DEMO)")
-    demo.add_argument(
-        "--destination",
-        action="append",
-        default=[],
-        dest="destinations",
-        metavar="AET@HOST:PORT",
-        help="a C-MOVE destination it knows; repeat for more",
-    )
-    demo.add_argument(
-        "-o", "--out", metavar="DIR", help="the UI's store (default: demo-store in qrclient's)"
-    )
-    _add_quiet_option(demo)
+    if options:
+        _command_module(name).add_arguments(demo)
 
 
 _RETRIEVE_SUMMARIES = {
@@ -774,6 +459,11 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
 }
 
 
+def _command_module(command: str) -> ModuleType:
+    name = "retrieve" if command in ("get", "move") else command
+    return _import_quietly(f"qrclient.cli.{name}_command")
+
+
 def _import_quietly(name: str) -> ModuleType:
     """Import a command's module without the cyclic garbage collector.
 
@@ -793,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(given))
     args, extra = parser.parse_known_args(given)
-    if extra and isinstance(getattr(args, "paths", None), list):
+    if extra and isinstance(args.paths, list):
         # send's PATHs after its options: argparse takes positionals in one run only.
         if any(item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -803,13 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
         # `qrclient` alone on a terminal (perhaps with --config): the UI.
         args = build_parser("tui").parse_args([*given, "tui"])
-    if getattr(args, "config", None) is None:  # --config before the command
-        args.config = args.global_config
     if args.command is None:
         parser.print_help(sys.stderr)
         return exit_codes.USAGE
     warnings.showwarning = _show_warning
-    name = "retrieve" if args.command in ("get", "move") else args.command
     code = exit_codes.INTERNAL_ERROR  # what the trace records if an unexpected exception escapes
     trace = None
     try:
@@ -820,9 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:  # the trace file cannot be written
             sys.stderr.write(f"qrclient: error: {exc}\n")
             return exit_codes.USAGE
-        module = _import_quietly(f"qrclient.cli.{name}_command")
+        module = _command_module(args.command)
         try:
-            code = int(module.run(args))
+            code = int(module.run(module.Options.from_namespace(args), trace))
         except BaseExceptionGroup as group:
             raise main_error(group) from None
     except KeyboardInterrupt:
@@ -865,7 +552,7 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
     from qrclient.present.printable import printable
 
     message, hint = describe(error)
-    verbose = getattr(args, "verbose", None)  # None: the command has no -v
+    verbose = args.verbose  # None: the command has no -v
     sys.stderr.write(f"qrclient: error: {printable(message)}\n")
     if hint:
         more = " (-v shows where it happened)" if verbose is False else ""
@@ -877,16 +564,14 @@ def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
 
 
 def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
-    """--trace FILE: the observer that common.node_and_settings adds to the settings."""
-    path = getattr(args, "trace", None)
+    """--trace FILE: the observer the command adds to its settings (cli.common.connection)."""
+    path = args.trace
     if path is None:
         return None
     from qrclient.present.trace import Trace, redact_keys
 
     # Query values may name patients: the trace keeps only their keywords.
-    trace = Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))
-    args.trace_writer = trace
-    return trace
+    return Trace.open(path, str(args.command), redact_keys(given, args.keys))
 
 
 def _silence_stdout() -> None:

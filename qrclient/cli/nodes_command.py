@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qrclient.cli import exit_codes
+from qrclient.cli.arguments import add_config_argument, add_quiet_argument, add_tls_arguments
 from qrclient.cli.common import UsageError, fail
+from qrclient.cli.options import TlsOptions
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options
 from qrclient.config import Config, ConfigError, NodeConfig, config_path, load_config
 from qrclient.config.edit import add_node, check_node_name, remove_node
@@ -21,16 +24,120 @@ from qrclient.present.printable import printable
 TIMEOUTS = ("connect", "association", "dimse", "network")
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="nodes_command", metavar="ACTION", required=True, parser_class=type(parser)
+    )
+    listing = actions.add_parser("list", help="the configured nodes")
+    show = actions.add_parser("show", help="one node's settings, defaults included")
+    show.add_argument("name", metavar="NAME", help="a node name (or AET@host:port)")
+    for sub in (listing, show):
+        add_config_argument(sub)
+        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        add_quiet_argument(sub)
+    add = actions.add_parser(
+        "add",
+        help="add a node (settings not given are inherited from the file's defaults)",
+        description="Add a named node; settings not given follow the file's defaults.",
+    )
+    add.add_argument("name", metavar="NAME", help="letters, digits, '-' and '_'")
+    add.add_argument("address", metavar="AET@HOST:PORT", help="the peer")
+    add_config_argument(add)
+    add.add_argument("-m", "--model", metavar="MODEL", help="patient or study root")
+    add.add_argument("--method", choices=("get", "move", "auto"), help="how to retrieve")
+    add.add_argument("--dest", metavar="AET", help="C-MOVE destination AE title")
+    add.add_argument(
+        "--calling-aet",
+        metavar="AET",
+        help="our AE title toward this node, as registered on it (default: the file's)",
+    )
+    add.add_argument("--listen", metavar="[HOST:]PORT", help="our storage listener for C-MOVE")
+    add.add_argument("-p", "--parallel", type=int, metavar="N", help="concurrent associations")
+    for name in TIMEOUTS:
+        add.add_argument(f"--{name}-timeout", type=float, metavar="SECONDS")
+    add_tls_arguments(add)
+    add.add_argument("--replace", action="store_true", help="overwrite a node of that name")
+    add_quiet_argument(add)
+    remove = actions.add_parser("remove", help="remove a node")
+    remove.add_argument("name", metavar="NAME")
+    add_config_argument(remove)
+    add_quiet_argument(remove)
+    # What an action does not take, so every run has every field of Options.
+    listing.set_defaults(name="", **_ADD_DEFAULTS)
+    show.set_defaults(**_ADD_DEFAULTS)
+    remove.set_defaults(format="text", **_ADD_DEFAULTS)
+    add.set_defaults(format="text")
+
+
+_ADD_DEFAULTS: dict[str, object] = {
+    "address": "",
+    "model": None,
+    "method": None,
+    "dest": None,
+    "calling_aet": None,
+    "listen": None,
+    "parallel": None,
+    **{f"{name}_timeout": None for name in TIMEOUTS},
+    **dict.fromkeys(("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name")),
+    "tls_no_verify": None,
+    "replace": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    action: str  # list, show, add or remove
+    config: str | None = None
+    quiet: bool = False
+    format: str = "text"
+    name: str = ""
+    address: str = ""  # add's
+    model: str | None = None
+    method: str | None = None
+    dest: str | None = None
+    calling_aet: str | None = None
+    listen: str | None = None
+    parallel: int | None = None
+    timeouts: tuple[tuple[str, float | None], ...] = ()
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    replace: bool = False
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(
+            args.nodes_command,
+            args.config if args.config is not None else args.global_config,
+            args.quiet,
+            args.format,
+            args.name,
+            args.address,
+            args.model,
+            args.method,
+            args.dest,
+            args.calling_aet,
+            args.listen,
+            args.parallel,
+            (
+                ("connect", args.connect_timeout),
+                ("association", args.association_timeout),
+                ("dimse", args.dimse_timeout),
+                ("network", args.network_timeout),
+            ),
+            TlsOptions.from_namespace(args),
+            args.replace,
+        )
+
+
+def run(options: Options, trace: object = None) -> int:
     try:
-        if args.nodes_command == "add":
-            return _add(args)
-        if args.nodes_command == "remove":
-            return _remove(args)
-        config = load_config(args.config)
-        if args.nodes_command == "list":
-            return _list(config, args.format, quiet=args.quiet)
-        return _show(config, config.resolve(args.name), args.format)
+        if options.action == "add":
+            return _add(options)
+        if options.action == "remove":
+            return _remove(options)
+        config = load_config(options.config)
+        if options.action == "list":
+            return _list(config, options.format, quiet=options.quiet)
+        return _show(config, config.resolve(options.name), options.format)
     except (ConfigError, NodeError, QueryError, UsageError) as exc:
         fail(str(exc))
         return exit_codes.USAGE
@@ -149,7 +256,7 @@ def _as_json(config: Config, node: NodeConfig) -> dict[str, Any]:
     }
 
 
-def _add(args: argparse.Namespace) -> int:
+def _add(args: Options) -> int:
     """Checks every value first (one line, exit 2, nothing written), then edits the file."""
     name = check_node_name(args.name)
     peer = parse_node(args.address)
@@ -170,8 +277,7 @@ def _add(args: argparse.Namespace) -> int:
             raise UsageError(f"--parallel {args.parallel}: expected 1 to {MAX_PARALLEL}")
         table["parallel"] = args.parallel
     timeouts = {}
-    for what in TIMEOUTS:
-        value = getattr(args, f"{what}_timeout")
+    for what, value in args.timeouts:
         if value is not None:
             if not 0 < value <= 86400:
                 raise UsageError(f"--{what}-timeout {value:g}: expected 0 < seconds <= 86400")
@@ -189,10 +295,10 @@ def _add(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _tls_table(args: argparse.Namespace) -> dict[str, Any] | bool | None:
+def _tls_table(args: Options) -> dict[str, Any] | bool | None:
     """The --tls* options as the node's ``tls`` setting; files are checked (PEM) first."""
     try:
-        tls = tls_from_options(args, None)
+        tls = tls_from_options(args.tls, None)
     except TlsOptionError as exc:
         raise UsageError(str(exc)) from None
     if tls is None:
@@ -210,7 +316,7 @@ def _tls_table(args: argparse.Namespace) -> dict[str, Any] | bool | None:
     return table or True
 
 
-def _remove(args: argparse.Namespace) -> int:
+def _remove(args: Options) -> int:
     file = _file(args)
     remove_node(file, args.name)
     if not args.quiet:
@@ -218,5 +324,5 @@ def _remove(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _file(args: argparse.Namespace) -> Path:
+def _file(args: Options) -> Path:
     return config_path(args.config)[0]

@@ -6,34 +6,31 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
-
 from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, node_and_settings, run_command
+from qrclient.cli.common import UsageError, connection, max_instance, run_command
+from qrclient.cli.options import ConnectionOptions
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
+from qrclient.client import Client, Local
 from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
-    RetrieveStore,
-    run_with_listener,
 )
 from qrclient.net.peer import check_ae_title, check_sender, parse_listen
 from qrclient.ops.query import LEVEL_ORDER, UNIQUE_KEY, QueryError, parse_level, parse_model
-from qrclient.present.failures import main_error
 from qrclient.present.printable import printable
-from qrclient.store import Store, StoreError
-from qrclient.store.location import default_store
-from qrclient.vocabulary import Level, Method
+from qrclient.store import StoreError
+from qrclient.vocabulary import Level, Method, Model
 
 if TYPE_CHECKING:
     from qrclient.deid.session import PseudonymizeOptions
-    from qrclient.deid.sink import PseudonymizingStore
+    from qrclient.present.trace import Trace
 
 _UNIQUE_KEYS = {
     Level.PATIENT: {"PatientID"},
@@ -43,19 +40,89 @@ _UNIQUE_KEYS = {
 }
 
 
-def run(args: argparse.Namespace) -> int:
-    if getattr(args, "from_file", None):  # a list of studies: a durable job
+@dataclass(frozen=True, slots=True)
+class Options:
+    """``get``, ``move`` and ``retrieve`` as given (None: from the node or the file)."""
+
+    command: str  # get, move or retrieve
+    connection: ConnectionOptions
+    level: str = "study"
+    model: str | None = None
+    keys: tuple[str, ...] = ()
+    out: str | None = None
+    parallel: int | None = None
+    max_instance: str | None = None
+    format: str = "text"
+    wait: float | None = None
+    overwrite: bool = False
+    pseudonymize: bool = False
+    linkage: str | None = None
+    date_shift: str | None = None
+    keep_dates: bool = False
+    pseudonym_key: str | None = None
+    dest: str | None = None  # move and retrieve only
+    listen: str | None = None
+    move_from: tuple[str, ...] = ()
+    # --from FILE: a cohort, run as a durable job (qrclient.cli.cohort_command)
+    from_file: str | None = None
+    report: str | None = None
+    no_split: bool = False
+    no_verify: bool = False
+    max_associations: int | None = None
+    rate: str | None = None
+    window: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(
+            args.command,
+            ConnectionOptions.from_namespace(args),
+            args.level,
+            args.model,
+            tuple(args.keys),
+            args.out,
+            args.parallel,
+            args.max_instance,
+            args.format,
+            args.wait,
+            args.overwrite,
+            args.pseudonymize,
+            args.linkage,
+            args.date_shift,
+            args.keep_dates,
+            args.pseudonym_key,
+            args.dest,
+            args.listen,
+            tuple(args.move_from or ()),
+            args.from_file,
+            args.report,
+            args.no_split,
+            args.no_verify,
+            args.max_associations,
+            args.rate,
+            args.window,
+        )
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    if options.from_file:  # a list of studies: a durable job
         from qrclient.cli import cohort_command
 
-        return cohort_command.run(args)
-    for option in ("report", "no_split", "no_verify", "max_associations", "rate", "window"):
-        if getattr(args, option, None):
-            name = "--" + option.replace("_", "-")
+        return cohort_command.run(options, trace)
+    for name, value in (
+        ("--report", options.report),
+        ("--no-split", options.no_split),
+        ("--no-verify", options.no_verify),
+        ("--max-associations", options.max_associations),
+        ("--rate", options.rate),
+        ("--window", options.window),
+    ):
+        if value:
             sys.stderr.write(f"qrclient: error: {name} goes with --from, which was not given\n")
             return exit_codes.USAGE
     started: list[tuple[RetrieveJob, Path]] = []
     try:
-        return run_command(lambda: _prepare(args, started))
+        return run_command(lambda: _prepare(options, trace, started))
     except KeyboardInterrupt:
         # Interrupted after files arrived: say what is here, then exit 130 as shells
         # expect of Ctrl-C (5 stays for what the PACS left partial).
@@ -63,13 +130,13 @@ def run(args: argparse.Namespace) -> int:
             raise
         retrieve, out = started[0]
         sys.stderr.write("qrclient: interrupted\n")
-        _report(retrieve.outcome, out, args.format, quiet=args.quiet)
+        _report(retrieve.outcome, out, options.format, quiet=options.connection.quiet)
         return exit_codes.INTERRUPTED
 
 
-def _request(args: argparse.Namespace) -> RetrieveRequest:
-    level = parse_level(args.level)
-    request = RetrieveRequest.parse(level, parse_model(args.model), args.keys)
+def _request(options: Options, model: Model) -> RetrieveRequest:
+    level = parse_level(options.level)
+    request = RetrieveRequest.parse(level, model, options.keys)
     allowed = _UNIQUE_KEYS[level]
     for key in request.keys:
         if key.keyword not in allowed:
@@ -93,104 +160,69 @@ def _request(args: argparse.Namespace) -> RetrieveRequest:
 
 
 def _prepare(
-    args: argparse.Namespace, started: list[tuple[RetrieveJob, Path]]
+    options: Options, trace: Trace | None, started: list[tuple[RetrieveJob, Path]]
 ) -> Callable[[], Awaitable[int]]:
     # Each setting: the option if given, else the node's, else the file's, else built in.
-    config, node, settings = node_and_settings(args)
-    peer = node.peer
-    request = _request(args)
-    method = node.method if args.command == "retrieve" else Method(args.command)
-    parallel = node.parallel if args.parallel is None else args.parallel
-    if not 1 <= parallel <= 16:
-        raise UsageError(f"--parallel {parallel}: expected 1 to 16 associations")
-    given_destination = getattr(args, "dest", None)
-    destination = (
-        check_ae_title(given_destination, "--dest")
-        if given_destination
-        else node.destination or settings.calling_ae
-    )
-    move_from = node.move_from
-    if getattr(args, "move_from", None):
-        move_from = tuple(check_sender(a, "--move-from") for a in args.move_from)
-    listen = getattr(args, "listen", None)
-    listen_host, listen_port = (
-        parse_listen(listen) if listen else (node.listen_host, node.listen_port)
-    )
-    out = Path(args.out) if args.out else config.store or default_store()
-    to_us = destination == settings.calling_ae
-    pseudonymize = _pseudonymize_options(args, out, to_us=to_us)
+    overrides = {
+        "model": parse_model(options.model) if options.model is not None else None,
+        "max_instance": max_instance(options.max_instance),
+        "method": None if options.command == "retrieve" else Method(options.command),
+        "destination": check_ae_title(options.dest, "--dest") if options.dest else None,
+        "listen": parse_listen(options.listen) if options.listen else None,
+        "move_from": tuple(check_sender(a, "--move-from") for a in options.move_from) or None,
+        "store": options.out,
+        "parallel": options.parallel,
+    }
+    resolved = connection(options.connection, trace, **overrides)
+    if not 1 <= resolved.parallel <= 16:
+        raise UsageError(f"--parallel {resolved.parallel}: expected 1 to 16 associations")
+    request = _request(options, resolved.model)
+    out = resolved.store_root
+    pseudonymize = _pseudonymize_options(options, out, to_us=resolved.to_us)
 
-    wait = 0.0 if args.wait is None else args.wait
+    wait = 0.0 if options.wait is None else options.wait
     if not 0 <= wait <= 86400:
         raise UsageError(f"--wait {wait:g}: expected 0 to 86400 seconds")
+    local = Local(out, overwrite=options.overwrite, wait=wait, pseudonymize=pseudonymize)
+    client = Client(resolved, local=local)
+    quiet = options.connection.quiet
 
     async def job() -> int:
         try:
-            store = Store.open(out, overwrite=args.overwrite, wait=wait)
+            outcome = await _retrieve()
         except StoreError as exc:
-            return report_store_error(exc)
-        try:
-            return await _into(store)
-        except (StoreError, BaseExceptionGroup) as exc:
-            # The index failed (damaged, disk full), or could not commit its last rows
-            # on closing: say what arrived, then what failed.
-            error = main_error(exc)
-            if not isinstance(error, StoreError):
-                raise
+            # The store cannot be opened, its index failed (damaged, disk full), or could
+            # not commit its last rows on closing: say what arrived, then what failed.
             if started:
-                _report(started[0][0].outcome, out, args.format, quiet=args.quiet)
-            return report_store_error(error)
-
-    async def _into(store: Store) -> int:
-        with store:
-            pseudonymizing = _pseudonymizing(store, pseudonymize, to_us=to_us)
-            try:
-                outcome = await _retrieve(pseudonymizing or store)
-            finally:
-                if pseudonymizing is not None:
-                    pseudonymizing.close()
-        if pseudonymizing is not None:
-            outcome.notes.append(_pseudonymized_note(pseudonymizing))
-        _report(outcome, out, args.format, quiet=args.quiet)
+                _report(started[0][0].outcome, out, options.format, quiet=quiet)
+            return report_store_error(exc)
+        _report(outcome, out, options.format, quiet=quiet)
         return _exit_code(outcome)
 
-    async def _retrieve(sink: RetrieveStore) -> RetrieveOutcome:
-        retrieve = RetrieveJob.into_store(
-            peer,
-            request,
-            sink,
-            settings,
-            parallel=parallel,
-            method=method,
-            destination=destination,
-            move_from=move_from,
-            node=node.name,
-        )
-        started.append((retrieve, out))
-        shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
+    async def _retrieve() -> RetrieveOutcome:
+        shown = sys.stderr.isatty() and options.format == "text" and not quiet
         bar = ProgressBar(enabled=shown)
-        async with anyio.create_task_group() as group:
-            group.start_soon(bar.follow, retrieve.progress)
-            try:
-                outcome = await run_with_listener(retrieve, listen_host, listen_port)
-            finally:
-                group.cancel_scope.cancel()
-        return outcome
+        try:
+            return await client.retrieve(
+                request, watch=bar.follow, on_start=lambda job: started.append((job, out))
+            )
+        finally:
+            await local.aclose()
 
     return job
 
 
 def _pseudonymize_options(
-    args: argparse.Namespace, out: Path, *, to_us: bool
+    options: Options, out: Path, *, to_us: bool
 ) -> PseudonymizeOptions | None:
     """--pseudonymize and its options, checked before anything is opened."""
     given = {
-        "--linkage": args.linkage,
-        "--date-shift": args.date_shift,
-        "--keep-dates": args.keep_dates,
-        "--pseudonym-key": args.pseudonym_key,
+        "--linkage": options.linkage,
+        "--date-shift": options.date_shift,
+        "--keep-dates": options.keep_dates,
+        "--pseudonym-key": options.pseudonym_key,
     }
-    if not args.pseudonymize:
+    if not options.pseudonymize:
         for option, value in given.items():
             if value:
                 raise UsageError(f"{option} goes with --pseudonymize, which was not given")
@@ -206,53 +238,24 @@ def _pseudonymize_options(
             "(--dest)"
         )
     dates = None
-    if args.keep_dates:
-        if args.date_shift is not None:
+    if options.keep_dates:
+        if options.date_shift is not None:
             raise UsageError("--keep-dates and --date-shift: give one of them")
         dates = Dates(0)
-    elif args.date_shift is not None:
-        days = args.date_shift.strip()
+    elif options.date_shift is not None:
+        days = options.date_shift.strip()
         if not days.isdigit() or not 1 <= int(days) <= MAX_DATE_SHIFT:
             raise UsageError(
-                f"--date-shift {args.date_shift!r}: expected a number of days from 1 to "
+                f"--date-shift {options.date_shift!r}: expected a number of days from 1 to "
                 f"{MAX_DATE_SHIFT} (or --keep-dates)"
             )
         dates = Dates(int(days))
     try:
-        linkage = check_linkage_path(Path(args.linkage), out) if args.linkage else None
+        linkage = check_linkage_path(Path(options.linkage), out) if options.linkage else None
     except DeidError as exc:
         raise UsageError(str(exc)) from None
-    key = Path(args.pseudonym_key).expanduser() if args.pseudonym_key else None
+    key = Path(options.pseudonym_key).expanduser() if options.pseudonym_key else None
     return PseudonymizeOptions(dates, key, linkage)
-
-
-def _pseudonymizing(
-    store: Store, options: PseudonymizeOptions | None, *, to_us: bool
-) -> PseudonymizingStore | None:
-    """With --pseudonymize, the store wrapped to pseudonymise what it receives; else
-    None. A pseudonymised store takes no plain instances, nor a plain one pseudonymised
-    instances (qrclient.deid.marker)."""
-    from qrclient.deid.errors import DeidError
-
-    try:
-        if options is not None:
-            from qrclient.deid.session import open_pseudonymizing
-
-            return open_pseudonymizing(store, options)
-        if to_us:
-            from qrclient.deid.marker import refuse_plain
-
-            refuse_plain(store.root)
-    except DeidError as exc:
-        raise UsageError(str(exc)) from None
-    return None
-
-
-def _pseudonymized_note(sink: PseudonymizingStore) -> str:
-    what = f"pseudonymised on receive ({sink.pseudonymizer.dates.describe()})"
-    if sink.linkage is None:
-        return f"{what}; no linkage file kept (--linkage FILE keeps one)"
-    return f"{what}; {sink.linkage.rows} rows added to the linkage file {sink.linkage.path}"
 
 
 def _report(outcome: RetrieveOutcome, out: Path, kind: str, *, quiet: bool = False) -> None:

@@ -8,14 +8,16 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
 from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, node_and_settings, run_command
+from qrclient.cli.common import UsageError, connection, run_command
+from qrclient.cli.options import ConnectionOptions
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
 from qrclient.config.model import MAX_PARALLEL
@@ -24,9 +26,11 @@ from qrclient.net.peer import Peer
 from qrclient.ops.query import QueryError
 from qrclient.present.printable import printable
 from qrclient.store import StoreError
-from qrclient.store.location import default_store
 from qrclient.store.overview import StoreView
 from qrclient.store.part10 import clean_uid
+
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 SHOWN = 10  # failed and warned files named on stderr; --report has them all
 REPORT_COLUMNS = (
@@ -35,34 +39,60 @@ REPORT_COLUMNS = (
 )
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True, slots=True)
+class Options:
+    connection: ConnectionOptions
+    paths: tuple[str, ...] = ()
+    study: tuple[str, ...] = ()
+    series: tuple[str, ...] = ()
+    out: str | None = None
+    parallel: int | None = None
+    report: str | None = None
+    format: str = "text"
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(
+            ConnectionOptions.from_namespace(args),
+            tuple(args.paths),
+            tuple(args.study),
+            tuple(args.series),
+            args.out,
+            args.parallel,
+            args.report,
+            args.format,
+        )
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
     started: list[SendJob] = []
     try:
-        return run_command(lambda: _prepare(args, started))
+        return run_command(lambda: _prepare(options, trace, started))
     except StoreError as exc:  # the index of --study/--series cannot be read
         return report_store_error(exc)
     except KeyboardInterrupt:
         if not started:
             raise
         sys.stderr.write("qrclient: interrupted\n")
-        _finish(args, started[0].peer, started[0].outcome)
+        _finish(options, started[0].peer, started[0].outcome)
         return exit_codes.INTERRUPTED
 
 
-def _prepare(args: argparse.Namespace, started: list[SendJob]) -> Callable[[], Awaitable[int]]:
-    config, node, settings = node_and_settings(args)
-    parallel = node.parallel if args.parallel is None else args.parallel
+def _prepare(
+    options: Options, trace: Trace | None, started: list[SendJob]
+) -> Callable[[], Awaitable[int]]:
+    resolved = connection(options.connection, trace, parallel=options.parallel, store=options.out)
+    parallel = resolved.parallel
     if not 1 <= parallel <= MAX_PARALLEL:
         raise UsageError(f"--parallel {parallel}: expected 1 to {MAX_PARALLEL} associations")
-    if args.report and args.report != "-" and not Path(args.report).parent.is_dir():
-        raise UsageError(f"--report {args.report}: no such folder for it")
-    paths = list(args.paths)
+    if options.report and options.report != "-" and not Path(options.report).parent.is_dir():
+        raise UsageError(f"--report {options.report}: no such folder for it")
+    paths = list(options.paths)
     for path in paths:
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such file or folder")
-    if args.study or args.series:
-        out = Path(args.out) if args.out else config.store or default_store()
-        paths += _from_store(out, args.study, args.series)
+    if options.study or options.series:
+        paths += _from_store(resolved.store_root, options.study, options.series)
     if not paths:
         raise UsageError(
             "nothing to send: give files or folders, or --study UID / --series UID of the "
@@ -70,18 +100,18 @@ def _prepare(args: argparse.Namespace, started: list[SendJob]) -> Callable[[], A
         )
     found = scan(paths)
     if not found.instances:
-        if args.report:
-            _write_report(args.report, SendOutcome(found.outcomes))
+        if options.report:
+            _write_report(options.report, SendOutcome(found.outcomes))
         first = found.outcomes[0] if found.outcomes else None
         why = f": {first.path}: {first.detail}" if first else ""
         more = len(found.outcomes) - 1
         rest = f" (and {more} more files; --report FILE lists them)" if more > 0 else ""
         raise UsageError(f"no DICOM instance to send{why}{rest}")
-    job = SendJob(node.peer, found, settings, parallel)
+    job = SendJob(resolved.peer, found, resolved.settings, parallel)
 
     async def send() -> int:
         started.append(job)
-        shown = sys.stderr.isatty() and args.format == "text" and not args.quiet
+        shown = sys.stderr.isatty() and options.format == "text" and not options.connection.quiet
         bar = ProgressBar(enabled=shown)
         async with anyio.create_task_group() as group:
             group.start_soon(bar.follow, job.progress)
@@ -89,13 +119,13 @@ def _prepare(args: argparse.Namespace, started: list[SendJob]) -> Callable[[], A
                 outcome = await job.run()
             finally:
                 group.cancel_scope.cancel()
-        _finish(args, node.peer, outcome)
+        _finish(options, resolved.peer, outcome)
         return exit_code(outcome)
 
     return send
 
 
-def _from_store(out: Path, studies: list[str], series: list[str]) -> list[str]:
+def _from_store(out: Path, studies: Sequence[str], series: Sequence[str]) -> list[str]:
     """The files of the store's studies and series; UsageError for one it does not hold,
     StoreError if its index cannot be read."""
     with StoreView(out) as view:
@@ -131,17 +161,17 @@ def exit_code(outcome: SendOutcome) -> int:
     return exit_codes.USAGE
 
 
-def _finish(args: argparse.Namespace, peer: Peer, outcome: SendOutcome) -> None:
+def _finish(options: Options, peer: Peer, outcome: SendOutcome) -> None:
     """The summary, the files that failed or warned, and the report."""
-    if args.report:
+    if options.report:
         try:
-            _write_report(args.report, outcome)
+            _write_report(options.report, outcome)
         except OSError as exc:
-            sys.stderr.write(f"qrclient: error: --report {args.report}: {exc.strerror or exc}\n")
-    if args.format == "json":
-        json.dump(_as_json(peer, outcome, args.report), sys.stdout)
+            sys.stderr.write(f"qrclient: error: --report {options.report}: {exc.strerror or exc}\n")
+    if options.format == "json":
+        json.dump(_as_json(peer, outcome, options.report), sys.stdout)
         print()
-    elif not args.quiet:
+    elif not options.connection.quiet:
         megabytes = outcome.sent_bytes / 1e6
         rate = megabytes / outcome.seconds if outcome.seconds else 0.0
         print(
@@ -151,7 +181,7 @@ def _finish(args: argparse.Namespace, peer: Peer, outcome: SendOutcome) -> None:
             f"skipped, {megabytes:.1f} MB in {outcome.seconds:.1f} s ({rate:.1f} MB/s) to {peer}"
         )
     for state, label in ((FileState.FAILED, "error"), (FileState.WARNING, "warning")):
-        if label == "warning" and args.quiet:
+        if label == "warning" and options.connection.quiet:
             continue
         by_detail: dict[str, list[str]] = {}
         for file in outcome.files:
@@ -161,7 +191,9 @@ def _finish(args: argparse.Namespace, peer: Peer, outcome: SendOutcome) -> None:
             which = paths[0] if len(paths) == 1 else f"{len(paths)} files (e.g. {paths[0]})"
             sys.stderr.write(f"qrclient: {label}: {printable(f'{which}: {detail}')}\n")
         if len(by_detail) > SHOWN:
-            where = f"all in --report {args.report}" if args.report else "--report FILE lists all"
+            where = (
+                f"all in --report {options.report}" if options.report else "--report FILE lists all"
+            )
             more = sum(len(p) for p in list(by_detail.values())[SHOWN:])
             sys.stderr.write(f"qrclient: ... and {more} more files ({where})\n")
 

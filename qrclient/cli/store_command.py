@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrclient.cli import exit_codes
+from qrclient.cli.arguments import (
+    add_config_argument,
+    add_connection_arguments,
+    add_quiet_argument,
+    add_wait_argument,
+)
 from qrclient.cli.common import fail
+from qrclient.cli.options import ConnectionOptions
 from qrclient.config import ConfigError, load_config
 from qrclient.store import (
     Store,
@@ -26,6 +34,9 @@ from qrclient.store.errors import rebuild_command
 from qrclient.store.location import default_store
 from qrclient.store.overview import StoreView, StudyHolding
 from qrclient.store.tree import META_DIR
+
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 
 def exit_code_of(error: StoreError) -> int:
@@ -47,32 +58,121 @@ def report_store_error(error: StoreError) -> int:
     return exit_code_of(error)
 
 
-def store_root(args: argparse.Namespace) -> Path:
+def store_root(out: str | None, config: str | None) -> Path:
     """``--out``, else the configuration's store, else qrclient's default one."""
-    if args.out:
-        return Path(args.out)
-    return load_config(args.config).store or default_store()
+    if out:
+        return Path(out)
+    return load_config(config).store or default_store()
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.store_command == "missing":  # a network command of its own
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="store_command", metavar="ACTION", required=True, parser_class=type(parser)
+    )
+    for action, summary in (
+        ("ls", "patients, studies and series held, with counts and sizes"),
+        ("verify", "the index against the files: missing, changed, unreadable, unindexed"),
+        ("rebuild", "index the files anew (the index is replaced)"),
+    ):
+        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
+        sub.add_argument(
+            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+        )
+        add_config_argument(sub)
+        sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        add_quiet_argument(sub)
+        if action == "ls":
+            sub.set_defaults(wait=None)  # reads without the lock
+        else:
+            add_wait_argument(sub)
+    summary = "what the PACS has that the store lacks, series by series"
+    missing = actions.add_parser(
+        "missing",
+        help=summary,
+        description=f"{summary}: for the studies of -k keys (StudyInstanceUID, PatientID, "
+        "AccessionNumber) or of the rows of --from FILE, each series' instance count on the "
+        "PACS against the store's (its files). Exit 0 if nothing is missing, 5 if some is.",
+    )
+    add_connection_arguments(missing)
+    missing.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY=VALUE",
+        help="StudyInstanceUID, PatientID or AccessionNumber; repeat for more",
+    )
+    missing.add_argument(
+        "--from", dest="from_file", metavar="FILE", help="a list, as retrieve --from takes"
+    )
+    missing.add_argument(
+        "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+    )
+    missing.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    add_wait_argument(missing)
+
+
+@dataclass(frozen=True, slots=True)
+class MissingOptions:
+    """``store missing NODE``: a network command of its own (store_missing_command)."""
+
+    connection: ConnectionOptions
+    keys: tuple[str, ...] = ()
+    from_file: str | None = None
+    out: str | None = None
+    format: str = "text"
+    wait: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    action: str  # ls, verify or rebuild
+    out: str | None = None
+    config: str | None = None
+    format: str = "text"
+    quiet: bool = False
+    wait: float | None = None
+    missing: MissingOptions | None = None  # for ``missing``
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        config = args.config if args.config is not None else args.global_config
+        missing = None
+        if args.store_command == "missing":
+            missing = MissingOptions(
+                ConnectionOptions.from_namespace(args),
+                tuple(args.keys),
+                args.from_file,
+                args.out,
+                args.format,
+                args.wait,
+            )
+        return cls(
+            args.store_command, args.out, config, args.format, args.quiet, args.wait, missing
+        )
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    if options.missing is not None:
         from qrclient.cli import store_missing_command
 
-        return store_missing_command.run(args)
-    if args.wait is not None and not 0 <= args.wait <= 86400:
-        fail(f"--wait {args.wait:g}: expected 0 to 86400 seconds")
+        return store_missing_command.run(options.missing, trace)
+    if options.wait is not None and not 0 <= options.wait <= 86400:
+        fail(f"--wait {options.wait:g}: expected 0 to 86400 seconds")
         return exit_codes.USAGE
     try:
-        root = store_root(args)
+        root = store_root(options.out, options.config)
     except ConfigError as exc:
         fail(str(exc))
         return exit_codes.USAGE
+    wait = options.wait or 0.0
     try:
-        if args.store_command == "ls":
-            return _list(root, args.format, args.quiet)
-        if args.store_command == "verify":
-            return _verify(root, args.format, args.wait or 0.0, args.quiet)
-        return _rebuild(root, args.format, args.wait or 0.0, args.quiet)
+        if options.action == "ls":
+            return _list(root, options.format, options.quiet)
+        if options.action == "verify":
+            return _verify(root, options.format, wait, options.quiet)
+        return _rebuild(root, options.format, wait, options.quiet)
     except StoreError as exc:
         return report_store_error(exc)
 

@@ -7,15 +7,15 @@ store's, which asks the disk (``jobs.cohort.verify``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qrclient.cli import exit_codes
-from qrclient.cli.common import UsageError, node_and_settings, run_command, stderr_lines
-from qrclient.cli.store_command import report_store_error
+from qrclient.cli.common import UsageError, connection, run_command, stderr_lines
+from qrclient.cli.store_command import MissingOptions, report_store_error
 from qrclient.jobs.cohort.items import InputError, Item, read_items
 from qrclient.jobs.cohort.resolve import Resolver
 from qrclient.jobs.cohort.verify import SeriesCount, compare
@@ -24,18 +24,20 @@ from qrclient.net.presentation import ContextRequest
 from qrclient.ops.query import QueryError, parse_key
 from qrclient.present.printable import printable
 from qrclient.store import Store, StoreError
-from qrclient.store.location import default_store
 from qrclient.store.tree import META_DIR
 from qrclient.vocabulary import Model
+
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 KEYWORDS = ("StudyInstanceUID", "PatientID", "AccessionNumber")
 
 
-def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+def run(options: MissingOptions, trace: Trace | None = None) -> int:
+    return run_command(lambda: _prepare(options, trace))
 
 
-def _items(args: argparse.Namespace) -> list[Item]:
+def _items(args: MissingOptions) -> list[Item]:
     if bool(args.keys) == bool(args.from_file):
         raise UsageError(
             "store missing: give the studies with -k (StudyInstanceUID, PatientID or "
@@ -55,10 +57,11 @@ def _items(args: argparse.Namespace) -> list[Item]:
     return items
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
-    config, node, settings = node_and_settings(args)
+def _prepare(args: MissingOptions, trace: Trace | None) -> Callable[[], Awaitable[int]]:
+    resolved = connection(args.connection, trace, store=args.out)
+    node, settings = resolved.node, resolved.settings
     items = _items(args)
-    out = Path(args.out) if args.out else config.store or default_store()
+    out = resolved.store_root
     if not (out / META_DIR).is_dir():
         raise UsageError(f"no qrclient store at {out}: give it with --out DIR")
     from qrclient.deid.errors import DeidError
@@ -72,7 +75,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             "report of the job that filled it (qrclient jobs list)"
         ) from None
     wait = 0.0 if args.wait is None else args.wait
-    say = stderr_lines(quiet=args.quiet)
+    say = stderr_lines(quiet=args.connection.quiet)
 
     async def job() -> int:
         try:

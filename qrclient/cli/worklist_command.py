@@ -3,32 +3,82 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qrclient.cli import exit_codes
-from qrclient.cli.common import peer_and_settings, run_command, stderr_lines
-from qrclient.cli.output import make_writer
-from qrclient.net import ContextRequest, open_association
-from qrclient.ops.find import FindState, find
-from qrclient.ops.worklist import build_worklist_query
+from qrclient.cli.arguments import add_connection_arguments
+from qrclient.cli.find_command import add_key_arguments
+from qrclient.cli.options import ConnectionOptions
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: _prepare(args))
+if TYPE_CHECKING:
+    from qrclient.present.trace import Trace
 
 
-def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
-    peer, settings = peer_and_settings(args)
-    query = build_worklist_query(
-        args.keys,
-        date=args.date,
-        modality=args.modality,
-        station=args.station,
-        default_keys=not args.no_default_keys,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "--date",
+        metavar="DATE",
+        help="scheduled start date or range: today, 2024-03-14, 20240314, 2024-03, "
+        "2024-03-01-2024-03-31",
     )
-    writer = make_writer(args.format, query.return_keywords)
-    say = stderr_lines(quiet=args.quiet)
+    parser.add_argument("--modality", metavar="MODALITY", help="e.g. CT, MR, US")
+    parser.add_argument(
+        "--station", metavar="AET", help="the scheduled station's AE title (a modality's own)"
+    )
+    add_key_arguments(parser)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    connection: ConnectionOptions
+    date: str | None = None
+    modality: str | None = None
+    station: str | None = None
+    keys: tuple[str, ...] = ()
+    no_default_keys: bool = False
+    format: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> Options:
+        return cls(
+            ConnectionOptions.from_namespace(args),
+            args.date,
+            args.modality,
+            args.station,
+            tuple(args.keys),
+            args.no_default_keys,
+            args.format,
+        )
+
+
+def run(options: Options, trace: Trace | None = None) -> int:
+    from qrclient.cli.common import run_command
+
+    return run_command(lambda: _prepare(options, trace))
+
+
+def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[int]]:
+    import time
+
+    from qrclient.cli import exit_codes
+    from qrclient.cli.common import connection, stderr_lines
+    from qrclient.cli.output import make_writer
+    from qrclient.client import Client
+    from qrclient.ops.find import FindState
+    from qrclient.ops.worklist import build_worklist_query
+
+    client = Client(connection(options.connection, trace))
+    query = build_worklist_query(
+        options.keys,
+        date=options.date,
+        modality=options.modality,
+        station=options.station,
+        default_keys=not options.no_default_keys,
+    )
+    writer = make_writer(options.format, query.return_keywords)
+    say = stderr_lines(quiet=options.connection.quiet)
 
     async def job() -> int:
         started = time.perf_counter()
@@ -36,10 +86,7 @@ def _prepare(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
             say(f"note: {note}")
         matches = None
         try:
-            async with (
-                open_association(peer, [ContextRequest(query.sop_class)], settings) as assoc,
-                find(assoc, query) as matches,
-            ):
+            async with client, client.find(query, distinct=False) as matches:
                 async for dataset in matches:
                     writer.add(dataset)
         finally:

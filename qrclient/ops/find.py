@@ -135,6 +135,11 @@ class FindResults:
         return decode_dataset(identifier, self.transfer_syntax)
 
     @property
+    def granted(self) -> QueryOptions:
+        """The extended negotiation the peer granted for this query's SOP class."""
+        return self._association.query_options.get(self._query.sop_class, QueryOptions())
+
+    @property
     def transfer_syntax(self) -> str:
         """The transfer syntax of the matches' identifiers."""
         return str(self._context.transfer_syntax)

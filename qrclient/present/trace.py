@@ -28,7 +28,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from qrclient import __version__
 from qrclient.net.events import PDU_LEVEL, DimseReceived, DimseSent, Event, Observer, record
 from qrclient.net.status import Status
 from qrclient.present.printable import printable_json
@@ -70,7 +69,7 @@ class Trace:
         self._write(
             {
                 "event": "trace-start",
-                "qrclient": __version__,
+                "qrclient": _version("qrclient"),
                 "command": command,
                 "argv": list(argv),
                 "started": datetime.now(UTC).isoformat(timespec="milliseconds"),

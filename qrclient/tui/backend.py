@@ -7,37 +7,23 @@ DICOM happens below this line.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-import anyio
-
-from qrclient.jobs.retrieve import (
-    RetrieveJob,
-    RetrieveOutcome,
-    RetrieveRequest,
-    move_listener,
-    note_refusals,
-)
-from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.errors import ListenFailed
+from qrclient.client import Client, Connection, Local, resolve
+from qrclient.config import Config
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
+from qrclient.net import Peer, Settings
 from qrclient.net.events import Observer
-from qrclient.net.listener import Refusal, StorageListener
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
-from qrclient.net.uids import VERIFICATION
-from qrclient.ops import echo as echo_operation
-from qrclient.ops.find import FindOutcome, FindResults, find_distinct
-from qrclient.ops.move import MoveRouter
-from qrclient.ops.progress import Snapshot
+from qrclient.ops.find import FindOutcome, FindResults
+from qrclient.ops.progress import Progress, Snapshot
 from qrclient.ops.query import Query, build_query
 from qrclient.present.browse import Row, match_row, remote_totals
-from qrclient.present.failures import describe, main_error
-from qrclient.store import Store, StoreError
+from qrclient.store import StoreError
 from qrclient.store.overview import StoreView, StudyHolding
 from qrclient.vocabulary import Level, Method, Model
 
@@ -55,6 +41,9 @@ class Node:
     destination: str | None = None  # C-MOVE destination; None: us (our listener)
     listen: tuple[str, int] | None = None  # where our listener waits; None: the app's
     move_from: tuple[str, ...] = ()  # other addresses its C-MOVE deliveries may come from
+    # The client's resolution of a configured node (qrclient.client.resolve); None: an
+    # ad hoc node, resolved by the backend from the fields above and the app's settings.
+    connection: Connection | None = None
 
     def __str__(self) -> str:
         return f"{self.name} ({self.peer})" if self.name else str(self.peer)
@@ -113,54 +102,6 @@ class _RowStream:
             yield match_row(dataset)
 
 
-class _SharedListener:
-    """Our storage listener on one address, serving every retrieve that moves to us."""
-
-    def __init__(self, router: MoveRouter) -> None:
-        self.router = router
-        self.listener: StorageListener | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def refusals(self) -> int:
-        return len(self.listener.refusals) if self.listener is not None else 0
-
-    def refused_since(self, count: int) -> list[Refusal]:
-        return self.listener.refusals[count:] if self.listener is not None else []
-
-    async def start(self, host: str, port: int, settings: Settings) -> None:
-        """Listen on ``host:port``; raises the listener's error (e.g. ListenFailed)."""
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def serve() -> None:
-            try:
-                async with move_listener(self.router, host, port, settings) as listener:
-                    self.listener = listener
-                    ready.set_result(None)
-                    await asyncio.Event().wait()  # until the last retrieve ends
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                raise
-
-        self.task = asyncio.create_task(serve())
-        try:
-            await ready
-        except BaseException as exc:
-            await self.stop()  # collect the failed task's error: it is reported here
-            raise main_error(exc) from None
-
-    @property
-    def alive(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with suppress(asyncio.CancelledError, Exception):  # stopping: nothing to report
-                await self.task
-
-
 class RealBackend:
     """The async core against a real PACS, into one local store.
 
@@ -183,49 +124,49 @@ class RealBackend:
         self.settings = replace(settings, observer=observer) if observer else settings
         self._listen = listen
         self._view = StoreView(self._store_root)
-        self._store: Store | None = None
-        self._listeners: dict[tuple[str, int], _SharedListener] = {}
-        # Opening the store and listeners, and closing them, one at a time: retrieves
-        # start in the same tick, and one may start while the last one's are closing.
-        self._lock = asyncio.Lock()
-        self._slots = asyncio.Semaphore(max_jobs)  # a big selection must not flood the PACS
-        self._retrieving = 0
-        self._idle = asyncio.Event()  # no retrieve running: the store may be closed
-        self._idle.set()
+        # The store and our listeners, shared by every node's retrieves.
+        self._local = Local(self._store_root, max_jobs=max_jobs, get_if_cannot_listen=True)
 
     @property
     def store_root(self) -> Path:
         return self._store_root
 
-    def _settings(self, node: Node) -> Settings:
-        """The node's own settings when it has them, always with the app's observer."""
-        if node.settings is None:
-            return self.settings
-        return replace(node.settings, observer=self.settings.observer)
+    def _client(self, node: Node) -> Client:
+        """A client for ``node`` into the app's store, always with the app's observer."""
+        observer = self.settings.observer
+        if node.connection is not None:
+            # Our listener: the node's own address, else the app's (--listen, the file's).
+            listen = node.listen or self._listen
+            connection = replace(node.connection, store=self._store_root, listen=listen)
+            return Client(connection.observed(observer), local=self._local)
+        settings = self.settings if node.settings is None else node.settings
+        connection = resolve(
+            node.peer,
+            Config(),
+            settings=replace(settings, observer=observer),
+            method=node.method,
+            destination=node.destination,
+            listen=node.listen or self._listen,
+            store=self._store_root,
+            move_from=node.move_from,
+        )
+        return Client(connection, local=self._local)
 
     async def echo(self, node: Node) -> EchoResult:
-        started = time.perf_counter()
-        async with open_association(
-            node.peer, [ContextRequest(VERIFICATION)], self._settings(node)
-        ) as association:
-            associated = time.perf_counter() - started
-            round_trip = await echo_operation.echo(association)
+        async with self._client(node) as client:
+            result = await client.echo()
         return EchoResult(
-            associated * 1000,
-            round_trip * 1000,
-            association.peer_implementation_version_name or "?",
-            str(association.peer_implementation_class_uid or "?"),
-            association.peer_max_pdu or 0,
+            result.association_seconds * 1000,
+            result.round_trips[0] * 1000,
+            result.peer_version or "?",
+            result.peer_class_uid or "?",
+            result.peer_max_pdu,
         )
 
     @asynccontextmanager
     async def _find(self, node: Node, query: Query) -> AsyncIterator[Matches]:
-        context = ContextRequest(query.sop_class)
-        async with (
-            open_association(node.peer, [context], self._settings(node)) as association,
-            find_distinct(association, query) as results,  # a PACS may repeat matches
-        ):
-            yield _RowStream(results)
+        async with self._client(node) as client, client.find(query) as results:
+            yield _RowStream(results)  # each match once: a PACS may repeat them
 
     def find(self, node: Node, query: Query) -> AbstractAsyncContextManager[Matches]:
         return self._find(node, query)
@@ -233,109 +174,14 @@ class RealBackend:
     async def retrieve(
         self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
     ) -> RetrieveOutcome:
-        async with self._slots:
-            self._retrieving += 1
-            self._idle.clear()
-            try:
-                return await self._retrieve(node, request, on_progress)
-            except BaseExceptionGroup as group:
-                # Task groups wrap what ended the job: report the error that matters.
-                raise main_error(group) from None
-            finally:
-                self._retrieving -= 1
-                if not self._retrieving:
-                    # Shielded: a cancelled job must still give the store back.
-                    with anyio.CancelScope(shield=True):
-                        await self._release()
+        async def follow(progress: Progress) -> None:
+            async for snapshot in progress.watch(interval=0.2):
+                on_progress(snapshot)
 
-    async def _release(self, *, force: bool = False) -> None:
-        """Between retrieves hold nothing: the store's lock (so a command-line retrieve
-        can use the same store while the UI stays open) and our listeners' ports."""
-        async with self._lock:
-            if self._retrieving and not force:
-                return  # one started while we waited: it uses what is open
-            listeners, self._listeners = list(self._listeners.values()), {}
-            for listener in listeners:
-                await listener.stop()
-            store, self._store = self._store, None
-            try:
-                if store is not None:
-                    store.close()  # StoreError if its last rows cannot be committed
-            finally:
-                self._idle.set()
-
-    async def _prepare(
-        self, node: Node, settings: Settings
-    ) -> tuple[Store, Method, _SharedListener | None, str]:
-        """The open store, the method to use, the listener for moves to us, and a note
-        when the listener cannot start and C-GET is used instead."""
-        async with self._lock:
-            if self._store is None:
-                self._store = Store.open(self._store_root)
-            store = self._store
-            to_us = node.destination in (None, settings.calling_ae)
-            if node.method is Method.GET or not to_us:
-                return store, node.method, None, ""
-            address = node.listen or self._listen
-            shared = self._listeners.get(address)
-            if shared is not None and shared.alive:
-                if shared.router.our_ae == settings.calling_ae:
-                    return store, node.method, shared, ""
-                # A node with a calling AE title of its own: the PACS connects to that one.
-                busy = f"our listener there answers as {shared.router.our_ae}"
-                if node.method is Method.MOVE:
-                    raise ListenFailed(
-                        f"cannot also listen as {settings.calling_ae} on {address[1]}: {busy}",
-                        "give this node its own listen address, or wait for the other retrieve",
-                    )
-                return store, Method.GET, None, f"no C-MOVE to us ({busy}): using C-GET"
-            shared = _SharedListener(MoveRouter(settings.calling_ae, store))
-            try:
-                await shared.start(*address, self.settings)
-            except Exception as exc:
-                if node.method is Method.MOVE:
-                    raise
-                # No listener: C-GET is the only way left; say why.
-                why, _ = describe(exc)
-                return store, Method.GET, None, f"no C-MOVE to us ({why}): using C-GET"
-            self._listeners[address] = shared
-            return store, node.method, shared, ""
-
-    async def _retrieve(
-        self, node: Node, request: RetrieveRequest, on_progress: ProgressCallback
-    ) -> RetrieveOutcome:
-        settings = self._settings(node)
-        store, method, shared, note = await self._prepare(node, settings)
-        refused_before = shared.refusals if shared is not None else 0
-        job = RetrieveJob.into_store(
-            node.peer,
-            request,
-            store,
-            settings,
-            method=method,
-            destination=node.destination,
-            router=shared.router if shared is not None else None,
-            move_from=node.move_from,
-            node=node.name,
-        )
-        async with anyio.create_task_group() as group:
-
-            async def follow() -> None:
-                async for snapshot in job.progress.watch(interval=0.2):
-                    on_progress(snapshot)
-
-            group.start_soon(follow)
-            try:
-                outcome = await job.run()
-            finally:
-                group.cancel_scope.cancel()
-                store.flush()  # the index names what arrived, even if the app is killed
-        on_progress(job.progress.snapshot())
-        if note:
-            outcome.notes.insert(0, note)
-        if shared is not None:
-            # Refused while this job ran: perhaps its peer, under another AE title.
-            note_refusals(outcome, shared.refused_since(refused_before))
+        jobs: list[RetrieveJob] = []
+        async with self._client(node) as client:
+            outcome = await client.retrieve(request, watch=follow, on_start=jobs.append)
+        on_progress(jobs[0].progress.snapshot())
         return outcome
 
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
@@ -349,7 +195,7 @@ class RealBackend:
 
     def holdings(self) -> list[StudyHolding]:
         """What the store holds; reads the index (call it off the UI thread)."""
-        store = self._store
+        store = self._local.store
         if store is not None:
             with suppress(StoreError):  # closed meanwhile: what is committed is enough
                 store.flush()  # show what a running retrieve received so far
@@ -365,9 +211,5 @@ class RealBackend:
         return await remote_totals(find_rows, study_uids)
 
     async def aclose(self) -> None:
-        # Cancelled retrieves finish their C-CANCEL (a few seconds at most) before the
-        # store they write into is closed.
-        with anyio.move_on_after(10):
-            await self._idle.wait()
-        await self._release(force=True)
+        await self._local.aclose()
         self._view.close()

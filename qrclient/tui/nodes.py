@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qrclient.client import resolve
 from qrclient.config import Config, NodeConfig, load_config
 from qrclient.net.peer import NodeError
 from qrclient.tui.backend import Node
@@ -59,17 +60,19 @@ class NodeBook:
         return self.node(self.config.resolve(text))
 
     def node(self, config: NodeConfig) -> Node:
+        """The node as the client resolves it (qrclient.client.resolve), with --aet and
+        --listen applied."""
+        connection = resolve(config, self.config, calling_ae=self.given_ae, listen=self.listen)
         defaults = self.config.defaults
         own = (config.listen_host, config.listen_port)
         has_own = own != (defaults.listen_host, defaults.listen_port)
         return Node(
-            config.peer,
-            config.method,
-            config.name if config.configured else "",
-            settings=config.settings(
-                self.config.calling_ae(config, self.given_ae), self.config.max_pdu
-            ),
+            connection.peer,
+            connection.method,
+            connection.name,
+            settings=connection.settings,
             destination=config.destination,
             listen=own if has_own and self.listen is None else None,
-            move_from=config.move_from,
+            move_from=connection.move_from,
+            connection=connection,
         )

@@ -9,6 +9,7 @@ and says why instead of ending in a traceback.
 from __future__ import annotations
 
 import tempfile
+from typing import TypeVar
 
 import anyio
 
@@ -18,9 +19,10 @@ from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import Peer
 from qrclient.net.settings import Settings
-from qrclient.present.failures import main_error
 from qrclient.store import Store, StoreError
 from qrclient.vocabulary import Level, Method, Model
+
+_E = TypeVar("_E", bound=BaseException)
 
 NAME = "C-GET"
 _ELSEWHERE = "until then, retrieve with 'qrclient move' (or set the node's method to move)"
@@ -66,7 +68,8 @@ async def check_get(peer: Peer, settings: Settings, sample: Sample, wait: float)
 
 
 def _crashed(exc: Exception, seconds: float) -> Check:
-    error = main_error(exc)
+    # A task group's failure: a network error inside it is what the check reports.
+    error = _first(exc, DicomNetworkError) or _first(exc, Exception) or exc
     if isinstance(error, DicomNetworkError):
         return Check(
             NAME, State.FAILED, f"qrclient get fails: {error.message}", error.hint, seconds
@@ -78,6 +81,16 @@ def _crashed(exc: Exception, seconds: float) -> Check:
         f"a defect of qrclient, not of the PACS: report it (with 'qrclient -v get'); {_ELSEWHERE}",
         seconds,
     )
+
+
+def _first(error: BaseException, kind: type[_E]) -> _E | None:
+    """For a group, the first ``kind`` inside it (at any depth); else ``error`` if a ``kind``."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := _first(inner, kind)) is not None:
+                return found
+        return None
+    return error if isinstance(error, kind) else None
 
 
 def diagnose_get(outcome: RetrieveOutcome, calling_ae: str, seconds: float) -> Check:
