@@ -150,7 +150,7 @@ async def measure(matches: int, size: tuple[int, int]) -> tuple[list[float], flo
         started = time.perf_counter()
         await pilot.press("enter")
         table.focus()
-        while screen.find_worker is None or screen.find_worker.is_running:
+        while screen.browse.find_worker is None or screen.browse.find_worker.is_running:
             answered.clear()
             posted = time.perf_counter()
             app.post_message(events.Key("down", None))

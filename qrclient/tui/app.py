@@ -1,19 +1,24 @@
-"""QrclientApp: the Textual application; the main screen does the work."""
+"""QrclientApp: the Textual application; the main screen and its panels do the work."""
 
 from __future__ import annotations
 
 import gc
 import time
 from collections.abc import Callable, Mapping
-from typing import ClassVar
+from pathlib import PurePath
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from qrclient.ops.printable import printable
 from qrclient.tui.backend import Backend
 from qrclient.tui.nodes import NodeBook
 from qrclient.tui.screens.main import MainScreen
 from qrclient.tui.widgets.log_pane import LogPane
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
 
 # Builds the backend once the app exists: the real one needs the log pane as observer.
 BackendFactory = Callable[[Callable[[str, Mapping[str, object]], None]], Backend]
@@ -21,7 +26,7 @@ BackendFactory = Callable[[Callable[[str, Mapping[str, object]], None]], Backend
 
 class QrclientApp(App[int]):
     TITLE = "qrclient"
-    CSS_PATH = "styles.tcss"
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["styles.tcss", "widgets.tcss"]
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -57,7 +62,25 @@ class QrclientApp(App[int]):
         # What start-up built lives as long as the app: keep it out of the collector's
         # full passes, which otherwise stall key presses while big results stream in.
         gc.freeze()
-        self.push_screen(MainScreen(self._node, self.nodes.names))
+        self.push_screen(
+            MainScreen(self.backend, self.nodes, node_text=self._node, clock=self.clock)
+        )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast as plain, printable text: toasts quote the peer (errors, warnings,
+        row labels), whose text must never act as markup (links run actions) or escapes."""
+        text = "\n".join(printable(line) for line in message.split("\n"))
+        super().notify(
+            text, title=printable(title), severity=severity, timeout=timeout, markup=False
+        )
 
     async def on_unmount(self) -> None:
         await self.backend.aclose()

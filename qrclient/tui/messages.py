@@ -56,7 +56,7 @@ class JobProgressed(Message):
         self.snapshot = snapshot
 
 
-class JobEnded(Message):
+class JobFinished(Message):
     """A retrieve ended: its outcome, cancelled (no outcome), or an error."""
 
     def __init__(
@@ -84,3 +84,21 @@ class StoreRead(Message):
         super().__init__()
         self.holdings = holdings
         self.error = error
+
+
+class Report(Message):
+    """An error for people, from any panel: the screen notifies it and logs it."""
+
+    def __init__(self, message: str, hint: str = "", title: str = "Error") -> None:
+        super().__init__()
+        self.message = message
+        self.hint = hint
+        self.title = title
+
+
+class Note(Message):
+    """A line for the log pane, from any panel."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Level, Query
 from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest
+from qrclient.store import StoreDamaged
 from qrclient.store.overview import SeriesHolding, StudyHolding
 from qrclient.tui.backend import EchoResult, Node, ProgressCallback
 
@@ -207,7 +207,7 @@ class FakeBackend:
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
         if self.store_failures:
             self.store_failures -= 1
-            raise sqlite3.OperationalError("database is locked")
+            raise StoreDamaged("cannot read the store: database is locked")
         return {uid: self.here.get(uid, 0) for uid in uids}
 
     def holdings(self) -> list[StudyHolding]:

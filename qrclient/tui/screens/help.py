@@ -54,26 +54,6 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark,f1", "dismiss", "Close"),
     ]
 
-    DEFAULT_CSS = """
-    HelpScreen {
-        align: center middle;
-    }
-    HelpScreen > VerticalScroll {
-        width: 90;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        border-title-align: center;
-        background: $surface;
-        padding: 0 1;
-    }
-    HelpScreen #matching {
-        margin-top: 1;
-        color: $text-muted;
-    }
-    """
-
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
             scroll.border_title = "qrclient keys (escape closes)"

@@ -11,15 +11,6 @@ from qrclient.ops.printable import printable
 
 
 class Breadcrumb(Static):
-    DEFAULT_CSS = """
-    Breadcrumb {
-        height: 1;
-        padding: 0 1;
-        background: $boost;
-        color: $text-muted;
-    }
-    """
-
     def show(self, parts: Sequence[str]) -> None:
         text = Text()
         for number, part in enumerate(parts):

@@ -24,29 +24,6 @@ _FIELDS = (
 
 
 class QueryForm(Vertical):
-    DEFAULT_CSS = """
-    QueryForm {
-        height: auto;
-        padding: 0 1;
-        background: $boost;
-    }
-    QueryForm > Horizontal {
-        height: 1;
-        margin-bottom: 0;
-    }
-    QueryForm Select {
-        width: 14;
-        margin-right: 1;
-    }
-    QueryForm Input {
-        width: 1fr;
-        margin-right: 1;
-    }
-    QueryForm #extra {
-        width: 2fr;
-    }
-    """
-
     class Submitted(Message):
         def __init__(self, level: Level, model: Model, values: FormValues) -> None:
             super().__init__()

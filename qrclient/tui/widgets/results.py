@@ -94,34 +94,6 @@ class ResultsTable(ScrollView, can_focus=True):
         "results--selected",
     }
 
-    DEFAULT_CSS = """
-    ResultsTable {
-        background: $surface;
-        scrollbar-gutter: stable;
-    }
-    ResultsTable > .results--header {
-        background: $panel;
-        color: $text;
-        text-style: bold;
-    }
-    ResultsTable > .results--header-current {
-        background: $primary;
-        color: $text;
-        text-style: bold;
-    }
-    ResultsTable > .results--cursor {
-        background: $accent 40%;
-    }
-    ResultsTable:focus > .results--cursor {
-        background: $accent;
-        color: $text;
-    }
-    ResultsTable > .results--selected {
-        color: $success;
-        text-style: bold;
-    }
-    """
-
     class Activated(Message):
         """Enter on a row."""
 

@@ -9,10 +9,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from qrclient.ops.failures import describe
 from qrclient.ops.printable import printable
+from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
+from qrclient.tui.backend import Backend, Node
+from qrclient.tui.messages import Report, StoreRead, TotalsArrived
 
 
 def _of(here: int, total: int | None) -> Text:
@@ -32,38 +37,96 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-class StoreTable(DataTable[str | Text]):
+class StorePanel(Vertical):
+    """What the store holds; reads it through the backend, off the UI thread."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("t", "screen.store_totals", "Count on node"),
-        Binding("u", "screen.store_update", "Update"),
+        Binding("t", "totals", "Count on node"),
+        Binding("u", "update", "Update"),
     ]
 
+    class TotalsWanted(Message):
+        """t: count what the node holds; the screen knows which node."""
 
-class StorePanel(Vertical):
-    DEFAULT_CSS = """
-    StorePanel > #store-summary {
-        height: 1;
-        padding: 0 1;
-        background: $boost;
-    }
-    StorePanel > DataTable {
-        height: 1fr;
-    }
-    """
-
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, backend: Backend, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.backend = backend
         self._holdings: list[StudyHolding] = []
         self._totals: dict[str, int] = {}
+        self._totals_wanted = False  # t pressed before the store list was read
         self.root = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="store-summary", markup=False)
-        table = StoreTable(id="store-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = DataTable(
+            id="store-table", cursor_type="row", zebra_stripes=True
+        )
         table.add_columns(
             "Patient / series", "Date", "Description", "Here", "Size", "Folder (in store)"
         )
         yield table
+
+    def focus_table(self) -> None:
+        self.query_one("#store-table").focus()
+
+    # -- reading the store -------------------------------------------------------------
+
+    def action_update(self) -> None:
+        self.run_worker(
+            self._read_store, thread=True, group="store", exclusive=True, exit_on_error=False
+        )
+
+    def _read_store(self) -> None:
+        """In a thread: a big index takes a while to sum up, keys must not wait."""
+        held: list[StudyHolding] = []
+        try:
+            held = self.backend.holdings()
+        except StoreError as exc:
+            error = f"cannot read the store {self.backend.store_root}: {exc}"
+            self.post_message(StoreRead(held, error))
+        else:
+            self.post_message(StoreRead(held))
+
+    def on_store_read(self, event: StoreRead) -> None:
+        if event.error:
+            self.post_message(Report(event.error, title="Store"))
+            return
+        self.show(str(self.backend.store_root), event.holdings)
+        if self._totals_wanted:
+            self._totals_wanted = False
+            self.action_totals()
+
+    # -- what the node holds -----------------------------------------------------------
+
+    def action_totals(self) -> None:
+        if any(w.group == "store" and w.is_running for w in self.workers):
+            self._totals_wanted = True  # once the list is read
+            return
+        if self.study_uids:
+            self.post_message(self.TotalsWanted())
+
+    def count_totals(self, node: Node) -> None:
+        """Count what ``node`` holds of each study and series shown."""
+        uids = self.study_uids
+        if not uids:
+            return
+        self.notify(f"counting instances on {node}…", title="Store")
+        self.run_worker(
+            self._count(node, uids), group="totals", exclusive=True, exit_on_error=False
+        )
+
+    async def _count(self, node: Node, uids: list[str]) -> None:
+        try:
+            totals = await self.backend.remote_totals(node, uids)
+        except Exception as exc:
+            self.post_message(Report(*describe(exc)))
+            return
+        self.post_message(TotalsArrived(totals))
+
+    def on_totals_arrived(self, event: TotalsArrived) -> None:
+        self.add_totals(event.totals)
+
+    # -- drawing -----------------------------------------------------------------------
 
     def show(self, root: str, holdings: Sequence[StudyHolding]) -> None:
         self.root = root
