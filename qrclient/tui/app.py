@@ -30,6 +30,10 @@ class QrclientApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # Focus moves as the key is read, not after the keys typed before it were handled:
+        # typed (or pasted) fast, "20200101<tab>20201231" fills two fields, not one.
+        Binding("tab", "focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
     ]
 
     def __init__(

@@ -15,10 +15,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from qrclient.ops.browse import form_keys, level_noun
+from qrclient.ops.browse import form_keys, level_noun, retrieve_selections
 from qrclient.ops.failures import describe
 from qrclient.ops.node import NodeError
-from qrclient.ops.query import QueryError
+from qrclient.ops.query import Model, QueryError
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.messages import EchoEnded, Note, Report
 from qrclient.tui.nodes import NodeBook
@@ -70,7 +70,7 @@ class MainScreen(Screen[None]):
                 yield StorePanel(self.backend, id="store-panel")
             with TabPane("Log", id="log"):
                 yield LogPane(id="log-pane")
-        yield Footer()
+        yield Footer(compact=True)  # at 80 columns it still ends with ^q Quit
 
     def on_mount(self) -> None:
         self.query_one(QueryForm).focus_first()
@@ -171,6 +171,11 @@ class MainScreen(Screen[None]):
     def action_cancel_query(self) -> None:
         self.browse.cancel_query()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_query":  # in the footer only while there is something to cancel
+            return self.browse.finding or self.focused is self.browse.filter_input
+        return True
+
     def on_browse_panel_retrieve_wanted(self, event: BrowsePanel.RetrieveWanted) -> None:
         for selection in event.selections:
             self.jobs_panel.start(selection.label(event.parent), event.node, selection.request)
@@ -200,6 +205,22 @@ class MainScreen(Screen[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "store":
             self.store_panel.action_update()
+        elif event.pane.id == "jobs":
+            self.app.clear_notifications()  # they are in the log; the jobs come first here
+
+    def on_store_panel_fetch_wanted(self, event: StorePanel.FetchWanted) -> None:
+        """r in the store: retrieve the study (or series) again; what is here is skipped."""
+        node = self._node()
+        if node is None:
+            return
+        try:
+            selections = retrieve_selections(event.level, Model.STUDY, [event.row])
+        except QueryError as exc:
+            self.report(str(exc), title="Fetch")
+            return
+        for selection in selections:
+            self.jobs_panel.start(f"missing of {event.label}", node, selection.request)
+        self.notify(f"fetching what is missing of {event.label} from {node}", title="Fetch")
 
     def on_store_panel_totals_wanted(self, event: StorePanel.TotalsWanted) -> None:
         node = self._node()

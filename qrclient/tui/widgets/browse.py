@@ -49,9 +49,25 @@ BATCH_SECONDS = 0.1  # rows reach the table at most this often while a query str
 YIELD_SECONDS = 0.002  # the find loop lets key presses through at least this often
 
 
+# The UIDs of the levels above each level: repeated on every row when the query pins them.
+_PARENT_UIDS = {
+    Level.SERIES: ("StudyInstanceUID",),
+    Level.IMAGE: ("StudyInstanceUID", "SeriesInstanceUID"),
+}
+
+
 def _columns(query: Query) -> list[str]:
-    """The query's columns, with Here (how much the store holds) before the UIDs."""
-    columns = ordered_columns(query.level, query.return_keywords)
+    """The query's columns, with Here (how much the store holds) before the UIDs, and
+    without a parent's UID that the query matches exactly (the breadcrumb names it)."""
+    pinned = {
+        key.name
+        for key in query.keys
+        if key.name in _PARENT_UIDS.get(query.level, ())
+        and key.value
+        and "\\" not in key.value
+        and not any(c in key.value for c in "*?")
+    }
+    columns = [c for c in ordered_columns(query.level, query.return_keywords) if c not in pinned]
     if query.level is not Level.PATIENT:
         first_uid = next((n for n, c in enumerate(columns) if c.endswith("UID")), len(columns))
         columns.insert(first_uid, HERE)
@@ -164,6 +180,8 @@ class BrowsePanel(Vertical):
         place = self.places[-1]
         node = place.node
         self.table.set_columns(place.columns)
+        if place.level is Level.IMAGE and "InstanceNumber" in place.columns:
+            self.table.sort_by("InstanceNumber")  # a PACS answers in any order
         self.filter_input.value = ""
         self._show_path()
         for warning in query.warnings:
@@ -176,6 +194,7 @@ class BrowsePanel(Vertical):
             exclusive=True,
             exit_on_error=False,
         )
+        self.screen.refresh_bindings()
 
     @property
     def finding(self) -> bool:
@@ -239,6 +258,7 @@ class BrowsePanel(Vertical):
     def on_find_ended(self, event: FindEnded) -> None:
         if event.generation != self.generation:
             return
+        self.screen.refresh_bindings()
         count = self.table.row_count
         place = self.places[-1] if self.places else None
         outcome = event.outcome
@@ -318,6 +338,10 @@ class BrowsePanel(Vertical):
         place.rows = self.table.all_rows()
         place.cursor = self.table.cursor
         label = path_label(place.level, event.row)
+        name = event.row.get("PatientName", "")
+        above = {p.level for p in self.places}
+        if place.level is Level.STUDY and name and Level.PATIENT not in above:
+            label = f"{name} {label}"  # whose study: no patient level above names it
         self.places.append(Place(place.node, level, place.model, keys, label, _columns(query)))
         self._start_find(query)
 

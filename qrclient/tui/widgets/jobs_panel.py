@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Static
 
 from qrclient.ops.failures import describe
@@ -100,6 +101,13 @@ class JobsPanel(VerticalScroll):
         )
 
     @property
+    def shown(self) -> bool:
+        """On screen (its tab is the active one)."""
+        return self.is_mounted and all(
+            node.display for node in self.ancestors_with_self if isinstance(node, Widget)
+        )
+
+    @property
     def running(self) -> list[Job]:
         return [job for job in self.jobs.values() if not job.state.ended]
 
@@ -174,7 +182,9 @@ class JobsPanel(VerticalScroll):
             notes += [f"job #{job.id} error: {error}" for error in outcome.errors[:10]]
         for note in [*notes, summary]:
             self.post_message(Note(note))
-        if job.state is JobState.COMPLETE:
+        if self.shown:
+            pass  # the job's own line says it: a toast would only cover the jobs below
+        elif job.state is JobState.COMPLETE:
             self.notify(summary, title="Retrieve")
         elif job.state is JobState.CANCELLED:
             self.notify(summary, title="Retrieve", severity="warning")

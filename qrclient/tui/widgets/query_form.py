@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -21,6 +22,25 @@ _FIELDS = (
     ("description", "Description", "StudyDescription (SeriesDescription at series level)", 1),
     ("extra", "KEY=VALUE …", "more keys: KEY=VALUE or KEY, separated by spaces", 1),
 )
+
+
+class FormInput(Input):
+    """A field of the form: a paste with tabs (cells copied from a spreadsheet, a date
+    range) fills this field and the ones after it, one cell each."""
+
+    class PastedCells(Message):
+        def __init__(self, field: FormInput, cells: list[str]) -> None:
+            super().__init__()
+            self.field = field
+            self.cells = cells
+
+    def _on_paste(self, event: events.Paste) -> None:
+        lines = event.text.splitlines()
+        if lines and "\t" in lines[0]:
+            event.prevent_default()  # not Input's paste, which would join the cells
+            event.stop()
+            self.post_message(self.PastedCells(self, lines[0].split("\t")))
+        # else Input's own _on_paste runs next (handlers run up the class hierarchy)
 
 
 class QueryForm(Vertical):
@@ -51,16 +71,27 @@ class QueryForm(Vertical):
             )
             for name, placeholder, tooltip, row in _FIELDS:
                 if row == 0:
-                    yield Input(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
+                    yield FormInput(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
         with Horizontal():
             for name, placeholder, tooltip, row in _FIELDS:
                 if row == 1:
-                    yield Input(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
+                    yield FormInput(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         # PATIENT level exists only in the patient root model: follow the user's intent.
         if event.select.id == "level" and event.value is Level.PATIENT:
             self.query_one("#model", Select).value = Model.PATIENT
+
+    def on_form_input_pasted_cells(self, event: FormInput.PastedCells) -> None:
+        names = [name for name, *_ in _FIELDS]
+        first = names.index(event.field.id or "")
+        fields = [self.query_one(f"#{name}", Input) for name in names[first:]]
+        for field, cell in zip(fields, event.cells, strict=False):
+            if field is event.field:
+                field.insert_text_at_cursor(cell.strip())
+            else:
+                field.value = cell.strip()
+        fields[min(len(event.cells), len(fields)) - 1].focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from qrclient.ops.failures import describe
 from qrclient.ops.printable import printable
+from qrclient.ops.query import Level
 from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import Backend, Node
@@ -41,6 +42,7 @@ class StorePanel(Vertical):
     """What the store holds; reads it through the backend, off the UI thread."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "fetch", "Fetch missing"),
         Binding("t", "totals", "Count on node"),
         Binding("u", "update", "Update"),
     ]
@@ -48,12 +50,22 @@ class StorePanel(Vertical):
     class TotalsWanted(Message):
         """t: count what the node holds; the screen knows which node."""
 
+    class FetchWanted(Message):
+        """r: fetch what is missing of a study (or series) from the node bar's node."""
+
+        def __init__(self, row: dict[str, str], level: Level, label: str) -> None:
+            super().__init__()
+            self.row = row  # its unique keys, as a results row has them
+            self.level = level
+            self.label = label
+
     def __init__(self, backend: Backend, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.backend = backend
         self._holdings: list[StudyHolding] = []
         self._totals: dict[str, int] = {}
         self._totals_wanted = False  # t pressed before the store list was read
+        self._rows: dict[str, tuple[dict[str, str], Level, str]] = {}  # by table row key
         self.root = ""
 
     def compose(self) -> ComposeResult:
@@ -97,6 +109,15 @@ class StorePanel(Vertical):
             self.action_totals()
 
     # -- what the node holds -----------------------------------------------------------
+
+    def action_fetch(self) -> None:
+        table: DataTable[str | Text] = self.query_one("#store-table", DataTable)
+        if not table.row_count:
+            self.notify("nothing in the store yet: retrieve from the results", title="Fetch")
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key in self._rows:
+            self.post_message(self.FetchWanted(*self._rows[key]))
 
     def action_totals(self) -> None:
         if any(w.group == "store" and w.is_running for w in self.workers):
@@ -153,8 +174,12 @@ class StorePanel(Vertical):
         if partial:
             summary += f", {partial} partial"
         self.query_one("#store-summary", Static).update(printable(summary))
+        self._rows = {}
         for study in self._holdings:
             patient = study.patient_name or study.patient_id or "?"
+            study_label = " ".join(filter(None, (patient, study.study_date, study.description)))
+            study_keys = {"StudyInstanceUID": study.study_uid, "PatientID": study.patient_id}
+            self._rows[study.study_uid] = (study_keys, Level.STUDY, study_label)
             table.add_row(
                 _text(patient, style="bold"),
                 _text(study.study_date),
@@ -166,6 +191,9 @@ class StorePanel(Vertical):
             )
             for series in study.series:
                 number = "" if series.series_number is None else f"#{series.series_number} "
+                series_keys = {**study_keys, "SeriesInstanceUID": series.series_uid}
+                label = f"series {number}{series.modality} of {study_label}"
+                self._rows[series.series_uid] = (series_keys, Level.SERIES, label)
                 table.add_row(
                     _text(f"  └ {number}{series.modality}"),
                     "",
