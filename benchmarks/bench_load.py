@@ -49,17 +49,11 @@ from benchmarks.common import (
 from fixtures.dataset import Archive, test_archive
 from fixtures.load import LoadQuery, LoadRetrieve, load_queries, load_retrieves, run_query
 from fixtures.orthanc import free_ports
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest, RetrieveState, move_listener
 from qrclient.net import Peer, Settings
 from qrclient.ops.move import MoveRouter
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
-    RetrieveJob,
-    RetrieveRequest,
-    RetrieveState,
-    move_listener,
-)
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 
 HOST = "127.0.0.1"
 FINDS = 20

@@ -25,18 +25,19 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from textual import events
 
+from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net.association import Observer
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField
-from qrclient.ops.browse import Row, match_row
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.query import Level, Query
-from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest
+from qrclient.ops.query import Query
+from qrclient.present.browse import Row, match_row
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend, EchoResult, Node
 from qrclient.tui.screens.main import MainScreen
+from qrclient.vocabulary import Level
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 MATCHES_PER_READ = 64  # about what one 16 KiB PDU read brings at STUDY level

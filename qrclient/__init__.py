@@ -29,8 +29,8 @@ _EXPORTS = {
     "TlsFailed": "qrclient.net",
     "TlsSettings": "qrclient.net",
     "FailureStatus": "qrclient.net",
-    "Level": "qrclient.ops.query",
-    "Model": "qrclient.ops.query",
+    "Level": "qrclient.vocabulary",
+    "Model": "qrclient.vocabulary",
     "QueryError": "qrclient.ops.query",
     "build_query": "qrclient.ops.query",
     "FindOutcome": "qrclient.ops.find",
@@ -84,7 +84,8 @@ if TYPE_CHECKING:
         open_association,
     )
     from qrclient.ops.find import FindOutcome, FindState
-    from qrclient.ops.query import Level, Model, QueryError, build_query
+    from qrclient.ops.query import QueryError, build_query
+    from qrclient.vocabulary import Level, Model
 
 
 def __getattr__(name: str) -> Any:

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from qrclient.net import ContextRequest, Peer, QueryOptions, Settings, open_association
+from qrclient.net.peer import parse_node
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops import find as find_operation
 from qrclient.ops.find import FindResults
-from qrclient.ops.node import parse_node
-from qrclient.ops.query import Key, Level, Model, build_query, parse_level, parse_model
+from qrclient.ops.query import Key, build_query, parse_level, parse_model
+from qrclient.vocabulary import Level, Model
 
 
 def _peer(node: str | Peer) -> Peer:

@@ -38,17 +38,16 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from qrclient.net import Peer, Settings
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     move_listener,
     note_refusals,
 )
+from qrclient.net import Peer, Settings
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 
 PENDING = 0xFF00
 UNABLE_TO_PROCESS = 0xC000

@@ -48,8 +48,9 @@ from qrclient.net.acse import (
 from qrclient.net.association import _match_contexts
 from qrclient.net.listener import StorageListener, _accept_contexts
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET, VERIFICATION
+from qrclient.net.presentation import VERIFICATION
 from qrclient.net.storage_classes import storage_contexts
+from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from tests.test_pdu_properties import mutate
 
 T = TypeVar("T")

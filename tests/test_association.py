@@ -22,13 +22,9 @@ from qrclient.net import (
     Timeouts,
     open_association,
 )
-from qrclient.net.presentation import (
-    PATIENT_ROOT_FIND,
-    STUDY_ROOT_FIND,
-    VERIFICATION,
-    QueryOptions,
-)
+from qrclient.net.presentation import VERIFICATION, QueryOptions
 from qrclient.ops.echo import echo
+from qrclient.vocabulary import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 from tests.conftest import RealPacs
 from tests.fakepeer import PeerConnection, fake_peer
 

@@ -41,7 +41,8 @@ from fixtures.dataset import (
 )
 from fixtures.orthanc import free_ports
 from qrclient.cli import exit_codes
-from qrclient.ops.query import DEFAULT_RETURN_KEYS, Level
+from qrclient.ops.query import DEFAULT_RETURN_KEYS
+from qrclient.vocabulary import Level
 from tests.conftest import RealPacs, start_orthanc
 from tests.fake_pacs import FakePacs, fake_pacs_in_thread, instances
 from tests.fakepeer import PeerConnection, Script, fake_peer, response

@@ -21,6 +21,7 @@ from fixtures.orthanc import OrthancServer, free_ports
 from fixtures.tls import make_pki
 from qrclient.cli import exit_codes
 from tests.conftest import OUR_AE
+from tests.envs import unmeasured
 
 TIMEOUT = 60.0
 
@@ -314,6 +315,7 @@ def test_help_does_not_read_the_configuration(home: Path) -> None:
         text=True,
         timeout=TIMEOUT,
         check=False,
+        env=unmeasured(),
     )
     assert result.returncode == 0, result.stderr
     assert "--config FILE" in result.stdout

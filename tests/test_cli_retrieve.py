@@ -19,6 +19,7 @@ from fixtures.orthanc import OrthancServer
 from qrclient.config import load_config
 from tests import dcmtk
 from tests.conftest import OUR_AE, THIRD_PARTY_AE, RealPacs
+from tests.envs import unmeasured
 
 
 def qrclient(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -77,7 +78,7 @@ print("tomllib imported" if "tomllib" in sys.modules else "no tomllib")
 
 def assert_imports_neither_pydicom_nor_tomllib(args: list[str], config_home: Path) -> None:
     """Run the command line with ``args`` (to exit 0), without a configuration file."""
-    without_config = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    without_config = unmeasured({**os.environ, "XDG_CONFIG_HOME": str(config_home)})
     without_config.pop("QRCLIENT_CONFIG", None)
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_PYDICOM, *args],

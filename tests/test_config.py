@@ -20,10 +20,9 @@ from qrclient.config.edit import add_node, remove_node
 from qrclient.config.model import Config, NodeConfig
 from qrclient.config.toml_text import key_lines, split_statements, without_table
 from qrclient.net import Peer, Settings, Timeouts
+from qrclient.net.peer import NodeError
 from qrclient.net.tls import TlsSettings
-from qrclient.ops.node import NodeError
-from qrclient.ops.query import Model
-from qrclient.ops.retrieve import Method
+from qrclient.vocabulary import Method, Model
 
 GOOD = """\
 # qrclient settings

@@ -37,14 +37,14 @@ from qrclient.demo.synthetic import (
     encode_part10,
     find_patient,
 )
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest, run_with_listener
 from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.presentation import STUDY_ROOT_GET, VERIFICATION
+from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.find import FindState
 from qrclient.ops.get import c_get
 from qrclient.ops.matching import matches
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import Method, RetrieveJob, RetrieveRequest, run_with_listener
 from qrclient.store import Store
+from qrclient.vocabulary import STUDY_ROOT_GET, Level, Method, Model
 
 OUR_AE = "QRCLIENT"
 ARCHIVE: Archive = sample_archive()

@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 
 from fixtures.dataset import all_instances, build_dataset, test_archive
 from qrclient.net.datasets import decode_dataset, encode_dataset
-from qrclient.ops.dicomjson import to_json_dict
+from qrclient.present.dicomjson import to_json_dict
 
 SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
 CHARSETS = {

@@ -25,14 +25,15 @@ from pydicom.dataset import Dataset
 from fixtures.dataset import Archive, all_instances, all_studies
 from fixtures.orthanc import free_ports
 from qrclient.cli import exit_codes
+from qrclient.jobs.doctor import Check, DoctorOptions, State, Verdict, diagnose_peer
+from qrclient.jobs.doctor.get_check import check_get
+from qrclient.jobs.doctor.move_check import MoveEvidence, Where, diagnose
+from qrclient.jobs.doctor.sample import Sample
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome
 from qrclient.net import Peer, Settings
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_MOVE, VERIFICATION
+from qrclient.net.presentation import VERIFICATION
 from qrclient.net.status import Service, Status
-from qrclient.ops.doctor import Check, DoctorOptions, State, Verdict, diagnose_peer
-from qrclient.ops.doctor.get_check import check_get
-from qrclient.ops.doctor.move_check import MoveEvidence, Where, diagnose
-from qrclient.ops.doctor.sample import Sample
-from qrclient.ops.retrieve import RetrieveJob, RetrieveOutcome
+from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_MOVE
 from tests.conftest import RealPacs
 from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import PeerConnection, fake_peer, response

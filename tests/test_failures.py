@@ -11,8 +11,8 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import run_command
 from qrclient.cli.main import main
 from qrclient.net import AssociationAborted, ConnectFailed, DicomTimeout
-from qrclient.ops.failures import UNEXPECTED_HINT, describe, main_error
 from qrclient.ops.query import QueryError
+from qrclient.present.failures import UNEXPECTED_HINT, describe, main_error
 from qrclient.store import StoreError
 
 REFUSED = ConnectFailed("connection refused by 127.0.0.1:4242", "nothing listens on that port")

@@ -26,19 +26,19 @@ from pydicom.dataset import Dataset
 
 from fixtures.dataset import Archive, StudySpec, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
-from qrclient.net import ContextRequest, DicomTimeout, Peer, Settings, Timeouts, open_association
-from qrclient.net.datasets import encode_dataset
-from qrclient.ops.find import find
-from qrclient.ops.query import Level, Model, build_query
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
     run_with_listener,
 )
+from qrclient.net import ContextRequest, DicomTimeout, Peer, Settings, Timeouts, open_association
+from qrclient.net.datasets import encode_dataset
+from qrclient.ops.find import find
+from qrclient.ops.query import build_query
 from qrclient.store import Store, StoredInstance
+from qrclient.vocabulary import Level, Method, Model
 from tests.conftest import OUR_AE, start_orthanc
 
 LIMIT = 120.0  # seconds: a job that outlives this hangs

@@ -25,10 +25,10 @@ from qrclient.net import (
     open_association,
 )
 from qrclient.net.association import Association
-from qrclient.net.presentation import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 from qrclient.ops import find as find_module
 from qrclient.ops.find import FindResults, FindState, find, find_distinct, find_values
-from qrclient.ops.query import Level, Model, Query, build_query
+from qrclient.ops.query import Query, build_query
+from qrclient.vocabulary import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, Level, Model
 from tests.conftest import RealPacs, start_orthanc
 from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import PeerConnection, fake_peer, response

@@ -21,6 +21,7 @@ from anyio.abc import ByteStream
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
+from qrclient.jobs.retrieve import move_listener
 from qrclient.net import (
     AssociationAborted,
     ContextRequest,
@@ -43,24 +44,18 @@ from qrclient.net.listener import (
     MAX_UNASSOCIATED,
     StorageListener,
 )
-from qrclient.net.presentation import (
-    STUDY_ROOT_FIND,
-    STUDY_ROOT_GET,
-    STUDY_ROOT_MOVE,
-    VERIFICATION,
-    NegotiatedContext,
-)
+from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
-from qrclient.ops.events import describe_event
 from qrclient.ops.find import find, find_values
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
-from qrclient.ops.query import Level, Model, Query, build_query, parse_key
-from qrclient.ops.retrieve import move_listener
+from qrclient.ops.query import Query, build_query, parse_key
 from qrclient.ops.storing import TOO_LARGE, Arrival, receive_instance
+from qrclient.present.events import describe_event
 from qrclient.store import Store
+from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE, Level, Model
 from tests.fakepeer import (
     HEADER,
     PeerConnection,

@@ -18,12 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from pynetdicom.dsutils import encode
 
 from fixtures.dataset import Archive, find_patient
-from qrclient.net import Settings
-from qrclient.net.listener import StorageListener
-from qrclient.ops.move import MoveRouter
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
@@ -31,7 +26,11 @@ from qrclient.ops.retrieve import (
     move_listener,
     note_refusals,
 )
+from qrclient.net import Settings
+from qrclient.net.listener import StorageListener
+from qrclient.ops.move import MoveRouter
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 from tests.conftest import OUR_AE, RealPacs
 from tests.fakepeer import PeerConnection, c_store_rq, encode_command_set, p_data
 from tests.scripted_pacs import (

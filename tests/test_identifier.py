@@ -14,12 +14,13 @@ import pytest
 from pydicom.datadict import dictionary_VR, keyword_dict, keyword_for_tag
 from pydicom.dataset import Dataset
 
+from qrclient.jobs.retrieve import Unit, unit_identifier
 from qrclient.net.datasets import encode_dataset
 from qrclient.net.dictionary import COMMON, keyword_of, tag_of, vr_of
 from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
-from qrclient.ops.query import Level, Model, build_query
-from qrclient.ops.retrieve import Unit, unit_identifier
+from qrclient.ops.query import build_query
+from qrclient.vocabulary import Level, Model
 
 SYNTAXES = [IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE]
 UID = "1.2.826.0.1.3680043.8.498.1"

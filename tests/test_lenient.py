@@ -9,9 +9,10 @@ import pytest
 
 from fixtures.dataset import Archive, all_studies, find_patient
 from qrclient.cli import exit_codes
-from qrclient.ops.browse import QueryForm, form_keys
 from qrclient.ops.dates import DateError, date_bound, date_range
-from qrclient.ops.query import Level, QueryError, build_query, parse_key
+from qrclient.ops.query import QueryError, build_query, parse_key
+from qrclient.present.browse import QueryForm, form_keys
+from qrclient.vocabulary import Level
 from tests.conftest import RealPacs
 from tests.test_cli import run_cli
 

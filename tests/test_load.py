@@ -17,18 +17,17 @@ import pytest
 
 from fixtures.dataset import Archive
 from fixtures.load import LoadQuery, LoadRetrieve, load_queries, load_retrieves, run_query
-from qrclient.net import Peer, Settings
-from qrclient.ops.move import MoveRouter
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     RetrieveState,
     move_listener,
 )
+from qrclient.net import Peer, Settings
+from qrclient.ops.move import MoveRouter
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 from tests.conftest import OUR_AE
 
 pytestmark = pytest.mark.anyio

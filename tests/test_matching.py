@@ -6,7 +6,8 @@ import pytest
 
 from qrclient.net.text import SPECIFIC_CHARACTER_SET
 from qrclient.ops.matching import AnswerCheck, matches
-from qrclient.ops.query import Level, Model, build_query
+from qrclient.ops.query import build_query
+from qrclient.vocabulary import Level, Model
 
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010

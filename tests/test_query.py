@@ -13,14 +13,11 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from qrclient.net.association import Peer
 from qrclient.net.datasets import decode_dataset, encode_dataset
-from qrclient.ops.node import NodeError, check_ae_title, check_host, check_port, parse_node
+from qrclient.net.peer import NodeError, Peer, check_ae_title, check_host, check_port, parse_node
 from qrclient.ops.query import (
     DEFAULT_RETURN_KEYS,
     Key,
-    Level,
-    Model,
     Query,
     QueryError,
     build_query,
@@ -28,6 +25,7 @@ from qrclient.ops.query import (
     parse_level,
     parse_model,
 )
+from qrclient.vocabulary import Level, Model
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 

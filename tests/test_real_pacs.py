@@ -14,7 +14,8 @@ from qrclient.net import ContextRequest, Settings, open_association
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.ops.find import find_values
-from qrclient.ops.query import Level, Model, build_query
+from qrclient.ops.query import build_query
+from qrclient.vocabulary import Level, Model
 from tests.conftest import OUR_AE, RealPacs
 
 pytestmark = pytest.mark.anyio

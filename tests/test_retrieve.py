@@ -15,20 +15,14 @@ import pydicom
 import pytest
 
 from fixtures.dataset import Archive, PatientSpec, StudySpec, all_studies, find_patient
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.net import AssociationRejected, ContextRequest, Peer, Settings, open_association
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.progress import Progress
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
-    RetrieveJob,
-    RetrieveOutcome,
-    RetrieveRequest,
-    RetrieveState,
-)
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 from tests import dcmtk
 from tests.conftest import OUR_AE, THIRD_PARTY_AE, RealPacs
 from tests.fakepeer import PeerConnection, fake_peer

@@ -16,16 +16,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest, RetrieveState
 from qrclient.net import Settings
 from qrclient.net.storage_classes import OTHER_STORAGE_CLASSES
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import (
-    Method,
-    RetrieveJob,
-    RetrieveRequest,
-    RetrieveState,
-)
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 from tests.scripted_pacs import (
     LIMIT,
     OUR_AE,

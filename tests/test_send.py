@@ -34,11 +34,7 @@ from fixtures.dataset import Archive, bulk_archive, find_patient, iter_part10
 from fixtures.dcmqrscp import DcmqrscpServer
 from fixtures.orthanc import OrthancServer
 from qrclient.cli import exit_codes
-from qrclient.net import ContextRequest, Peer, open_association
-from qrclient.net.dimse import Command, CommandField
-from qrclient.net.errors import AssociationAborted
-from qrclient.net.storage_classes import MAX_CONTEXTS
-from qrclient.ops.send import (
+from qrclient.jobs.send import (
     FileState,
     SendJob,
     contexts_for,
@@ -46,6 +42,10 @@ from qrclient.ops.send import (
     read_instance,
     scan,
 )
+from qrclient.net import ContextRequest, Peer, open_association
+from qrclient.net.dimse import Command, CommandField
+from qrclient.net.errors import AssociationAborted
+from qrclient.net.storage_classes import MAX_CONTEXTS
 from qrclient.ops.store_scu import Instance, NotSent, _data_set_of
 from tests.conftest import start_orthanc
 from tests.fakepeer import PeerConnection, fake_peer, response

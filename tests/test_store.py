@@ -33,7 +33,6 @@ from qrclient.net import ContextRequest, Peer, open_association
 from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.datasets import encode_dataset
 from qrclient.ops.get import c_get
-from qrclient.ops.query import Model
 from qrclient.store import (
     DEFAULT_LAYOUT,
     PLACEHOLDER,
@@ -50,6 +49,7 @@ from qrclient.store import (
 from qrclient.store.incoming import Incoming, open_temp
 from qrclient.store.index import GROUP_ROWS, make_record
 from qrclient.store.overview import StoreView
+from qrclient.vocabulary import Model
 from tests.fakepeer import (
     PeerConnection,
     c_store_rq,

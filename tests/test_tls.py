@@ -29,6 +29,10 @@ from fixtures.tls import Pki, make_pki
 from qrclient import api
 from qrclient.cli import exit_codes
 from qrclient.cli.main import main
+from qrclient.jobs.doctor.move_check import Where, check_move
+from qrclient.jobs.doctor.report import State
+from qrclient.jobs.doctor.sample import Sample
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest, RetrieveState
 from qrclient.net import (
     AssociationAborted,
     AssociationRejected,
@@ -43,14 +47,10 @@ from qrclient.net import (
 from qrclient.net.listener import StorageListener
 from qrclient.net.presentation import VERIFICATION
 from qrclient.net.tls import TlsSetupError, client_context, server_context
-from qrclient.ops.doctor.move_check import Where, check_move
-from qrclient.ops.doctor.report import State
-from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.echo import echo
 from qrclient.ops.move import MoveRouter
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import Method, RetrieveJob, RetrieveRequest, RetrieveState
 from qrclient.store import Store
+from qrclient.vocabulary import Level, Method, Model
 from tests.conftest import OUR_AE, start_orthanc
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ from fixtures.dataset import Archive, all_instances, all_studies, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
 from qrclient import __version__
 from qrclient.cli import exit_codes
-from qrclient.ops.trace import Trace
+from qrclient.present.trace import Trace
 
 Record = dict[str, object]
 ECHO = [sys.executable, "-m", "qrclient", "echo"]

@@ -15,12 +15,12 @@ from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_u
 from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts, TlsSettings
 from qrclient.net.association import Observer
-from qrclient.ops.events import describe_event
-from qrclient.ops.failures import main_error
-from qrclient.ops.node import NodeError, check_ae_title
-from qrclient.ops.printable import printable
+from qrclient.net.peer import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
-from qrclient.ops.retrieve import Method
+from qrclient.present.events import describe_event
+from qrclient.present.failures import main_error
+from qrclient.present.printable import printable
+from qrclient.vocabulary import Method
 
 if TYPE_CHECKING:
     from qrclient.config import Config, NodeConfig

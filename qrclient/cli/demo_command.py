@@ -12,12 +12,12 @@ from pathlib import Path
 from qrclient.cli import exit_codes
 from qrclient.cli.common import fail
 from qrclient.demo.server import DemoPacs, Destination
-from qrclient.ops.node import NodeError, check_ae_title, check_port, parse_node
+from qrclient.net.peer import DEFAULT_LISTEN_PORT, NodeError, check_ae_title, check_port, parse_node
 
 LOOPBACK = "127.0.0.1"
 SERVE_PORT = 11112
 # qrclient's own defaults (--aet, --listen), so `qrclient move` against the demo just works.
-OUR_DESTINATION = Destination("QRCLIENT", LOOPBACK, 11113)
+OUR_DESTINATION = Destination("QRCLIENT", LOOPBACK, DEFAULT_LISTEN_PORT)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``qrclient doctor``: the report of qrclient.ops.doctor as text or JSON, and its exit code."""
+"""``qrclient doctor``: the report of qrclient.jobs.doctor as text or JSON, and its exit code."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
-from qrclient.ops.doctor import Check, DoctorOptions, Report, State, Verdict, diagnose_peer
-from qrclient.ops.node import parse_listen
-from qrclient.ops.printable import printable
+from qrclient.jobs.doctor import Check, DoctorOptions, Report, State, Verdict, diagnose_peer
+from qrclient.net.peer import parse_listen
+from qrclient.present.printable import printable
 
 _MARKS = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
 _EXIT_CODES = {

@@ -14,7 +14,7 @@ from qrclient.cli.common import UsageError, peer_and_settings, run_command
 from qrclient.net import ContextRequest, open_association
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.echo import echo
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 
 
 def run(args: argparse.Namespace) -> int:

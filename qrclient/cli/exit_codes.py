@@ -1,4 +1,4 @@
-"""Process exit codes, as documented in README and ``qrclient --help``."""
+"""Process exit codes, as documented in docs/cli.md and ``qrclient --help``."""
 
 OK = 0
 INTERNAL_ERROR = 1  # a bug in qrclient: one line (and with -v the traceback)

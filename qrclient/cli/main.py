@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from qrclient import __version__
 from qrclient.cli import exit_codes
-from qrclient.ops.failures import main_error
+from qrclient.present.failures import main_error
 
 if TYPE_CHECKING:
-    from qrclient.ops.trace import Trace
+    from qrclient.present.trace import Trace
 
 _EPILOG = """\
 exit codes: 0 success; 2 bad usage or input; 3 could not connect, association rejected
@@ -725,14 +725,14 @@ def _show_warning(
 ) -> None:
     """A library's warning (pydicom's, about an odd value a peer sent) as one line, its
     text printable: it may quote the value."""
-    from qrclient.ops.printable import printable
+    from qrclient.present.printable import printable
 
     sys.stderr.write(f"qrclient: warning: {printable(message)}\n")
 
 
 def _report_unexpected(error: Exception, args: argparse.Namespace) -> None:
-    from qrclient.ops.failures import describe
-    from qrclient.ops.printable import printable
+    from qrclient.present.failures import describe
+    from qrclient.present.printable import printable
 
     message, hint = describe(error)
     verbose = getattr(args, "verbose", None)  # None: the command has no -v
@@ -751,7 +751,7 @@ def _open_trace(args: argparse.Namespace, given: Sequence[str]) -> Trace | None:
     path = getattr(args, "trace", None)
     if path is None:
         return None
-    from qrclient.ops.trace import Trace, redact_keys
+    from qrclient.present.trace import Trace, redact_keys
 
     # Query values may name patients: the trace keeps only their keywords.
     trace = Trace.open(path, str(args.command), redact_keys(given, getattr(args, "keys", [])))

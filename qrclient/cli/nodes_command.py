@@ -14,9 +14,9 @@ from qrclient.cli.tls_options import TlsOptionError, tls_from_options
 from qrclient.config import Config, ConfigError, NodeConfig, config_path, load_config
 from qrclient.config.edit import add_node, check_node_name, remove_node
 from qrclient.config.model import MAX_PARALLEL, address
-from qrclient.ops.node import NodeError, check_ae_title, parse_listen, parse_node
-from qrclient.ops.printable import printable
+from qrclient.net.peer import NodeError, check_ae_title, parse_listen, parse_node
 from qrclient.ops.query import QueryError, parse_model
+from qrclient.present.printable import printable
 
 TIMEOUTS = ("connect", "association", "dimse", "network")
 

@@ -12,9 +12,9 @@ from pydicom.dataset import Dataset
 from rich.cells import cell_len
 
 from qrclient.net.dictionary import tag_of
-from qrclient.ops.browse import HIDDEN_COLUMNS, text_of
-from qrclient.ops.dicomjson import to_json_dict
-from qrclient.ops.printable import printable, printable_json
+from qrclient.present.browse import HIDDEN_COLUMNS, text_of
+from qrclient.present.dicomjson import to_json_dict
+from qrclient.present.printable import printable, printable_json
 
 
 class MatchWriter(Protocol):

@@ -15,19 +15,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
-from qrclient.ops.failures import main_error
-from qrclient.ops.node import check_ae_title, check_sender, parse_listen
-from qrclient.ops.printable import printable
-from qrclient.ops.query import (
-    LEVEL_ORDER,
-    UNIQUE_KEY,
-    Level,
-    QueryError,
-    parse_level,
-    parse_model,
-)
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
@@ -35,8 +23,13 @@ from qrclient.ops.retrieve import (
     RetrieveStore,
     run_with_listener,
 )
+from qrclient.net.peer import check_ae_title, check_sender, parse_listen
+from qrclient.ops.query import LEVEL_ORDER, UNIQUE_KEY, QueryError, parse_level, parse_model
+from qrclient.present.failures import main_error
+from qrclient.present.printable import printable
 from qrclient.store import Store, StoreError
 from qrclient.store.location import default_store
+from qrclient.vocabulary import Level, Method
 
 if TYPE_CHECKING:
     from qrclient.deid.session import PseudonymizeOptions

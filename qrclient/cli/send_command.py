@@ -19,10 +19,10 @@ from qrclient.cli.common import UsageError, node_and_settings, run_command
 from qrclient.cli.progress_bar import ProgressBar
 from qrclient.cli.store_command import report_store_error
 from qrclient.config.model import MAX_PARALLEL
-from qrclient.net.association import Peer
-from qrclient.ops.printable import printable
+from qrclient.jobs.send import Failure, FileState, SendJob, SendOutcome, scan
+from qrclient.net.peer import Peer
 from qrclient.ops.query import QueryError
-from qrclient.ops.send import Failure, FileState, SendJob, SendOutcome, scan
+from qrclient.present.printable import printable
 from qrclient.store import StoreError
 from qrclient.store.location import default_store
 from qrclient.store.overview import StoreView

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from qrclient.net.peer import NodeError, check_host
 from qrclient.net.tls import TlsSettings, TlsSetupError, check_files
-from qrclient.ops.node import NodeError, check_host
 
 _FILE_OPTIONS = (
     ("tls_ca", "--tls-ca", "a PEM file of CA certificates"),

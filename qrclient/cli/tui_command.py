@@ -6,7 +6,7 @@ import argparse
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import fail
-from qrclient.ops.node import NodeError, check_ae_title, parse_listen
+from qrclient.net.peer import NodeError, check_ae_title, parse_listen
 from qrclient.ops.query import QueryError
 
 

@@ -24,10 +24,10 @@ from qrclient.config.errors import ConfigError
 from qrclient.config.model import Config
 from qrclient.config.parse import NODE_NAME, NODE_NAME_RULE
 from qrclient.config.toml_text import UnsplittableError, without_table
-from qrclient.ops.node import NodeError
+from qrclient.net.peer import NodeError
 
 NEW_FILE_HEADER = (
-    "# qrclient configuration (see README.md, 'Configuration and named nodes').\n"
+    "# qrclient configuration (see docs/configuration.md in qrclient's sources).\n"
     "# Edited by 'qrclient nodes add/remove': comments and other settings are kept.\n"
 )
 

@@ -10,14 +10,12 @@ from qrclient.net.association import (
     DEFAULT_MAX_INSTANCE,
     DEFAULT_MAX_PDU,
     Observer,
-    Peer,
     Settings,
     Timeouts,
 )
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, Peer, parse_node
 from qrclient.net.tls import TlsSettings
-from qrclient.ops.node import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, parse_node
-from qrclient.ops.query import Model
-from qrclient.ops.retrieve import Method
+from qrclient.vocabulary import Method, Model
 
 DEFAULT_AE_TITLE = "QRCLIENT"
 DEFAULT_PARALLEL = 2

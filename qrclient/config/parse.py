@@ -18,18 +18,18 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Peer
-from qrclient.net.tls import TlsSettings
-from qrclient.ops.node import (
+from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
+from qrclient.net.peer import (
     DEFAULT_LISTEN_HOST,
     NodeError,
+    Peer,
     check_ae_title,
     check_host,
     check_sender,
     parse_listen,
 )
-from qrclient.ops.query import Model
-from qrclient.ops.retrieve import Method
+from qrclient.net.tls import TlsSettings
+from qrclient.vocabulary import Method, Model
 
 T = TypeVar("T")
 

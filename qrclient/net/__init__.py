@@ -3,7 +3,6 @@
 from qrclient.net.association import (
     Association,
     Message,
-    Peer,
     PeerReleased,
     Settings,
     Timeouts,
@@ -19,6 +18,7 @@ from qrclient.net.errors import (
     ProtocolError,
     TlsFailed,
 )
+from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.tls import TlsSettings

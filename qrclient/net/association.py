@@ -45,6 +45,7 @@ from qrclient.net.errors import (
     describe_abort,
 )
 from qrclient.net.pdu import PduType
+from qrclient.net.peer import Peer
 from qrclient.net.presentation import (
     ContextRequest,
     NegotiatedContext,
@@ -83,18 +84,6 @@ Observer = Callable[[str, Mapping[str, object]], None]
 # Observers with a true ``pdu_level`` attribute (traces) also get pdu-sent, pdu-received
 # and dataset-received events, each event tagged with its association's number.
 _ASSOCIATION_NUMBERS = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Where the PACS listens and the AE title it answers to."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

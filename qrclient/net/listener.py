@@ -30,7 +30,6 @@ from qrclient.net.association import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     Association,
-    Peer,
     PeerReleased,
     Settings,
     notify,
@@ -39,6 +38,7 @@ from qrclient.net.association import (
 from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
 from qrclient.net.pdu import PduType
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, Peer
 from qrclient.net.presentation import VERIFICATION, NegotiatedContext
 from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
 from qrclient.net.tls import wrap_server
@@ -101,8 +101,8 @@ class StorageListener:
         ae_title: str,
         handler: StoreHandler,
         *,
-        host: str = "0.0.0.0",
-        port: int = 11113,
+        host: str = DEFAULT_LISTEN_HOST,
+        port: int = DEFAULT_LISTEN_PORT,
         settings: Settings | None = None,
     ) -> None:
         self.ae_title = ae_title

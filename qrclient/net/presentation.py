@@ -14,12 +14,6 @@ from dataclasses import dataclass
 from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
 
 VERIFICATION = "1.2.840.10008.1.1"
-PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
-PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.

@@ -1,1 +1,2 @@
-"""Operations on top of the network core: echo, find (and, later, retrieve jobs)."""
+"""DIMSE services on an open association: echo, find, get, move, cancel, storing, store_scu,
+worklist, and the query they send."""

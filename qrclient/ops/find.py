@@ -31,7 +31,8 @@ from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
 from qrclient.net.walk import scan_values
 from qrclient.ops.cancel import cancel_request
 from qrclient.ops.matching import AnswerCheck
-from qrclient.ops.query import UNIQUE_KEY, Level, Query
+from qrclient.ops.query import UNIQUE_KEY, Query
+from qrclient.vocabulary import Level
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset

@@ -14,21 +14,13 @@ import re
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from qrclient.net.dictionary import COMMON, all_keywords, keyword_of, tag_of, vr_of
 from qrclient.net.identifier import Attribute, Identifier
-from qrclient.net.presentation import (
-    PATIENT_ROOT_FIND,
-    PATIENT_ROOT_GET,
-    PATIENT_ROOT_MOVE,
-    STUDY_ROOT_FIND,
-    STUDY_ROOT_GET,
-    STUDY_ROOT_MOVE,
-)
 from qrclient.net.walk import EXPLICIT_LE
 from qrclient.ops.dates import DateError, date_range
+from qrclient.vocabulary import Level, Model
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -36,30 +28,6 @@ if TYPE_CHECKING:
 
 class QueryError(ValueError):
     """Bad query input; the message is one line naming the value and what is expected."""
-
-
-class Level(StrEnum):
-    PATIENT = "PATIENT"
-    STUDY = "STUDY"
-    SERIES = "SERIES"
-    IMAGE = "IMAGE"
-
-
-class Model(StrEnum):
-    PATIENT = "patient"
-    STUDY = "study"
-
-    @property
-    def find_sop_class(self) -> str:
-        return PATIENT_ROOT_FIND if self is Model.PATIENT else STUDY_ROOT_FIND
-
-    @property
-    def move_sop_class(self) -> str:
-        return PATIENT_ROOT_MOVE if self is Model.PATIENT else STUDY_ROOT_MOVE
-
-    @property
-    def get_sop_class(self) -> str:
-        return PATIENT_ROOT_GET if self is Model.PATIENT else STUDY_ROOT_GET
 
 
 LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 from qrclient.tui.backend import Backend
 from qrclient.tui.nodes import NodeBook
 from qrclient.tui.screens.main import MainScreen

@@ -17,28 +17,29 @@ from typing import Protocol
 
 import anyio
 
-from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.association import Observer
-from qrclient.net.errors import ListenFailed
-from qrclient.net.listener import Refusal, StorageListener
-from qrclient.net.presentation import VERIFICATION
-from qrclient.ops import echo as echo_operation
-from qrclient.ops.browse import Row, match_row, remote_totals
-from qrclient.ops.failures import describe, main_error
-from qrclient.ops.find import FindOutcome, FindResults, find_distinct
-from qrclient.ops.move import MoveRouter
-from qrclient.ops.progress import Snapshot
-from qrclient.ops.query import Level, Model, Query, build_query
-from qrclient.ops.retrieve import (
-    Method,
+from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
     RetrieveRequest,
     move_listener,
     note_refusals,
 )
+from qrclient.net import ContextRequest, Peer, Settings, open_association
+from qrclient.net.association import Observer
+from qrclient.net.errors import ListenFailed
+from qrclient.net.listener import Refusal, StorageListener
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
+from qrclient.net.presentation import VERIFICATION
+from qrclient.ops import echo as echo_operation
+from qrclient.ops.find import FindOutcome, FindResults, find_distinct
+from qrclient.ops.move import MoveRouter
+from qrclient.ops.progress import Snapshot
+from qrclient.ops.query import Query, build_query
+from qrclient.present.browse import Row, match_row, remote_totals
+from qrclient.present.failures import describe, main_error
 from qrclient.store import Store, StoreError
 from qrclient.store.overview import StoreView, StudyHolding
+from qrclient.vocabulary import Level, Method, Model
 
 ProgressCallback = Callable[[Snapshot], None]
 
@@ -175,7 +176,7 @@ class RealBackend:
         settings: Settings,
         *,
         observer: Observer | None = None,
-        listen: tuple[str, int] = ("0.0.0.0", 11113),
+        listen: tuple[str, int] = (DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT),
         max_jobs: int = 2,
     ) -> None:
         self._store_root = Path(store_root)

@@ -7,8 +7,8 @@ from enum import Enum
 
 from textual.worker import Worker
 
+from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.tui.backend import Node
 
 

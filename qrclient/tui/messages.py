@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from qrclient.ops.browse import Row
+from qrclient.jobs.retrieve import RetrieveOutcome
 from qrclient.ops.find import FindOutcome
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.retrieve import RetrieveOutcome
+from qrclient.present.browse import Row
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import EchoResult
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qrclient.config import Config, NodeConfig, load_config
-from qrclient.ops.node import NodeError
+from qrclient.net.peer import NodeError
 from qrclient.tui.backend import Node
 
 

@@ -7,16 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net import ConnectFailed
 from qrclient.net.association import Observer
-from qrclient.ops.browse import Row
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.query import Level, Query
-from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest
+from qrclient.ops.query import Query
+from qrclient.present.browse import Row
 from qrclient.store import StoreDamaged
 from qrclient.store.overview import SeriesHolding, StudyHolding
 from qrclient.tui.backend import EchoResult, Node, ProgressCallback
+from qrclient.vocabulary import Level
 
 PATIENTS = [("DOE^JOHN", "PAT001"), ("MÜLLER^JÜRGEN", "PAT005"), ("山田^太郎", "PAT006")]
 STUDIES = [

@@ -11,13 +11,13 @@ import pytest
 
 from fixtures.dataset import Archive, all_studies, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
+from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.net import ConnectFailed, ContextRequest, Peer, Settings, open_association
 from qrclient.net.presentation import VERIFICATION
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import Method, RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.store import Store
 from qrclient.tui.backend import Node, RealBackend
+from qrclient.vocabulary import Level, Method, Model
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,9 @@ import pytest
 from fixtures.dataset import Archive, all_studies
 from qrclient.net import Peer, Settings
 from qrclient.ops.find import FindState
-from qrclient.ops.query import Level, Model, build_query
+from qrclient.ops.query import build_query
 from qrclient.tui.backend import Node, RealBackend
+from qrclient.vocabulary import Level, Model
 from tests.conftest import RealPacs
 from tests.fake_pacs import FakePacs, instances
 from tests.fakepeer import fake_peer

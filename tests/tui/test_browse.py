@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pydicom.dataset import Dataset
 
-from qrclient.ops.browse import (
+from qrclient.ops.query import QueryError, build_query
+from qrclient.present.browse import (
     QueryForm,
     Row,
     drill_keys,
@@ -17,8 +18,8 @@ from qrclient.ops.browse import (
     remote_totals,
     retrieve_selections,
 )
-from qrclient.ops.events import describe_event
-from qrclient.ops.query import Level, Model, QueryError, build_query
+from qrclient.present.events import describe_event
+from qrclient.vocabulary import Level, Model
 
 
 def test_match_row_is_text_without_the_repeated_keys() -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest
 from qrclient.net import ConnectFailed, Peer, Settings
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import Method, RetrieveJob, RetrieveRequest
 from qrclient.tui.backend import Node, RealBackend
 from qrclient.tui.jobs import JobState
 from qrclient.tui.widgets.log_pane import LogPane
+from qrclient.vocabulary import Level, Method, Model
 from tests.tui.conftest import fake_app
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.helpers import main_screen, run_query, toasts, wait_until

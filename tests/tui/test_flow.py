@@ -13,8 +13,6 @@ from textual.widgets import DataTable, Input, Select
 from fixtures.dataset import Archive, find_patient
 from fixtures.orthanc import OrthancServer
 from qrclient.net import Peer, Settings
-from qrclient.ops.query import Level
-from qrclient.ops.retrieve import Method
 from qrclient.store import Store
 from qrclient.store.overview import holdings
 from qrclient.tui.app import QrclientApp
@@ -22,6 +20,7 @@ from qrclient.tui.backend import Backend, RealBackend
 from qrclient.tui.jobs import Job, JobState
 from qrclient.tui.nodes import NodeBook
 from qrclient.tui.widgets.log_pane import LogPane
+from qrclient.vocabulary import Level, Method
 from tests.tui.conftest import fake_app
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.helpers import main_screen, run_query, status_text, wait_until

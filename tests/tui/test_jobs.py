@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net import Peer
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.tui.backend import Node
 from qrclient.tui.jobs import Job, JobState, fraction, progress_line
+from qrclient.vocabulary import Level, Model
 
 
 def _job() -> Job:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from qrclient.net.status import FailureStatus, Service, Status
-from qrclient.ops.browse import Row, remote_totals
-from qrclient.ops.query import Level
+from qrclient.present.browse import Row, remote_totals
+from qrclient.vocabulary import Level
 
 pytestmark = pytest.mark.anyio
 

@@ -15,10 +15,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from qrclient.ops.browse import form_keys, level_noun, retrieve_selections
-from qrclient.ops.failures import describe
-from qrclient.ops.node import NodeError
-from qrclient.ops.query import Model, QueryError
+from qrclient.net.peer import NodeError
+from qrclient.ops.query import QueryError
+from qrclient.present.browse import form_keys, level_noun, retrieve_selections
+from qrclient.present.failures import describe
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.messages import EchoEnded, Note, Report
 from qrclient.tui.nodes import NodeBook
@@ -29,6 +29,7 @@ from qrclient.tui.widgets.node_bar import NodeBar
 from qrclient.tui.widgets.query_form import QueryForm
 from qrclient.tui.widgets.results import ResultsTable
 from qrclient.tui.widgets.store_panel import StorePanel
+from qrclient.vocabulary import Model
 
 
 class MainScreen(Screen[None]):

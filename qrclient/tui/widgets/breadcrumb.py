@@ -8,7 +8,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 
 SEPARATOR = " › "
 

@@ -20,7 +20,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from qrclient.ops.browse import (
+from qrclient.ops.find import FindState
+from qrclient.ops.query import Query, QueryError, build_query
+from qrclient.present.browse import (
     Row,
     Selection,
     child_level,
@@ -31,15 +33,14 @@ from qrclient.ops.browse import (
     retrieve_selections,
     unique_key,
 )
-from qrclient.ops.failures import describe
-from qrclient.ops.find import FindState
-from qrclient.ops.printable import printable
-from qrclient.ops.query import Level, Model, Query, QueryError, build_query
+from qrclient.present.failures import describe
+from qrclient.present.printable import printable
 from qrclient.store import StoreError
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.messages import FindEnded, MatchesArrived, Note, Report
 from qrclient.tui.widgets.breadcrumb import Breadcrumb
 from qrclient.tui.widgets.results import ResultsTable
+from qrclient.vocabulary import Level, Model
 
 if TYPE_CHECKING:
     from textual.worker import Worker

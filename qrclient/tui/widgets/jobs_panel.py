@@ -13,10 +13,10 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Static
 
-from qrclient.ops.failures import describe
-from qrclient.ops.printable import printable
+from qrclient.jobs.retrieve import RetrieveRequest
 from qrclient.ops.progress import Snapshot
-from qrclient.ops.retrieve import RetrieveRequest
+from qrclient.present.failures import describe
+from qrclient.present.printable import printable
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.jobs import Job, JobState, fraction, progress_line
 from qrclient.tui.messages import JobFinished, JobProgressed, Note, Report

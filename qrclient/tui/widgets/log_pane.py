@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from textual.widgets import Log
 
-from qrclient.ops.events import describe_event
-from qrclient.ops.printable import printable
+from qrclient.present.events import describe_event
+from qrclient.present.printable import printable
 
 MAX_LINES = 5000
 

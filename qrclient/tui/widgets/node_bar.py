@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static
 
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 
 
 class NodeBar(Horizontal):

@@ -8,8 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Select
 
-from qrclient.ops.browse import QueryForm as FormValues
-from qrclient.ops.query import Level, Model
+from qrclient.present.browse import QueryForm as FormValues
+from qrclient.vocabulary import Level, Model
 
 _FIELDS = (
     # id, placeholder, tooltip, row

@@ -24,8 +24,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from qrclient.ops.browse import Row
-from qrclient.ops.printable import printable
+from qrclient.present.browse import Row
+from qrclient.present.printable import printable
 
 MAX_WIDTH = 30
 UID_WIDTH = 64  # a UID is read (and copied) whole: 64 characters at most (PS3.5 9.1)

@@ -12,13 +12,13 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from qrclient.ops.failures import describe
-from qrclient.ops.printable import printable
-from qrclient.ops.query import Level
+from qrclient.present.failures import describe
+from qrclient.present.printable import printable
 from qrclient.store import StoreError
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.messages import Report, StoreRead, TotalsArrived
+from qrclient.vocabulary import Level
 
 
 def _of(here: int, total: int | None) -> Text:

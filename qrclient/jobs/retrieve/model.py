@@ -11,8 +11,9 @@ from qrclient.net.dictionary import COMMON
 from qrclient.net.identifier import Attribute, Identifier
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.storage_classes import storage_contexts, unknown_class_packs
-from qrclient.ops.query import QUERY_RETRIEVE_LEVEL, Key, Level, Model, build_query, parse_key
+from qrclient.ops.query import QUERY_RETRIEVE_LEVEL, Key, build_query, parse_key
 from qrclient.ops.storing import InstanceSink, Scope
+from qrclient.vocabulary import Level, Model
 
 PATIENT_ID = COMMON["PatientID"][0]
 STUDY_INSTANCE_UID = COMMON["StudyInstanceUID"][0]
@@ -31,12 +32,6 @@ class StoreIndex(Protocol):
 
 class RetrieveStore(InstanceSink, StoreIndex, Protocol):
     """A store that takes the instances and knows what it holds (qrclient.store.Store)."""
-
-
-class Method(Enum):
-    GET = "get"
-    MOVE = "move"
-    AUTO = "auto"  # C-GET where the peer accepts it, else C-MOVE
 
 
 class RetrieveState(Enum):

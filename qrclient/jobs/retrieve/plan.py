@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from qrclient.jobs.retrieve.model import PlannedInstance, RetrieveRequest, StoreIndex, Unit
 from qrclient.net.association import Association
 from qrclient.net.dictionary import COMMON
 from qrclient.net.status import FailureStatus
 from qrclient.net.storage_classes import ROOM, contexts_per_association
 from qrclient.ops.find import find_values
-from qrclient.ops.query import Key, Level, Model, Query, build_query
-from qrclient.ops.retrieve.model import PlannedInstance, RetrieveRequest, StoreIndex, Unit
+from qrclient.ops.query import Key, Query, build_query
+from qrclient.vocabulary import Level, Model
 
 FIND_LIST = 100  # UIDs per C-FIND with a list: about 6.5 KB of identifier
 BATCH = 500  # SOP Instance UIDs per IMAGE-level C-GET / C-MOVE: about 32 KB

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qrclient.net.association import Peer, Settings
-from qrclient.net.presentation import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
-from qrclient.ops.doctor.get_check import NAME as GET_CHECK
-from qrclient.ops.doctor.get_check import check_get
-from qrclient.ops.doctor.move_check import NAME as MOVE_CHECK
-from qrclient.ops.doctor.move_check import Where, check_move, local_address
-from qrclient.ops.doctor.negotiation import (
+from qrclient.jobs.doctor.get_check import NAME as GET_CHECK
+from qrclient.jobs.doctor.get_check import check_get
+from qrclient.jobs.doctor.move_check import NAME as MOVE_CHECK
+from qrclient.jobs.doctor.move_check import Where, check_move, local_address
+from qrclient.jobs.doctor.negotiation import (
     QR_CLASSES,
     Negotiation,
     check_association,
     check_resolution,
 )
-from qrclient.ops.doctor.report import Check, Report, State
-from qrclient.ops.doctor.sample import CAP, DUPLICATES, FIND, READ_AT_MOST, FindResult, check_find
+from qrclient.jobs.doctor.report import Check, Report, State
+from qrclient.jobs.doctor.sample import CAP, DUPLICATES, FIND, READ_AT_MOST, FindResult, check_find
+from qrclient.net.association import Settings
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, Peer
+from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
 RELATIONAL = "relational queries"
 
 
 @dataclass(frozen=True, slots=True)
 class DoctorOptions:
-    listen_host: str = "0.0.0.0"  # where our storage listener accepts the moved instance
-    listen_port: int = 11113
+    listen_host: str = DEFAULT_LISTEN_HOST  # where our storage listener accepts the moved instance
+    listen_port: int = DEFAULT_LISTEN_PORT
     move_wait: float = 20.0  # how long to wait for the moved (or got) instance
     find_limit: int = READ_AT_MOST
 
@@ -33,7 +34,7 @@ class DoctorOptions:
 async def diagnose_peer(
     peer: Peer, settings: Settings, options: DoctorOptions | None = None
 ) -> Report:
-    """Run every check against ``peer``; see README "qrclient doctor"."""
+    """Run every check against ``peer``; see docs/cli.md, "doctor"."""
     options = options or DoctorOptions()
     report = Report(str(peer), settings.calling_ae)
     if not await check_resolution(peer, report):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qrclient.net.association import Peer, Settings, open_association
+from qrclient.jobs.doctor.report import Check, State, Stopwatch
+from qrclient.net.association import Settings, open_association
 from qrclient.net.errors import DicomNetworkError
+from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import FailureStatus
-from qrclient.ops.doctor.report import Check, State, Stopwatch
 from qrclient.ops.find import FindOutcome, FindState, find, find_distinct
-from qrclient.ops.query import Level, Model, build_query
+from qrclient.ops.query import build_query
+from qrclient.vocabulary import Level, Model
 
 FIND = "C-FIND"
 CAP = "C-FIND result cap"

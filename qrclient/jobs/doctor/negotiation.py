@@ -21,27 +21,25 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from qrclient.net.association import Association, Observer, Peer, Settings
+from qrclient.jobs.doctor.report import Check, Report, State, Stopwatch
+from qrclient.net.association import Association, Observer, Settings
 from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
     DicomNetworkError,
     NoAcceptedContext,
 )
-from qrclient.net.presentation import (
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import VERIFICATION, ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.ops.echo import echo
+from qrclient.vocabulary import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
-    VERIFICATION,
-    ContextRequest,
-    NegotiatedContext,
-    QueryOptions,
 )
-from qrclient.ops.doctor.report import Check, Report, State, Stopwatch
-from qrclient.ops.echo import echo
 
 PROBED_SYNTAXES: tuple[UID, ...] = (
     ExplicitVRLittleEndian,

@@ -12,14 +12,15 @@ import tempfile
 
 import anyio
 
-from qrclient.net.association import Peer, Settings
+from qrclient.jobs.doctor.report import Check, State, Stopwatch
+from qrclient.jobs.doctor.sample import Sample
+from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
+from qrclient.net.association import Settings
 from qrclient.net.errors import DicomNetworkError
-from qrclient.ops.doctor.report import Check, State, Stopwatch
-from qrclient.ops.doctor.sample import Sample
-from qrclient.ops.failures import main_error
-from qrclient.ops.query import Level, Model
-from qrclient.ops.retrieve import Method, RetrieveJob, RetrieveOutcome, RetrieveRequest
+from qrclient.net.peer import Peer
+from qrclient.present.failures import main_error
 from qrclient.store import Store, StoreError
+from qrclient.vocabulary import Level, Method, Model
 
 NAME = "C-GET"
 _ELSEWHERE = "until then, retrieve with 'qrclient move' (or set the node's method to move)"

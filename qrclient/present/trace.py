@@ -31,7 +31,7 @@ from typing import IO
 from qrclient import __version__
 from qrclient.net.association import Observer
 from qrclient.net.status import Status
-from qrclient.ops.printable import printable_json
+from qrclient.present.printable import printable_json
 
 # PDU-level events go to the trace only, not to a --verbose log sharing the observer.
 _PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})

@@ -1,11 +1,22 @@
-"""Parsing and checking the peer address ``AET@host:port`` and AE titles."""
+"""A peer (``AET@host:port``), parsing and checking it, AE titles and our listen address."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
-from qrclient.net.association import Peer
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where the PACS listens and the AE title it answers to."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 class NodeError(ValueError):

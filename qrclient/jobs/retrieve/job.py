@@ -35,16 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 
-from qrclient.net.association import Association, Peer, Settings, open_association
-from qrclient.net.errors import AssociationRejected, DicomNetworkError, NoAcceptedContext
-from qrclient.net.presentation import ContextRequest
-from qrclient.net.status import Category, FailureStatus, Status
-from qrclient.ops.get import SubOperations, c_get
-from qrclient.ops.move import MoveRouter, Senders, c_move, resolve_senders
-from qrclient.ops.progress import Progress
-from qrclient.ops.query import Level
-from qrclient.ops.retrieve.model import (
-    Method,
+from qrclient.jobs.retrieve.model import (
     PlannedInstance,
     RetrieveOutcome,
     RetrieveRequest,
@@ -53,8 +44,17 @@ from qrclient.ops.retrieve.model import (
     Unit,
     unit_identifier,
 )
-from qrclient.ops.retrieve.plan import Abilities, Plan, Planner, split, units_from_keys
+from qrclient.jobs.retrieve.plan import Abilities, Plan, Planner, split, units_from_keys
+from qrclient.net.association import Association, Settings, open_association
+from qrclient.net.errors import AssociationRejected, DicomNetworkError, NoAcceptedContext
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import ContextRequest
+from qrclient.net.status import Category, FailureStatus, Status
+from qrclient.ops.get import SubOperations, c_get
+from qrclient.ops.move import MoveRouter, Senders, c_move, resolve_senders
+from qrclient.ops.progress import Progress
 from qrclient.ops.storing import InstanceSink
+from qrclient.vocabulary import Level, Method
 
 OUT_OF_RESOURCES_FOR_SUB_OPERATIONS = 0xA702
 # Failures no other request of the job would escape (with nothing done, before any worked).

@@ -7,10 +7,9 @@ could not send; ``listening`` runs our storage listener for moves to us. Each mo
 docstring says what it relies on from the peer and what it does without it.
 """
 
-from qrclient.ops.retrieve.job import RetrieveJob
-from qrclient.ops.retrieve.listening import move_listener, note_refusals, run_with_listener
-from qrclient.ops.retrieve.model import (
-    Method,
+from qrclient.jobs.retrieve.job import RetrieveJob
+from qrclient.jobs.retrieve.listening import move_listener, note_refusals, run_with_listener
+from qrclient.jobs.retrieve.model import (
     PlannedInstance,
     RetrieveOutcome,
     RetrieveRequest,
@@ -20,12 +19,11 @@ from qrclient.ops.retrieve.model import (
     Unit,
     unit_identifier,
 )
-from qrclient.ops.retrieve.plan import BATCH, Abilities, Plan, Planner, split
+from qrclient.jobs.retrieve.plan import BATCH, Abilities, Plan, Planner, split
 
 __all__ = [
     "BATCH",
     "Abilities",
-    "Method",
     "Plan",
     "PlannedInstance",
     "Planner",

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from qrclient.jobs.retrieve.job import RetrieveJob
+from qrclient.jobs.retrieve.model import RetrieveOutcome
 from qrclient.net.association import Settings
 from qrclient.net.listener import Refusal, StorageListener
+from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
 from qrclient.ops.move import MoveRouter
-from qrclient.ops.retrieve.job import RetrieveJob
-from qrclient.ops.retrieve.model import RetrieveOutcome
 
 ACCEPTANCE = (
     "our listener takes a C-MOVE's instances only from the PACS's AE title and "
@@ -46,7 +47,7 @@ def note_refusals(outcome: RetrieveOutcome, refusals: Sequence[Refusal]) -> None
 
 
 async def run_with_listener(
-    job: RetrieveJob, host: str = "0.0.0.0", port: int = 11113
+    job: RetrieveJob, host: str = DEFAULT_LISTEN_HOST, port: int = DEFAULT_LISTEN_PORT
 ) -> RetrieveOutcome:
     """Run ``job`` with a listener of its own for moves to us; refusals are counted."""
     async with move_listener(job.router, host, port, job.settings) as listener:

@@ -18,16 +18,18 @@ from pathlib import Path
 import anyio
 from pydicom.dataset import Dataset
 
-from qrclient.net.association import Peer, Settings, open_association
+from qrclient.jobs.doctor.report import Check, State, Stopwatch
+from qrclient.jobs.doctor.sample import Sample
+from qrclient.jobs.retrieve import move_listener
+from qrclient.net.association import Settings, open_association
 from qrclient.net.errors import DicomNetworkError, ListenFailed
-from qrclient.net.presentation import STUDY_ROOT_MOVE, ContextRequest
+from qrclient.net.peer import Peer
+from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import Category, Status
-from qrclient.ops.doctor.report import Check, State, Stopwatch
-from qrclient.ops.doctor.sample import Sample
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress
-from qrclient.ops.retrieve import move_listener
 from qrclient.ops.storing import Incoming
+from qrclient.vocabulary import STUDY_ROOT_MOVE
 
 NAME = "C-MOVE to us"
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")

@@ -15,10 +15,11 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from qrclient.jobs.retrieve import RetrieveRequest
 from qrclient.net.status import FailureStatus
 from qrclient.ops.dates import DateError, date_bound
-from qrclient.ops.query import Level, Model, QueryError
-from qrclient.ops.retrieve import RetrieveRequest
+from qrclient.ops.query import QueryError
+from qrclient.vocabulary import Level, Model
 
 Row = Mapping[str, str]
 # Runs one C-FIND (level, match/return keys) and yields its matches as rows.

@@ -23,8 +23,9 @@ from enum import Enum
 
 import anyio
 
-from qrclient.net.association import Association, Peer, Settings, open_association
+from qrclient.net.association import Association, Settings, open_association
 from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
+from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
 from qrclient.net.status import Category
 from qrclient.net.storage_classes import MAX_CONTEXTS

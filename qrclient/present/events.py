@@ -2,7 +2,7 @@
 
 Statuses are decoded from PS3.4 with their likely fix, so a log pane or trace shows
 "Unable to Process (0xC000): check ..." instead of a bare number. What the peer wrote
-is shown inert (``qrclient.ops.printable``): a log line never carries an escape sequence.
+is shown inert (``qrclient.present.printable``): a log line never carries an escape sequence.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from qrclient.net.status import Status
-from qrclient.ops.printable import printable
+from qrclient.present.printable import printable
 
 # Command attributes worth a log line; UIDs and the rest stay out of the way.
 _SHOWN = {

@@ -1,6 +1,0 @@
-"""``qrclient doctor``: a PACS administrator's report on one node (see README)."""
-
-from qrclient.ops.doctor.report import Check, Report, State, Verdict
-from qrclient.ops.doctor.run import DoctorOptions, diagnose_peer
-
-__all__ = ["Check", "DoctorOptions", "Report", "State", "Verdict", "diagnose_peer"]
