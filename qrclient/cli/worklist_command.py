@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from qrclient.cli import exit_codes
 from qrclient.cli.common import peer_and_settings, run_command, stderr_lines
-from qrclient.cli.output import make_writer
 from qrclient.net import ContextRequest, open_association
 from qrclient.ops.find import FindState, find
 from qrclient.ops.worklist import build_worklist_query
+from qrclient.present.output import make_writer
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ def run(
     from qrclient.store.location import default_store
     from qrclient.tui.app import QrclientApp
     from qrclient.tui.backend import RealBackend
+    from qrclient.tui.history import QueryHistory
     from qrclient.tui.nodes import NodeBook
 
     if nodes is None:
@@ -50,6 +51,7 @@ def run(
     def backend(observer: Callable[[str, Mapping[str, object]], None]) -> RealBackend:
         return RealBackend(root, settings, observer=observer, listen=address)
 
-    app = QrclientApp(backend, node=node or "", nodes=nodes)
+    history = QueryHistory(root)  # in the store: past queries name patients
+    app = QrclientApp(backend, node=node or "", nodes=nodes, history=history)
     result = app.run()
     return int(result or 0)

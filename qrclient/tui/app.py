@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 
 from qrclient.present.printable import printable
 from qrclient.tui.backend import Backend
+from qrclient.tui.history import QueryHistory
 from qrclient.tui.nodes import NodeBook
 from qrclient.tui.screens.main import MainScreen
 from qrclient.tui.widgets.log_pane import LogPane
@@ -44,12 +45,14 @@ class QrclientApp(App[int]):
         nodes: NodeBook | None = None,
         clock: Callable[[], float] = time.perf_counter,
         stamp: Callable[[], str] = lambda: time.strftime("%H:%M:%S"),
+        history: QueryHistory | None = None,
     ) -> None:
         super().__init__()
         self.nodes = nodes or NodeBook()
         self.clock = clock  # durations shown; fixed in snapshot tests
         self.stamp = stamp  # log pane time stamps
         self._node = node
+        self._history = history
         self._log_pane: LogPane | None = None  # found on the first event, then kept
         self.backend = backend(self._observe)
 
@@ -67,7 +70,13 @@ class QrclientApp(App[int]):
         # full passes, which otherwise stall key presses while big results stream in.
         gc.freeze()
         self.push_screen(
-            MainScreen(self.backend, self.nodes, node_text=self._node, clock=self.clock)
+            MainScreen(
+                self.backend,
+                self.nodes,
+                node_text=self._node,
+                clock=self.clock,
+                history=self._history,
+            )
         )
 
     def notify(

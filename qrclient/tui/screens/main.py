@@ -20,8 +20,10 @@ from qrclient.ops.query import QueryError
 from qrclient.present.browse import form_keys, level_noun, retrieve_selections
 from qrclient.present.failures import describe
 from qrclient.tui.backend import Backend, Node
+from qrclient.tui.history import Entry, QueryHistory
 from qrclient.tui.messages import EchoEnded, Note, Report
 from qrclient.tui.nodes import NodeBook
+from qrclient.tui.screens.history import Choice, HistoryScreen
 from qrclient.tui.widgets.browse import BrowsePanel
 from qrclient.tui.widgets.jobs_panel import JobsPanel
 from qrclient.tui.widgets.log_pane import LogPane
@@ -39,6 +41,7 @@ class MainScreen(Screen[None]):
         Binding("escape", "cancel_query", "Cancel"),
         Binding("f6", "echo", "Echo", show=False),
         Binding("ctrl+f", "form", "Query form", show=False),
+        Binding("ctrl+r", "history", "History", show=False),
         Binding("f2", "tab('results')", "Results", show=False),
         Binding("f3", "tab('jobs')", "Jobs"),
         Binding("f4", "tab('store')", "Store"),
@@ -52,9 +55,11 @@ class MainScreen(Screen[None]):
         *,
         node_text: str = "",
         clock: Callable[[], float],
+        history: QueryHistory | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.history = history  # past queries, kept in the store; None: not kept
         self.nodes = nodes
         self.clock = clock
         self._node_text = node_text
@@ -168,6 +173,33 @@ class MainScreen(Screen[None]):
             return
         self.query_one(TabbedContent).active = "results"
         self.browse.run_query(node, event.level, event.model, keys)
+        if self.history is None:
+            return
+        entry = Entry(self.query_one(NodeBar).node_text, event.level, event.model, event.values)
+        try:
+            self.history.add(entry)
+        except OSError as exc:  # the query runs all the same
+            self.log_pane.note(f"warning: the query history was not kept: {exc}")
+
+    def action_history(self) -> None:
+        if self.history is None:
+            self.notify("no query history in this session", title="History")
+            return
+        entries = self.history.load()
+        self.app.push_screen(HistoryScreen(entries), self._history_chosen)
+
+    def _history_chosen(self, choice: Choice | None) -> None:
+        if choice is None:
+            return
+        what, entry = choice
+        if entry.node:
+            self.query_one("#node", Input).value = entry.node
+        form = self.query_one(QueryForm)
+        form.fill(entry.level, entry.model, entry.values)
+        if what == "run":
+            self.call_after_refresh(form.submit)  # once the selects show the new values
+        else:
+            form.focus_first()
 
     def action_cancel_query(self) -> None:
         self.browse.cancel_query()

@@ -102,6 +102,9 @@ class BrowsePanel(Vertical):
         Binding("r", "retrieve", "Retrieve"),
         Binding("backspace", "up", "Up", show=False),
         Binding("slash", "filter", "Filter", show=False),
+        Binding("c", "copy_uid", "Copy UID", show=False),
+        Binding("C", "copy_row", "Copy row", show=False),
+        Binding("x", "export", "Export", show=False),
     ]
 
     class RetrieveWanted(Message):
@@ -412,8 +415,61 @@ class BrowsePanel(Vertical):
         parent = place.label if len(self.places) > 1 else ""
         self.post_message(self.RetrieveWanted(place.node, place.level, selections, parent))
 
+    # -- keeping the work --------------------------------------------------------------
+
+    def action_copy_uid(self) -> None:
+        """The row's own UID (PatientID at patient level) to the clipboard (OSC 52: the
+        terminal's clipboard, over SSH too)."""
+        row = self.table.current_row
+        if not self.places or row is None:
+            return
+        key = unique_key(self.places[-1].level)
+        value = row.get(key, "")
+        if not value:
+            self.notify(f"this row has no {key}", title="Copy", severity="warning")
+            return
+        self.app.copy_to_clipboard(value)
+        self.notify(f"copied {key} {value}", title="Copy")
+
+    def action_copy_row(self) -> None:
+        """The row's values, tab-separated in the query's column order (pastes into a
+        spreadsheet as cells)."""
+        row = self.table.current_row
+        if not self.places or row is None:
+            return
+        columns = [c for c in self.places[-1].columns if c != HERE]
+        self.app.copy_to_clipboard("\t".join(row.get(c, "") for c in columns))
+        self.notify(f"copied the row ({len(columns)} values)", title="Copy")
+
+    def action_export(self) -> None:
+        from qrclient.tui.screens.export import ExportScreen
+
+        if not self.places or not self.table.shown_count:
+            self.notify("nothing to export: run a query first", title="Export")
+            return
+        place = self.places[-1]
+        name = f"qrclient-{place.level.value.lower()}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        self.app.push_screen(ExportScreen(name, self.table.shown_count), self._export)
+
+    def _export(self, name: str | None) -> None:
+        from pathlib import Path
+
+        from qrclient.tui.export import ExportError, export_rows
+
+        if not name or not self.places:
+            return
+        keywords = [c for c in self.places[-1].columns if c != HERE]
+        path = Path(name).expanduser()
+        try:
+            count = export_rows(path, self.table.shown_rows(), keywords)
+        except ExportError as exc:
+            self._report(str(exc), title="Export")
+            return
+        self._note(f"exported {count} rows to {path}")
+        self.notify(f"{count:,} rows written to {path}", title="Export")
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Keys that mean something in the table are text in the filter.
-        if action in ("retrieve", "up", "filter"):
+        if action in ("retrieve", "up", "filter", "copy_uid", "copy_row", "export"):
             return not isinstance(self.screen.focused, Input)
         return True

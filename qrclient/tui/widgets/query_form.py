@@ -108,5 +108,12 @@ class QueryForm(Vertical):
         texts = {name: self.query_one(f"#{name}", Input).value for name, *_ in _FIELDS}
         return FormValues(**texts)
 
+    def fill(self, level: Level, model: Model, values: FormValues) -> None:
+        """The form as it was for a past query."""
+        self.query_one("#level", Select).value = level
+        self.query_one("#model", Select).value = model
+        for name, *_ in _FIELDS:
+            self.query_one(f"#{name}", Input).value = getattr(values, name)
+
     def focus_first(self) -> None:
         self.query_one("#patient_name", Input).focus()
