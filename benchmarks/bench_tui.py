@@ -18,7 +18,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -26,9 +26,9 @@ from pydicom.dataset import Dataset
 from textual import events
 
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
-from qrclient.net.association import Observer
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField
+from qrclient.net.events import DimseReceived, Observer
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
@@ -79,7 +79,7 @@ class _Stream:
             if number % MATCHES_PER_READ == 0:
                 await asyncio.sleep(0)  # a socket read
             if self._observer is not None:  # the log pane sees every response, as for real
-                self._observer("dimse-received", _PENDING.summary())
+                self._observer(DimseReceived(_PENDING.summary()))
             self.outcome.count += 1
             yield match_row(decode_dataset(data, EXPLICIT_LE))
         self.outcome.state = FindState.SUCCESS
@@ -128,7 +128,7 @@ async def measure(matches: int, size: tuple[int, int]) -> tuple[list[float], flo
     """Key latencies (ms) while streaming, the stream's duration (s), rows shown."""
     backend = StreamingBackend(matches)
 
-    def factory(observer: Callable[[str, Mapping[str, object]], None]) -> Backend:
+    def factory(observer: Observer) -> Backend:
         backend.observer = observer
         return backend
 

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 
 from qrclient.net import ContextRequest, Peer, QueryOptions, Settings, open_association
 from qrclient.net.peer import parse_node
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops import find as find_operation
 from qrclient.ops.find import FindResults

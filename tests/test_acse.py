@@ -32,7 +32,6 @@ from pynetdicom.presentation import PresentationContext
 
 from qrclient.net import ContextRequest, Peer, ProtocolError, open_association
 from qrclient.net.acse import (
-    APPLICATION_CONTEXT,
     AssociateAccept,
     AssociateReject,
     AssociateRequest,
@@ -45,11 +44,10 @@ from qrclient.net.acse import (
     decode_associate_rj,
     decode_associate_rq,
 )
-from qrclient.net.association import _match_contexts
-from qrclient.net.listener import StorageListener, _accept_contexts
+from qrclient.net.negotiation import Accepted, accept_contexts, answer_request, match_contexts
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType
-from qrclient.net.presentation import VERIFICATION
 from qrclient.net.storage_classes import storage_contexts
+from qrclient.net.uids import APPLICATION_CONTEXT, VERIFICATION
 from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from tests.test_pdu_properties import mutate
 
@@ -586,16 +584,6 @@ def test_a_mutated_rq_decodes_or_is_refused_typed(edits: list[tuple[int, int, in
     assert decode_associate_rq(body(again)) == request
 
 
-class Nobody:
-    """A storage handler for the listener's negotiation alone."""
-
-    def allows(self, calling_ae: str, address: str) -> bool:
-        return False
-
-    async def store(self, association: object, context_id: int, command: object) -> object:
-        raise AssertionError("no C-STORE in these tests")
-
-
 @given(edits=MUTATIONS)
 def test_the_listener_can_answer_every_rq_that_decodes(edits: list[tuple[int, int, int]]) -> None:
     """Encoding our A-ASSOCIATE-AC must never fail on what a peer's RQ held."""
@@ -603,9 +591,15 @@ def test_the_listener_can_answer_every_rq_that_decodes(edits: list[tuple[int, in
         request = decode_associate_rq(mutate(body(REQUEST.encode()), edits))
     except ProtocolError:
         return
-    listener = StorageListener("PACS", Nobody())  # type: ignore[arg-type]
-    answer = listener._accept(request, _accept_contexts(request.contexts))
-    accept = decode_associate_ac(body(answer))
+    answer = answer_request(
+        request,
+        ae_title=request.called_ae,
+        address="127.0.0.1",
+        allows=lambda calling, address: True,
+        max_pdu=16384,
+    )
+    assert isinstance(answer, Accepted)
+    accept = decode_associate_ac(body(answer.answer.encode()))
     assert [r.context_id for r in accept.results] == sorted(c.context_id for c in request.contexts)
 
 
@@ -650,7 +644,7 @@ def test_the_scp_role_needs_our_proposal_and_the_acceptors_consent() -> None:
             roles=(RoleSelection(CT, False, True), RoleSelection(MR, True, True)),
         ),
     )
-    contexts = _match_contexts(request, accept)
+    contexts = match_contexts(request, accept)
     assert [(c.abstract_syntax, c.as_scp) for c in contexts] == [
         (VERIFICATION, False),
         (STUDY_ROOT_FIND, False),
@@ -659,13 +653,13 @@ def test_the_scp_role_needs_our_proposal_and_the_acceptors_consent() -> None:
         (MR, False),
     ]
     refused = replace(accept, user=UserInformation(roles=(RoleSelection(CT, True, False),)))
-    assert not any(c.as_scp for c in _match_contexts(request, refused))
+    assert not any(c.as_scp for c in match_contexts(request, refused))
     unanswered = replace(accept, user=UserInformation())
-    assert not any(c.as_scp for c in _match_contexts(request, unanswered))
+    assert not any(c.as_scp for c in match_contexts(request, unanswered))
     rejected = replace(
         accept, results=(*accept.results[:2], ContextResult(5, 3, None), *accept.results[3:])
     )
-    assert [c.as_scp for c in _match_contexts(request, rejected)] == [
+    assert [c.as_scp for c in match_contexts(request, rejected)] == [
         False,
         False,
         False,
@@ -689,11 +683,11 @@ def test_answers_that_do_not_match_the_proposal_are_protocol_errors(
     results: tuple[ContextResult, ...], words: str
 ) -> None:
     with pytest.raises(ProtocolError, match=words):
-        _match_contexts(REQUEST, replace(ACCEPT, results=results))
+        match_contexts(REQUEST, replace(ACCEPT, results=results))
 
 
 def test_the_listener_accepts_storage_and_verification_in_its_preferred_syntax() -> None:
-    contexts = _accept_contexts(
+    contexts = accept_contexts(
         [
             ProposedContext(3, CT, (IMPLICIT, JPEG_BASELINE, EXPLICIT)),
             ProposedContext(1, VERIFICATION, (IMPLICIT,)),

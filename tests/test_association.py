@@ -6,7 +6,7 @@ import socket
 
 import anyio
 import pytest
-from anyio.abc import SocketAttribute
+from anyio.abc import ByteStream, SocketAttribute
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
 from fixtures.orthanc import free_ports
@@ -22,7 +22,12 @@ from qrclient.net import (
     Timeouts,
     open_association,
 )
-from qrclient.net.presentation import VERIFICATION, QueryOptions
+from qrclient.net.acse import UserInformation
+from qrclient.net.association import Association
+from qrclient.net.dimse import Command, CommandField, decode_command
+from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType, parse_pdvs
+from qrclient.net.presentation import NegotiatedContext, QueryOptions
+from qrclient.net.uids import EXPLICIT_LE, VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.vocabulary import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 from tests.conftest import RealPacs
@@ -35,7 +40,7 @@ DCMTK_ROOT = "1.2.276.0.7230010.3"
 async def test_echo_and_negotiated_parameters(real_pacs: RealPacs) -> None:
     peer = real_pacs.peer
     events: list[str] = []
-    settings = Settings(observer=lambda name, _: events.append(name))
+    settings = Settings(observer=lambda event: events.append(event.name))
     contexts = [ContextRequest(VERIFICATION), ContextRequest(STUDY_ROOT_FIND)]
     async with open_association(peer, contexts, settings) as assoc:
         assert await echo(assoc) > 0
@@ -188,3 +193,103 @@ async def test_oversized_pdu_is_refused_without_allocating() -> None:
                 await echo(assoc)
         await anyio.sleep(0.1)
     assert conns[0].log[-1] == "pdu-07"
+
+
+# -- one task per direction -------------------------------------------------------------------
+
+
+class HeldStream(ByteStream):
+    """Sends and receives that wait until released: the first use is still under way
+    when a second task comes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.sending = anyio.Event()
+        self.receiving = anyio.Event()
+        self.release = anyio.Event()
+
+    async def send(self, item: bytes) -> None:
+        self.sending.set()
+        await self.release.wait()
+        self.sent.append(bytes(item))
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        self.receiving.set()
+        await anyio.sleep_forever()
+        raise AssertionError("never")
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def held_association(stream: HeldStream) -> Association:
+    contexts = [NegotiatedContext(1, VERIFICATION, 0, EXPLICIT_LE)]
+    return Association(
+        stream, Peer("PEER", "127.0.0.1", 104), Settings(), contexts, UserInformation()
+    )
+
+
+def echo_rq(message_id: int) -> Command:
+    return Command(
+        command_field=CommandField.C_ECHO_RQ,
+        message_id=message_id,
+        affected_sop_class_uid=VERIFICATION,
+    )
+
+
+def message_ids(sent: bytes) -> list[int | None]:
+    """The message IDs of the command sets in one write of P-DATA-TF PDUs."""
+    ids: list[int | None] = []
+    offset = 0
+    while offset < len(sent):
+        pdu_type, length = HEADER.unpack_from(sent, offset)
+        assert pdu_type == PduType.P_DATA_TF
+        body = sent[offset + HEADER_LENGTH : offset + HEADER_LENGTH + length]
+        ids += [decode_command(bytes(p.data)).message_id for p in parse_pdvs(body) if p.is_command]
+        offset += HEADER_LENGTH + length
+    return ids
+
+
+async def test_two_tasks_sending_at_once_fail_clearly_instead_of_interleaving() -> None:
+    stream = HeldStream()
+    association = held_association(stream)
+    # Bounded: without the guard the second send would wait behind the first for ever.
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(association.send, 1, echo_rq(1))
+            await stream.sending.wait()
+            with pytest.raises(anyio.BusyResourceError, match="already sending on"):
+                await association.send(1, echo_rq(2))
+            with pytest.raises(anyio.BusyResourceError, match="already sending on"):
+                await association.send_streamed(1, echo_rq(3), bytes, 10)
+            stream.release.set()
+        # Only the first message went out, whole; the association is still usable.
+        assert [message_ids(data) for data in stream.sent] == [[1]]
+        await association.send(1, echo_rq(4))
+    assert [message_ids(data) for data in stream.sent] == [[1], [4]]
+    assert association.is_open
+
+
+async def test_two_tasks_receiving_at_once_fail_clearly() -> None:
+    stream = HeldStream()
+    association = held_association(stream)
+    parts: list[bytes | memoryview] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(association.receive_command)
+            await stream.receiving.wait()
+            with pytest.raises(anyio.BusyResourceError, match="already receiving on"):
+                await association.receive_command()
+            with pytest.raises(anyio.BusyResourceError, match="already receiving on"):
+                await association.receive_message()
+            with pytest.raises(anyio.BusyResourceError, match="already receiving on"):
+                await association.receive_dataset_into(1, parts.append, 100)
+            # Sending meanwhile is allowed: C-CANCEL goes out while responses are awaited.
+            stream.release.set()
+            await association.send(1, echo_rq(5))
+            group.cancel_scope.cancel()
+    assert [message_ids(data) for data in stream.sent] == [[5]]
+    assert parts == []

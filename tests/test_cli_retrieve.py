@@ -306,7 +306,10 @@ def test_interrupted_get_leaves_no_partial_file_and_resumes(
     assert os.path.isdir(tmp_path / ".qrclient")
 
 
-def test_a_busy_listen_port_is_explained(orthanc: OrthancServer, tmp_path: Path) -> None:
+def test_a_busy_listen_port_is_explained(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    study = find_patient(archive, "PAT004").studies[0]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -315,7 +318,7 @@ def test_a_busy_listen_port_is_explained(orthanc: OrthancServer, tmp_path: Path)
             "move",
             node(orthanc),
             "-k",
-            "StudyInstanceUID=1.2.3",
+            f"StudyInstanceUID={study.study_instance_uid}",
             "--out",
             str(tmp_path),
             "--listen",
@@ -325,6 +328,49 @@ def test_a_busy_listen_port_is_explained(orthanc: OrthancServer, tmp_path: Path)
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--listen" in result.stderr
     assert "Traceback" not in result.stderr
+    assert stored_uids(tmp_path) == set()
+
+
+def test_the_listen_port_is_bound_only_to_move_to_us(
+    orthanc: OrthancServer, archive: Archive, tmp_path: Path
+) -> None:
+    """A retrieve that uses C-GET, or a move with nothing to fetch, needs no port: one
+    held by another program (another qrclient's move) must not stop it."""
+    study = find_patient(archive, "PAT004").studies[0]
+    key = f"StudyInstanceUID={study.study_instance_uid}"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        fetched = qrclient(
+            "retrieve",
+            node(orthanc),
+            "-k",
+            key,
+            "--out",
+            str(tmp_path),
+            "--listen",
+            listen,
+            "--format",
+            "json",
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert json.loads(fetched.stdout)["received"] == len(instances(study))
+        again = qrclient(
+            "move",
+            node(orthanc),
+            "-k",
+            key,
+            "--out",
+            str(tmp_path),
+            "--listen",
+            listen,
+            "--format",
+            "json",
+        )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["received"] == 0
+    assert stored_uids(tmp_path) == instances(study)
 
 
 def test_a_store_that_cannot_be_opened_is_one_line(orthanc: OrthancServer, tmp_path: Path) -> None:

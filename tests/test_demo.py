@@ -39,7 +39,7 @@ from qrclient.demo.synthetic import (
 )
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveRequest, run_with_listener
 from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.find import FindState
 from qrclient.ops.get import c_get
 from qrclient.ops.matching import matches

@@ -31,8 +31,8 @@ from qrclient.jobs.doctor.move_check import MoveEvidence, Where, diagnose
 from qrclient.jobs.doctor.sample import Sample
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome
 from qrclient.net import Peer, Settings
-from qrclient.net.presentation import VERIFICATION
 from qrclient.net.status import Service, Status
+from qrclient.net.uids import VERIFICATION
 from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_MOVE
 from tests.conftest import RealPacs
 from tests.fake_pacs import FakePacs, instances

@@ -9,7 +9,7 @@ or hostile peer connecting to our storage listener.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +38,15 @@ from qrclient.net.acse import UserInformation
 from qrclient.net.association import MAX_DATASET_IN_MEMORY, Association, PeerReleased
 from qrclient.net.dimse import Command, CommandField
 from qrclient.net.errors import DataSetTooLarge
+from qrclient.net.events import Event, ReleasedByPeer, record
 from qrclient.net.listener import (
     MAX_ASSOCIATE_RQ,
     MAX_REFUSALS,
     MAX_UNASSOCIATED,
     StorageListener,
 )
-from qrclient.net.presentation import VERIFICATION, NegotiatedContext
+from qrclient.net.presentation import NegotiatedContext
+from qrclient.net.uids import VERIFICATION
 from qrclient.net.walk import MAX_DEPTH
 from qrclient.ops.echo import echo
 from qrclient.ops.find import find, find_values
@@ -1314,9 +1316,9 @@ async def test_a_peer_releasing_its_association_to_the_listener_is_logged_as_a_r
     events: list[tuple[str, dict[str, object]]] = []
     released = anyio.Event()
 
-    def observe(event: str, details: Mapping[str, object]) -> None:
-        events.append((event, dict(details)))
-        if event == "peer-released":
+    def observe(event: Event) -> None:
+        events.append((event.name, record(event)))
+        if isinstance(event, ReleasedByPeer):
             released.set()
 
     settings = Settings(calling_ae=LISTENER_AE, observer=observe)
@@ -1328,12 +1330,12 @@ async def test_a_peer_releasing_its_association_to_the_listener_is_logged_as_a_r
     names = [name for name, _ in events]
     assert "error" not in names, events
     assert names[-1] == "peer-released"
-    assert describe_event("peer-released", {}) == ["A-RELEASE-RQ from the peer: released"]
+    assert describe_event(ReleasedByPeer()) == ["A-RELEASE-RQ from the peer: released"]
 
 
 async def test_a_release_instead_of_an_answer_is_still_an_error() -> None:
     events: list[str] = []
-    settings = Settings(observer=lambda event, details: events.append(event))
+    settings = Settings(observer=lambda event: events.append(event.name))
     async with fake_peer(after_echo_rq(pdu(5, b"\x00" * 4))) as (port, _):
         with anyio.fail_after(LIMIT), pytest.raises(PeerReleased):
             async with open_association(

@@ -18,7 +18,7 @@ from qrclient.jobs.retrieve import Unit, unit_identifier
 from qrclient.net.datasets import encode_dataset
 from qrclient.net.dictionary import COMMON, keyword_of, tag_of, vr_of
 from qrclient.net.identifier import Attribute, Identifier
-from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from qrclient.ops.query import build_query
 from qrclient.vocabulary import Level, Model
 

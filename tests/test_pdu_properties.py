@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from qrclient.net import (
     ContextRequest,
     DicomNetworkError,
-    Peer,
     ProtocolError,
     Settings,
     Timeouts,
 )
+from qrclient.net.acse import AssociateAccept, decode_associate_rq
 from qrclient.net.association import Association
 from qrclient.net.dimse import (
     _TABLE,
@@ -37,6 +37,7 @@ from qrclient.net.dimse import (
     response_to,
 )
 from qrclient.net.listener import StorageListener
+from qrclient.net.negotiation import Refused, answer_request, propose, read_answer
 from qrclient.net.pdu import (
     HEADER,
     HEADER_LENGTH,
@@ -46,7 +47,8 @@ from qrclient.net.pdu import (
     encode_p_data,
     parse_pdvs,
 )
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.presentation import DEFAULT_TRANSFER_SYNTAXES, NegotiatedContext
+from qrclient.net.uids import VERIFICATION
 from tests.fakepeer import associate_rq
 
 # Mutated UIDs are the point; pydicom need not warn about each one.
@@ -366,19 +368,16 @@ def valid_ac(called: str = "PEER", calling: str = "QRCLIENT") -> bytes:
     return HEADER.pack(PduType.ASSOCIATE_AC, len(body)) + body
 
 
-async def negotiate(answer: bytes) -> Association:
-    return await Association._negotiate(
-        MemoryStream([answer]),
-        Peer("PEER", "127.0.0.1", 104),
-        [ContextRequest(VERIFICATION)],
-        Settings(),
-    )
+def negotiate(answer: bytes) -> tuple[AssociateAccept, list[NegotiatedContext]]:
+    """What we make of ``answer`` (a whole PDU) to our Verification proposal."""
+    request = propose("PEER", "QRCLIENT", MAX_PDU, [ContextRequest(VERIFICATION)])
+    return read_answer(request, answer[0], answer[HEADER_LENGTH:])
 
 
 def test_the_valid_ac_used_below_is_accepted() -> None:
-    association = anyio.run(negotiate, valid_ac())
-    assert [c.accepted for c in association.contexts] == [True]
-    assert association.peer_max_pdu == 16384
+    accept, contexts = negotiate(valid_ac())
+    assert [c.accepted for c in contexts] == [True]
+    assert accept.user.max_pdu == 16384
 
 
 @SLOW
@@ -386,20 +385,22 @@ def test_the_valid_ac_used_below_is_accepted() -> None:
 def test_a_mutated_associate_ac_is_accepted_or_refused_typed(
     edits: list[tuple[int, int, int]],
 ) -> None:
-    association = typed(lambda: anyio.run(negotiate, mutate(valid_ac(), edits)))
-    if isinstance(association, DicomNetworkError):
-        assert association.message
-        assert association.hint
+    answer = typed(lambda: negotiate(mutate(valid_ac(), edits)))
+    if isinstance(answer, DicomNetworkError):
+        assert answer.message
+        assert answer.hint
         return
     # Accepted: then it still makes sense (the one proposed context, a proposed syntax).
-    assert [c.context_id for c in association.contexts] == [1]
+    _, contexts = answer
+    assert [c.context_id for c in contexts] == [1]
+    assert all(c.transfer_syntax in DEFAULT_TRANSFER_SYNTAXES for c in contexts if c.accepted)
 
 
 @SLOW
 @given(st.binary(max_size=300))
 def test_random_bytes_as_associate_ac_are_refused_typed(body: bytes) -> None:
     try:
-        anyio.run(negotiate, HEADER.pack(PduType.ASSOCIATE_AC, len(body)) + body)
+        negotiate(HEADER.pack(PduType.ASSOCIATE_AC, len(body)) + body)
     except DicomNetworkError:
         return
     raise AssertionError("random bytes were accepted as an A-ASSOCIATE-AC")
@@ -421,28 +422,30 @@ class Answer:
         pass
 
 
-async def listener_negotiates(request: bytes) -> tuple[Association | None, list[bytes]]:
-    listener = StorageListener("QRLISTEN", AllowAll(), settings=Settings(calling_ae="QRLISTEN"))
-    stream = MemoryStream([request])
-    association = await listener._negotiate(stream, "127.0.0.1")
-    return association, stream.sent
-
-
 @SLOW
 @given(edits=EDITS)
-def test_the_listener_answers_any_mutated_associate_rq(
+def test_the_listener_answers_any_mutated_associate_rq_that_decodes(
     edits: list[tuple[int, int, int]],
 ) -> None:
-    request = mutate(associate_rq("QRLISTEN", "HOSTILE", [VERIFICATION]), edits)
+    """What decodes as an A-ASSOCIATE-RQ gets an AC or RJ that encodes (the rest is
+    aborted: test_the_listener_survives_any_bytes_before_association)."""
+    data = mutate(associate_rq("QRLISTEN", "HOSTILE", [VERIFICATION]), edits)
     try:
-        association, sent = anyio.run(listener_negotiates, request)
-    except DicomNetworkError:
-        return  # e.g. the stream ended inside the PDU: _handle closes the connection
-    if association is None:
-        # Refused: A-ASSOCIATE-RJ or A-ABORT, or nothing when the peer never finished.
-        assert all(s[0] in (PduType.ASSOCIATE_RJ, PduType.ABORT) for s in sent), sent
+        request = decode_associate_rq(data[HEADER_LENGTH:])
+    except ProtocolError:
+        return
+    answer = answer_request(
+        request, ae_title="QRLISTEN", address="127.0.0.1", allows=AllowAll().allows, max_pdu=MAX_PDU
+    )
+    sent = answer.answer.encode()
+    if isinstance(answer, Refused):
+        assert sent[0] == PduType.ASSOCIATE_RJ
+        assert request.called_ae != "QRLISTEN"
     else:
-        assert sent[0][0] == PduType.ASSOCIATE_AC
+        assert sent[0] == PduType.ASSOCIATE_AC
+        assert [c.context_id for c in answer.contexts] == sorted(
+            c.context_id for c in request.contexts
+        )
 
 
 class SilentAfter(MemoryStream):

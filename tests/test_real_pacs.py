@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.dataset import Archive, all_studies
 from qrclient.net import ContextRequest, Settings, open_association
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.ops.find import find_values
 from qrclient.ops.query import build_query

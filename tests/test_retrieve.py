@@ -18,7 +18,7 @@ from fixtures.dataset import Archive, PatientSpec, StudySpec, all_studies, find_
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.net import AssociationRejected, ContextRequest, Peer, Settings, open_association
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.move import MoveRouter
 from qrclient.ops.progress import Progress
 from qrclient.store import Store

@@ -45,7 +45,7 @@ from qrclient.jobs.send import (
 from qrclient.net import ContextRequest, Peer, open_association
 from qrclient.net.dimse import Command, CommandField
 from qrclient.net.errors import AssociationAborted
-from qrclient.net.storage_classes import MAX_CONTEXTS
+from qrclient.net.uids import MAX_CONTEXTS
 from qrclient.ops.store_scu import Instance, NotSent, _data_set_of
 from tests.conftest import start_orthanc
 from tests.fakepeer import PeerConnection, fake_peer, response

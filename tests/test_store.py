@@ -30,8 +30,8 @@ from pydicom.sequence import Sequence
 from pynetdicom.dsutils import encode as pynetdicom_encode
 
 from qrclient.net import ContextRequest, Peer, open_association
-from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.datasets import encode_dataset
+from qrclient.net.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.ops.get import c_get
 from qrclient.store import (
     DEFAULT_LAYOUT,
@@ -47,7 +47,7 @@ from qrclient.store import (
     StoreUnwritable,
 )
 from qrclient.store.incoming import Incoming, open_temp
-from qrclient.store.index import GROUP_ROWS, make_record
+from qrclient.store.index import GROUP_ROWS, SCHEMA_VERSION, make_record
 from qrclient.store.overview import StoreView
 from qrclient.vocabulary import Model
 from tests.fakepeer import (
@@ -403,7 +403,7 @@ def test_open_creates_the_layout_of_the_store(tmp_path: Path) -> None:
         db = sqlite3.connect(store.root / ".qrclient" / "index.sqlite")
         try:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert db.execute("PRAGMA user_version").fetchone() == (1,)
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         finally:
             db.close()
 

@@ -21,6 +21,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from fixtures.orthanc import free_ports
+from qrclient.net.uids import STORAGE_ROOT
 from qrclient.present.output import make_writer
 from qrclient.present.printable import printable, printable_json
 from tests.fakepeer import PeerConnection, c_store_rq, fake_peer, response
@@ -41,7 +42,7 @@ MARKUP = "[bold]X[/bold]"
 # What a terminal would obey: every control character but the newline ending a line.
 RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
-STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 

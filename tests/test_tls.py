@@ -45,8 +45,8 @@ from qrclient.net import (
     open_association,
 )
 from qrclient.net.listener import StorageListener
-from qrclient.net.presentation import VERIFICATION
 from qrclient.net.tls import TlsSetupError, client_context, server_context
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.ops.move import MoveRouter
 from qrclient.store import Store

@@ -17,6 +17,7 @@ from fixtures.dataset import Archive, all_instances, all_studies, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
 from qrclient import __version__
 from qrclient.cli import exit_codes
+from qrclient.net.events import Connected, DimseReceived, Released
 from qrclient.present.trace import Trace
 
 Record = dict[str, object]
@@ -269,15 +270,16 @@ def test_records_are_json_safe(tmp_path: Path) -> None:
     with path.open("w", encoding="utf-8") as file:
         trace = Trace(file, "find", ["find"])
         trace(
-            "dimse-received",
-            {
-                "command": "C-FIND-RSP",
-                "status": 0xA900,
-                "offending_element": (0x00100010,),
-                "raw": b"\x00" * 40,
-                "nested": {"tuple": (1, 2)},
-                "other": object(),
-            },
+            DimseReceived(
+                {
+                    "command": "C-FIND-RSP",
+                    "status": 0xA900,
+                    "offending_element": (0x00100010,),
+                    "raw": b"\x00" * 40,
+                    "nested": {"tuple": (1, 2)},
+                    "other": object(),
+                }
+            )
         )
         trace.close(4)
         trace.close(4)  # idempotent
@@ -379,9 +381,9 @@ def test_a_trace_that_cannot_be_written_stops_and_says_why(tmp_path: Path) -> No
 
     file = FillsUp()
     trace = Trace(file, "echo", ["echo"])
-    trace("connected", {"peer": "PACS@127.0.0.1:104"})
-    trace("released", {})  # the disk is full: no exception reaches the association
-    trace("released", {})
+    trace(Connected("PACS@127.0.0.1:104", 0.001))
+    trace(Released())  # the disk is full: no exception reaches the association
+    trace(Released())
     trace.close(0)
     assert trace.failure == "No space left on device"
     assert file.closed

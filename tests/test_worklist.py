@@ -15,7 +15,7 @@ from fixtures.orthanc import OrthancServer
 from fixtures.wlmscpfs import WORKLIST, WlmscpfsServer, WorklistItem
 from qrclient.cli import exit_codes
 from qrclient.net.datasets import decode_dataset, encode_dataset
-from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE
 from qrclient.ops.query import QueryError, build_query, parse_key
 from qrclient.ops.worklist import STEP, build_worklist_query
 from qrclient.vocabulary import Level

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,7 @@ from qrclient.cli import exit_codes
 from qrclient.cli.tls_options import TlsOptionError, tls_from_options, warn_if_unverified
 from qrclient.config.errors import ConfigError
 from qrclient.net import DicomNetworkError, FailureStatus, Peer, Settings, Timeouts, TlsSettings
-from qrclient.net.association import Observer
+from qrclient.net.events import Event, Observer
 from qrclient.net.peer import NodeError, check_ae_title
 from qrclient.ops.query import QueryError
 from qrclient.present.events import describe_event
@@ -115,10 +115,10 @@ def _check_listener_tls(tls: TlsSettings) -> None:
         )
 
 
-def log_event(event: str, details: Mapping[str, object]) -> None:
+def log_event(event: Event) -> None:
     """--verbose: each association or DIMSE event on stderr, as the UI's log pane says it
     (a headline, then indented details such as the proposed and accepted contexts)."""
-    sys.stderr.writelines(f"{line}\n" for line in describe_event(event, details))
+    sys.stderr.writelines(f"{line}\n" for line in describe_event(event))
 
 
 def stderr_lines(*, quiet: bool) -> Callable[[str], None]:

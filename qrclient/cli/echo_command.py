@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from qrclient.cli import exit_codes
 from qrclient.cli.common import UsageError, peer_and_settings, run_command
 from qrclient.net import ContextRequest, open_association
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.present.printable import printable
 

@@ -452,6 +452,7 @@ def _add_retrieve_parser(commands: _Commands, name: str, options: bool) -> None:
         "another AE (default: keep the first and report the conflict)",
     )
     _add_pseudonymize_options(sub)
+    _add_cohort_options(sub)
     if name != "get":
         sub.add_argument(
             "--dest",
@@ -547,6 +548,57 @@ def _add_pseudonymize_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_cohort_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "a list of studies (a cohort), run as a job that 'qrclient jobs resume' takes up"
+    )
+    group.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="retrieve each row of FILE (- for stdin): find's ndjson/json/csv output, or a "
+        "CSV whose header names AccessionNumber, PatientID, StudyInstanceUID, StudyDate "
+        "(a date or range) or ModalitiesInStudy; each row is looked up by a STUDY-level "
+        "C-FIND",
+    )
+    group.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one CSV row per input row: status (retrieved, partial, not-found, "
+        "ambiguous, failed), its studies and counts",
+    )
+    group.add_argument(
+        "--no-split",
+        action="store_true",
+        help="keep a look-up the PACS cut short at its result cap as it is (default: split "
+        "it by StudyDate until each part comes back whole)",
+    )
+    group.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not compare each series' instance count with the PACS's after a study "
+        "(default: compare, ask again for what is missing, twice at most)",
+    )
+    group.add_argument(
+        "--max-associations",
+        type=int,
+        metavar="N",
+        help="associations to the PACS at once, in all (default: the node's parallel, 2)",
+    )
+    group.add_argument(
+        "--rate",
+        metavar="RATE",
+        help="at most this many studies per time (30/min, 100/h) or bytes per second "
+        "(5MB/s, averaged over studies)",
+    )
+    group.add_argument(
+        "--window",
+        metavar="HH:MM-HH:MM",
+        help="run only in this local time window (e.g. 20:00-06:00); outside it the job "
+        "waits and goes on by itself",
+    )
+
+
 def _add_wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
@@ -591,6 +643,83 @@ def _add_store_parser(commands: _Commands, name: str, options: bool) -> None:
             sub.set_defaults(wait=None)  # reads without the lock
         else:
             _add_wait_option(sub)
+    summary = "what the PACS has that the store lacks, series by series"
+    missing = actions.add_parser(
+        "missing",
+        help=summary,
+        description=f"{summary}: for the studies of -k keys (StudyInstanceUID, PatientID, "
+        "AccessionNumber) or of the rows of --from FILE, each series' instance count on the "
+        "PACS against the store's (its files). Exit 0 if nothing is missing, 5 if some is.",
+    )
+    _add_connection_options(missing)
+    missing.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        dest="keys",
+        metavar="KEY=VALUE",
+        help="StudyInstanceUID, PatientID or AccessionNumber; repeat for more",
+    )
+    missing.add_argument(
+        "--from", dest="from_file", metavar="FILE", help="a list, as retrieve --from takes"
+    )
+    missing.add_argument(
+        "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+    )
+    missing.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    _add_wait_option(missing)
+
+
+def _add_jobs_parser(commands: _Commands, name: str, options: bool) -> None:
+    jobs = commands.add_parser(
+        name,
+        help="the store's cohort jobs: list them, resume one, cancel one",
+        description=(
+            "Jobs started by retrieve/get/move --from live in the store's index with "
+            "each row's status. list shows them (also while one runs); resume takes one "
+            "up where it stopped (Ctrl-C, a crash, a reboot) with the options it was "
+            "started with; cancel forgets one (its instances stay)."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if not options:
+        return
+    actions = jobs.add_subparsers(
+        dest="jobs_command", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    for action, summary in (
+        ("list", "the jobs, their state and their rows' statuses"),
+        ("resume", "take a job up where it stopped (default: the one not finished)"),
+        ("cancel", "forget a job (the instances it retrieved stay in the store)"),
+    ):
+        sub = actions.add_parser(action, help=summary, description=f"{summary}.")
+        if action != "list":
+            sub.add_argument(
+                "id", metavar="ID", type=int, nargs="?" if action == "resume" else None
+            )
+        sub.add_argument(
+            "-o", "--out", metavar="DIR", help="the store (default: configured, else qrclient's)"
+        )
+        _add_config_option(sub)
+        _add_quiet_option(sub)
+        if action == "list":
+            sub.add_argument("--format", choices=("text", "json"), default="text", help="output")
+        else:
+            _add_wait_option(sub)
+        if action == "resume":
+            sub.add_argument(
+                "--format", choices=("text", "json"), default="text", help="summary format"
+            )
+            sub.add_argument(
+                "-v", "--verbose", action="store_true", help="log DIMSE messages to stderr"
+            )
+            sub.add_argument(
+                "--max-associations", type=int, metavar="N", help="instead of the job's own"
+            )
+            sub.add_argument("--rate", metavar="RATE", help="instead of the job's own")
+            sub.add_argument("--window", metavar="HH:MM-HH:MM", help="instead of the job's own")
 
 
 def _add_demo_parser(commands: _Commands, name: str, options: bool) -> None:
@@ -639,6 +768,7 @@ _COMMANDS: dict[str, Callable[[_Commands, str, bool], None]] = {
     "doctor": _add_doctor_parser,
     "nodes": _add_nodes_parser,
     "store": _add_store_parser,
+    "jobs": _add_jobs_parser,
     "tui": _add_tui_parser,
     "demo": _add_demo_parser,
 }

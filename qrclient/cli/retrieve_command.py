@@ -44,6 +44,15 @@ _UNIQUE_KEYS = {
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "from_file", None):  # a list of studies: a durable job
+        from qrclient.cli import cohort_command
+
+        return cohort_command.run(args)
+    for option in ("report", "no_split", "no_verify", "max_associations", "rate", "window"):
+        if getattr(args, option, None):
+            name = "--" + option.replace("_", "-")
+            sys.stderr.write(f"qrclient: error: {name} goes with --from, which was not given\n")
+            return exit_codes.USAGE
     started: list[tuple[RetrieveJob, Path]] = []
     try:
         return run_command(lambda: _prepare(args, started))

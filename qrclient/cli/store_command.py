@@ -55,6 +55,10 @@ def store_root(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.store_command == "missing":  # a network command of its own
+        from qrclient.cli import store_missing_command
+
+        return store_missing_command.run(args)
     if args.wait is not None and not 0 <= args.wait <= 86400:
         fail(f"--wait {args.wait:g}: expected 0 to 86400 seconds")
         return exit_codes.USAGE

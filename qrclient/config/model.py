@@ -6,14 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qrclient.net.association import (
-    DEFAULT_MAX_INSTANCE,
-    DEFAULT_MAX_PDU,
-    Observer,
-    Settings,
-    Timeouts,
-)
+from qrclient.net.events import Observer
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, NodeError, Peer, parse_node
+from qrclient.net.settings import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU, Settings, Timeouts
 from qrclient.net.tls import TlsSettings
 from qrclient.vocabulary import Method, Model
 
@@ -63,6 +58,8 @@ class NodeConfig:
     calling_ae: str | None = None
     # Where else its C-MOVE deliveries may come from (addresses, networks, host names).
     move_from: tuple[str, ...] = ()
+    # Where its C-FIND answers stop without saying so (a cohort's look-up then splits).
+    find_cap: int | None = None
 
     @property
     def listen(self) -> str:

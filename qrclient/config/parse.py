@@ -18,7 +18,6 @@ from qrclient.config.model import (
     NodeDefaults,
 )
 from qrclient.config.toml_text import KeyPath, line_of
-from qrclient.net.association import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
 from qrclient.net.peer import (
     DEFAULT_LISTEN_HOST,
     NodeError,
@@ -28,6 +27,7 @@ from qrclient.net.peer import (
     check_sender,
     parse_listen,
 )
+from qrclient.net.settings import DEFAULT_MAX_INSTANCE, DEFAULT_MAX_PDU
 from qrclient.net.tls import TlsSettings
 from qrclient.vocabulary import Method, Model
 
@@ -39,7 +39,7 @@ GLOBAL_KEYS = (
 GLOBAL_TABLES = ("timeouts", "nodes")
 NODE_KEYS = (
     *("ae_title", "host", "port", "model", "method", "destination", "listen", "parallel"),
-    *("calling_ae", "timeouts", "tls", "move_from"),
+    *("calling_ae", "timeouts", "tls", "move_from", "find_cap"),
 )
 TIMEOUT_KEYS = ("connect", "association", "dimse", "network")
 TLS_KEYS = ("ca", "cert", "key", "verify", "server_name")
@@ -135,6 +135,7 @@ def host(value: object) -> str:
 
 port = _integer(1, 65535)
 parallel = _integer(1, MAX_PARALLEL)
+find_cap = _integer(1, 10_000_000)
 max_pdu = _integer(4096, 0x7FFFFFFF)
 MAX_INSTANCE_RANGE = "1K to 1T bytes, as a number or with K, M, G or T (powers of 1024)"
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
@@ -300,6 +301,9 @@ class ConfigParser:
                 'addresses, networks or host names the PACS sends from, e.g. "10.1.2.3"',
             )
             or (),
+            find_cap=self.value(
+                table, (*at, "find_cap"), find_cap, "matches a C-FIND stops at: 1 to 10000000"
+            ),
         )
 
     def tls(self, at: KeyPath, value: object) -> TlsSettings | None:

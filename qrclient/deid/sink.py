@@ -85,6 +85,10 @@ class PseudonymizingStore:
     def instances_in_study(self, study_instance_uid: str) -> int:
         return self.store.instances_in_study(self.pseudonymizer.key.uid(study_instance_uid))
 
+    def series_counts(self, series_uid: str) -> int:
+        """Instances here of the series with the original ``series_uid``."""
+        return self.store.series_counts(self.pseudonymizer.key.uid(series_uid))
+
     def forget(self, incoming: PseudonymizingIncoming) -> None:
         self._pending.discard(incoming)
 

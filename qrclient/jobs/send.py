@@ -23,13 +23,13 @@ from enum import Enum
 
 import anyio
 
-from qrclient.net.association import Association, Settings, open_association
+from qrclient.net.association import Association, open_association
 from qrclient.net.errors import DicomNetworkError, NoAcceptedContext
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category
-from qrclient.net.storage_classes import MAX_CONTEXTS
-from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE, MAX_CONTEXTS, MEDIA_DIRECTORY
 from qrclient.ops.progress import Progress
 from qrclient.ops.store_scu import Instance, NotSent, c_store, file_identity
 from qrclient.store.part10 import (
@@ -41,7 +41,6 @@ from qrclient.store.part10 import (
 )
 from qrclient.store.tree import META_DIR
 
-MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR: an index of files, not an instance
 _UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE)
 
 

@@ -1,13 +1,6 @@
 """The network core: DICOM upper layer and DIMSE on anyio, as association requestor."""
 
-from qrclient.net.association import (
-    Association,
-    Message,
-    PeerReleased,
-    Settings,
-    Timeouts,
-    open_association,
-)
+from qrclient.net.association import Association, Message, PeerReleased, open_association
 from qrclient.net.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -20,6 +13,7 @@ from qrclient.net.errors import (
 )
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.net.settings import Settings, Timeouts
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.tls import TlsSettings
 

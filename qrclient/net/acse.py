@@ -18,8 +18,6 @@ from typing import TypeVar
 from qrclient.net.errors import ProtocolError
 from qrclient.net.pdu import HEADER, HEADER_LENGTH, PduType
 
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # the DICOM application context (PS3.7 annex A)
-
 # A presentation context's result (PS3.8 9.3.3.2).
 ACCEPTANCE = 0
 USER_REJECTION = 1

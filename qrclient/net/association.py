@@ -1,4 +1,7 @@
-"""A DICOM association as the requestor, on one anyio byte stream.
+"""A DICOM association on one anyio byte stream: opened by us, or accepted by our listener.
+
+Settings live in net/settings.py, what a failed connect means in net/connect.py and
+what is proposed and accepted in net/negotiation.py; here is the exchange itself.
 
 There is no reader task and no thread: whoever awaits a message reads the PDUs it
 needs, on the caller's event loop. Cancellation therefore follows the caller's scopes,
@@ -7,43 +10,54 @@ and an association can never outlive the ``async with`` that opened it.
 
 from __future__ import annotations
 
-import errno
 import itertools
-import socket
-import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 import anyio
 from anyio.abc import ByteStream
 
-from qrclient.net import acse, pdu
-from qrclient.net.acse import (
-    AssociateAccept,
-    AssociateRequest,
-    ExtendedNegotiation,
-    ProposedContext,
-    RoleSelection,
-    UserInformation,
-)
+from qrclient.net import pdu
+from qrclient.net.acse import UserInformation
+from qrclient.net.connect import connect_failure, connect_timeout, dropped_at_start, http_instead
 from qrclient.net.dimse import HAS_DATASET, NO_DATASET, Command, decode_command, encode_command
 from qrclient.net.errors import (
     AssociationAborted,
     AssociationRejected,
-    ConnectFailed,
     ConnectionDropped,
     DataSetTooLarge,
     DicomNetworkError,
     DicomTimeout,
     NoAcceptedContext,
     ProtocolError,
-    TlsFailed,
     describe_abort,
 )
+from qrclient.net.events import (
+    AbortSent,
+    AssociateAccepted,
+    AssociateRejected,
+    AssociateRequested,
+    Connected,
+    DatasetReceived,
+    DimseReceived,
+    DimseSent,
+    Event,
+    Failed,
+    PduReceived,
+    PduSent,
+    ProposedContextInfo,
+    Released,
+    ReleasedByPeer,
+    ReleaseRequested,
+    SettledContextInfo,
+    tagging,
+    wants_pdu_level,
+)
+from qrclient.net.negotiation import propose, read_answer
 from qrclient.net.pdu import PduType
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import (
@@ -52,14 +66,11 @@ from qrclient.net.presentation import (
     QueryOptions,
     sop_class_name,
 )
-from qrclient.net.tls import TlsSettings, handshake_failure, wrap_client
+from qrclient.net.settings import Settings
+from qrclient.net.tls import wrap_client
 from qrclient.net.transport import SocketStream, connect_tcp
+from qrclient.net.uids import MAX_CONTEXTS
 
-IMPLEMENTATION_CLASS_UID = "2.25.149827993095918130059247462892582749136"
-IMPLEMENTATION_VERSION_NAME = "QRCLIENT_0_1"
-APPLICATION_CONTEXT = acse.APPLICATION_CONTEXT
-DEFAULT_MAX_PDU = 1 << 20
-DEFAULT_MAX_INSTANCE = 4 << 30  # bytes: the largest instance received, unless set
 # What one DIMSE message may hold beyond the largest instance. Real command sets are
 # a few hundred bytes; DCMTK appends a C-GET response's Failed SOP Instance UID List
 # to it, which 64 KiB still holds for a thousand UIDs.
@@ -73,37 +84,9 @@ _FRAGMENT_AVERAGE_SHIFT = 8  # 256 bytes
 # An instance beyond the largest is read on and discarded, so the association can go
 # on with the next one, for up to this much more (at least); then it is aborted.
 _DISCARD_AT_LEAST = 1 << 30
-_MAX_CONTEXTS = 128
 _SEND_JOIN_LIMIT = 1 << 20
 _STREAM_PIECE = _SEND_JOIN_LIMIT - (1 << 16)  # room for the PDU headers of one write
 _MESSAGE_IDS = itertools.count()
-
-# Receives (event name, details); used by the log pane and traces. Kept off the hot
-# path unless set.
-Observer = Callable[[str, Mapping[str, object]], None]
-# Observers with a true ``pdu_level`` attribute (traces) also get pdu-sent, pdu-received
-# and dataset-received events, each event tagged with its association's number.
-_ASSOCIATION_NUMBERS = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds; each is named in the error it raises, after the option that sets it."""
-
-    connect: float = 10.0  # TCP connection established
-    association: float = 30.0  # A-ASSOCIATE-AC/RJ after our request
-    dimse: float = 60.0  # next DIMSE message (a C-FIND match may take the PACS a while)
-    network: float = 30.0  # rest of a PDU once it started; release confirmation
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    calling_ae: str = "QRCLIENT"
-    max_pdu: int = DEFAULT_MAX_PDU  # the largest P-DATA-TF we accept
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    observer: Observer | None = None
-    tls: TlsSettings | None = None  # None: plain TCP
-    max_instance: int = DEFAULT_MAX_INSTANCE  # bytes of one received instance's data set
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,64 +100,6 @@ class Message:
 
 class PeerReleased(AssociationAborted):
     """The peer asked to release the association while we still expected messages."""
-
-
-def _classify_connect_error(peer: Peer, exc: OSError) -> ConnectFailed:
-    where = f"{peer.host}:{peer.port}"
-    causes: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        item = pending.pop()
-        if item is None:
-            continue
-        causes.append(item)
-        if isinstance(item, BaseExceptionGroup):
-            pending.extend(item.exceptions)
-        pending.append(item.__cause__)
-    codes = {c.errno for c in causes if isinstance(c, OSError)}
-    if any(isinstance(c, socket.gaierror) for c in causes):
-        return ConnectFailed(
-            f"cannot resolve host name {peer.host!r}", "check the spelling, or use an IP address"
-        )
-    if errno.ECONNREFUSED in codes:
-        return ConnectFailed(
-            f"connection refused by {where}",
-            "nothing listens on that port: check the PACS's DICOM port and that it is running",
-        )
-    if codes & {errno.EHOSTUNREACH, errno.ENETUNREACH}:
-        return ConnectFailed(
-            f"no route to {where}", "check the address and this machine's network connection"
-        )
-    return ConnectFailed(f"cannot connect to {where} ({exc})", "check host and port")
-
-
-def _user_information(settings: Settings, contexts: Sequence[ContextRequest]) -> UserInformation:
-    roles: list[RoleSelection] = []
-    extended: list[ExtendedNegotiation] = []
-    seen: set[str] = set()
-    for request in contexts:
-        if request.abstract_syntax in seen:
-            continue  # one sub-item per SOP class: the first request for it decides
-        seen.add(request.abstract_syntax)
-        if request.scp_role:
-            roles.append(RoleSelection(request.abstract_syntax, scu=False, scp=True))
-        if request.query_options and request.query_options.wanted:
-            options = request.query_options.encode()
-            extended.append(ExtendedNegotiation(request.abstract_syntax, options))
-    return UserInformation(
-        max_pdu=settings.max_pdu,
-        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-        roles=tuple(roles),
-        extended=tuple(extended),
-    )
-
-
-def _proposed_contexts(contexts: Sequence[ContextRequest]) -> tuple[ProposedContext, ...]:
-    return tuple(
-        ProposedContext(2 * index + 1, request.abstract_syntax, tuple(request.transfer_syntaxes))
-        for index, request in enumerate(contexts)
-    )
 
 
 class Association:
@@ -197,12 +122,16 @@ class Association:
         self._reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
         self._pdvs: deque[pdu.Pdv] = deque()
         self._closed = False
+        # One task sends and one receives at a time: a second would interleave its PDUs
+        # with the first's, or take the messages the first waits for.
+        self._sending = anyio.ResourceGuard("sending on")
+        self._receiving = anyio.ResourceGuard("receiving on")
         self.peer = peer
         self.settings = settings
         self.contexts = contexts
         # Messages may only use accepted contexts; looked up per PDV and per C-STORE.
         self._accepted = {c.context_id: c for c in contexts if c.accepted}
-        self._pdu_observer = settings.observer if _pdu_level(settings) else None
+        self._pdu_observer = settings.observer if wants_pdu_level(settings.observer) else None
         # From the peer's A-ASSOCIATE-AC (or, on our listener, its A-ASSOCIATE-RQ).
         self.peer_max_pdu = peer_user.max_pdu or 0  # 0: no limit, also when not given
         self.peer_implementation_class_uid = peer_user.implementation_class_uid
@@ -217,8 +146,8 @@ class Association:
     async def connect(
         cls, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
     ) -> Association:
-        if not 1 <= len(contexts) <= _MAX_CONTEXTS:
-            raise ValueError(f"1 to {_MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
+        if not 1 <= len(contexts) <= MAX_CONTEXTS:
+            raise ValueError(f"1 to {MAX_CONTEXTS} presentation contexts, not {len(contexts)}")
         timeouts = settings.timeouts
         settings = numbered(settings, "requestor")
         started = time.perf_counter()
@@ -226,23 +155,19 @@ class Association:
             with anyio.fail_after(timeouts.connect):
                 stream: ByteStream = await connect_tcp(peer.host, peer.port)
         except TimeoutError:
-            raise _failed(
-                settings,
-                ConnectFailed(
-                    f"no answer from {peer.host}:{peer.port} within {timeouts.connect:g} s",
-                    "the host may be down or a firewall drops the packets; check host and port",
-                ),
-            ) from None
+            failure = connect_timeout(peer.host, peer.port, timeouts.connect)
+            raise _failed(settings, failure) from None
         except OSError as exc:
-            raise _failed(settings, _classify_connect_error(peer, exc)) from exc
+            raise _failed(settings, connect_failure(peer.host, peer.port, exc)) from exc
         if settings.tls is not None:
             stream = await _secure(stream, peer, settings, timeouts.connect - _since(started))
-        notify(settings, "connected", {"peer": str(peer), "seconds": _since(started)})
+        notify(settings, Connected(str(peer), _since(started)))
         try:
             return await cls._negotiate(stream, peer, contexts, settings)
         except (ConnectionDropped, anyio.BrokenResourceError, OSError) as exc:
             await anyio.aclose_forcefully(stream)
-            raise _failed(settings, _dropped_at_start(exc, peer, settings.tls)) from None
+            dropped = dropped_at_start(exc, peer.host, peer.port, settings.tls)
+            raise _failed(settings, dropped) from None
         except BaseException:  # an A-ABORT PDU (the peer said why), a rejection, ...
             await anyio.aclose_forcefully(stream)
             raise
@@ -251,32 +176,19 @@ class Association:
     async def _negotiate(
         cls, stream: ByteStream, peer: Peer, contexts: Sequence[ContextRequest], settings: Settings
     ) -> Association:
-        request = AssociateRequest(
-            called_ae=peer.ae_title,
-            calling_ae=settings.calling_ae,
-            application_context=APPLICATION_CONTEXT,
-            contexts=_proposed_contexts(contexts),
-            user=_user_information(settings, contexts),
-        )
+        request = propose(peer.ae_title, settings.calling_ae, settings.max_pdu, contexts)
         encoded = request.encode()
         if settings.observer is not None:  # naming the SOP classes imports pydicom
+            proposed = tuple(
+                ProposedContextInfo(
+                    c.context_id, sop_class_name(c.abstract_syntax), c.transfer_syntaxes
+                )
+                for c in request.contexts
+            )
+            calling, called = settings.calling_ae, peer.ae_title
             notify(
                 settings,
-                "associate-rq",
-                {
-                    "calling_ae": settings.calling_ae,
-                    "called_ae": peer.ae_title,
-                    "max_pdu": settings.max_pdu,
-                    "bytes": len(encoded),
-                    "contexts": [
-                        {
-                            "id": c.context_id,
-                            "abstract_syntax": sop_class_name(c.abstract_syntax),
-                            "transfer_syntaxes": list(c.transfer_syntaxes),
-                        }
-                        for c in request.contexts
-                    ],
-                },
+                AssociateRequested(calling, called, settings.max_pdu, len(encoded), proposed),
             )
         await stream.send(encoded)
         reader = pdu.PduReader(stream, settings.max_pdu, settings.timeouts.network)
@@ -293,54 +205,35 @@ class Association:
                 settings, DicomTimeout("association", timeout, "A-ASSOCIATE answer")
             ) from None
         except ProtocolError as exc:
-            raise _failed(settings, _http_instead(reader.unread(), peer) or exc) from None
-        if pdu_type == PduType.ASSOCIATE_RJ:
-            rj = acse.decode_associate_rj(body)
-            rejection = AssociationRejected(rj.result, rj.source, rj.reason)
+            http = http_instead(reader.unread(), peer.host, peer.port)
+            raise _failed(settings, http or exc) from None
+        try:
+            accept, negotiated = read_answer(request, pdu_type, body)
+        except AssociationRejected as rejection:
             notify(
                 settings,
-                "associate-rj",
-                {
-                    "result": rejection.result,
-                    "source": rejection.source,
-                    "reason": rejection.reason,
-                    "error": str(rejection),
-                },
+                AssociateRejected(
+                    rejection.result, rejection.source, rejection.reason, str(rejection)
+                ),
             )
-            raise rejection
-        if pdu_type == PduType.ABORT:
-            raise _failed(settings, AssociationAborted(*describe_abort(*pdu.decode_abort(body))))
-        if pdu_type != PduType.ASSOCIATE_AC:
-            raise ProtocolError(
-                f"the peer answered A-ASSOCIATE-RQ with PDU type 0x{pdu_type:02X}",
-                "it does not speak the DICOM upper layer protocol on this port",
-            )
-        accept = acse.decode_associate_ac(body)
-        negotiated = _match_contexts(request, accept)
+            raise
+        except AssociationAborted as exc:
+            raise _failed(settings, exc) from None
         association = cls(stream, peer, settings, negotiated, accept.user)
         association.adopt_reader(reader)
         if settings.observer is not None:
-            notify(
-                settings,
-                "associate-ac",
-                {
-                    "bytes": pdu.HEADER_LENGTH + len(body),
-                    "peer_implementation_class_uid": association.peer_implementation_class_uid,
-                    "peer_implementation_version_name": (
-                        association.peer_implementation_version_name
-                    ),
-                    "peer_max_pdu": association.peer_max_pdu,
-                    "contexts": [
-                        {
-                            "id": c.context_id,
-                            "abstract_syntax": c.name,
-                            "result": c.reason,
-                            "transfer_syntax": c.transfer_syntax or "",
-                        }
-                        for c in negotiated
-                    ],
-                },
+            settled = tuple(
+                SettledContextInfo(c.context_id, c.name, c.reason, c.transfer_syntax or "")
+                for c in negotiated
             )
+            accepted = AssociateAccepted(
+                pdu.HEADER_LENGTH + len(body),
+                association.peer_implementation_class_uid,
+                association.peer_implementation_version_name,
+                association.peer_max_pdu,
+                settled,
+            )
+            notify(settings, accepted)
         if not any(c.accepted for c in negotiated):
             rejected = "; ".join(f"{c.name}: {c.reason}" for c in negotiated)
             await association.abort()
@@ -393,23 +286,26 @@ class Association:
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, context_id: int, command: Command, dataset: bytes | None = None) -> None:
-        """Send one DIMSE message, fragmented to the peer's maximum PDU length."""
+        """Send one DIMSE message, fragmented to the peer's maximum PDU length.
+
+        Raises anyio.BusyResourceError while another task sends on this association
+        (as do the other sending and receiving methods, each for its direction).
+        """
+        with self._sending:
+            await self._send(context_id, command, dataset)
+
+    async def _send(self, context_id: int, command: Command, dataset: bytes | None) -> None:
         self._check_open()
         command.command_data_set_type = NO_DATASET if dataset is None else HAS_DATASET
         if self.settings.observer:
-            notify(self.settings, "dimse-sent", command.summary())
+            notify(self.settings, DimseSent(command.summary()))
         pdus = list(pdu.encode_p_data(context_id, True, encode_command(command), self.peer_max_pdu))
         if dataset is not None:
             pdus.extend(pdu.encode_p_data(context_id, False, dataset, self.peer_max_pdu))
         if self._pdu_observer is not None:
+            dataset_bytes = 0 if dataset is None else len(dataset)
             self._pdu_observer(
-                "pdu-sent",
-                {
-                    "pdu_type": PduType.P_DATA_TF.name,
-                    "pdus": len(pdus),
-                    "bytes": sum(map(len, pdus)),
-                    "dataset_bytes": 0 if dataset is None else len(dataset),
-                },
+                PduSent(PduType.P_DATA_TF.name, len(pdus), sum(map(len, pdus)), dataset_bytes)
             )
         await self._write(pdus)
 
@@ -421,10 +317,16 @@ class Association:
         memory. If ``read`` fails, or returns fewer bytes than asked (the file shrank),
         the message cannot be completed: the association is aborted and the error
         (AssociationAborted for a short read) raised."""
+        with self._sending:
+            await self._send_streamed(context_id, command, read, size)
+
+    async def _send_streamed(
+        self, context_id: int, command: Command, read: Callable[[int], bytes], size: int
+    ) -> None:
         self._check_open()
         command.command_data_set_type = HAS_DATASET
         if self.settings.observer:
-            notify(self.settings, "dimse-sent", command.summary())
+            notify(self.settings, DimseSent(command.summary()))
         # Pieces of whole PDVs, each sent in one write; a PDU no bigger than the peer
         # allows, nor than a piece (a peer may claim a max PDU of 4 GB).
         pdv_limit = max(1, min(self.peer_max_pdu - pdu.PDV_OVERHEAD, _STREAM_PIECE))
@@ -456,15 +358,7 @@ class Association:
             await self._write(pdus)
             pdus = []
         if self._pdu_observer is not None:
-            self._pdu_observer(
-                "pdu-sent",
-                {
-                    "pdu_type": PduType.P_DATA_TF.name,
-                    "pdus": count,
-                    "bytes": total,
-                    "dataset_bytes": size,
-                },
-            )
+            self._pdu_observer(PduSent(PduType.P_DATA_TF.name, count, total, size))
 
     async def _write(self, pdus: list[bytes]) -> None:
         """Send encoded PDUs: joined into one write up to 1 MiB (fewer system calls)."""
@@ -506,6 +400,10 @@ class Association:
         The whole command set must be in within the DIMSE timeout (a deadline: a peer
         trickling bytes does not extend it).
         """
+        with self._receiving:
+            return await self._receive_command(waiting_for)
+
+    async def _receive_command(self, waiting_for: str) -> tuple[int, Command]:
         deadline = time.monotonic() + self.settings.timeouts.dimse
         first = await self._next_pdv(deadline, "dimse", waiting_for, idle=True)
         if not first.is_command:
@@ -546,7 +444,7 @@ class Association:
         except ProtocolError as exc:
             raise self._fail(exc) from None
         if self.settings.observer:
-            notify(self.settings, "dimse-received", command.summary())
+            notify(self.settings, DimseReceived(command.summary()))
         return first.context_id, command
 
     async def receive_dataset_into(
@@ -570,6 +468,16 @@ class Association:
         For an ``instance`` the rest is first read and discarded, if it ends within a
         bounded excess, so the association can go on (``whole``).
         """
+        with self._receiving:
+            return await self._receive_dataset_into(context_id, write, limit, instance)
+
+    async def _receive_dataset_into(
+        self,
+        context_id: int,
+        write: Callable[[bytes | memoryview], object],
+        limit: int,
+        instance: bool,
+    ) -> int:
         size = count = 0
         free, shift = _FRAGMENTS_FREE, _FRAGMENT_AVERAGE_SHIFT  # locals: read per fragment
         while True:
@@ -584,7 +492,7 @@ class Association:
             write(data)
             if pdv.is_last:
                 if self._pdu_observer is not None:
-                    self._pdu_observer("dataset-received", {"bytes": size})
+                    self._pdu_observer(DatasetReceived(size))
                 return size
 
     async def _refuse_dataset(
@@ -612,12 +520,14 @@ class Association:
 
     async def receive_message(self, waiting_for: str = "DIMSE response") -> Message:
         """Read one complete DIMSE message, its data set held in memory."""
-        context_id, command = await self.receive_command(waiting_for)
-        if not command.has_dataset:
-            return Message(context_id, command, None)
-        parts: list[bytes | memoryview] = []
-        await self.receive_dataset_into(context_id, parts.append, MAX_DATASET_IN_MEMORY)
-        return Message(context_id, command, b"".join(parts))
+        with self._receiving:
+            context_id, command = await self._receive_command(waiting_for)
+            if not command.has_dataset:
+                return Message(context_id, command, None)
+            parts: list[bytes | memoryview] = []
+            limit = MAX_DATASET_IN_MEMORY
+            await self._receive_dataset_into(context_id, parts.append, limit, False)
+            return Message(context_id, command, b"".join(parts))
 
     async def _next_data_pdv(self, context_id: int) -> pdu.Pdv:
         pdv = await self._next_pdv(None, "network", "PDU")
@@ -652,7 +562,7 @@ class Association:
                         await self._reader.receive_more(deadline)
                     continue
                 if self._pdu_observer is not None:
-                    self._pdu_observer("pdu-received", _pdu_record(*item))
+                    self._pdu_observer(_pdu_received(*item))
             except pdu.PduTimeout:
                 network = self.settings.timeouts.network
                 raise self._fail(
@@ -672,7 +582,7 @@ class Association:
             except PeerReleased as exc:
                 if not (idle and self._acceptor):
                     raise self._fail(exc) from None
-                notify(self.settings, "peer-released", {})
+                notify(self.settings, ReleasedByPeer())
                 raise
         return self._pdvs.popleft()
 
@@ -726,7 +636,7 @@ class Association:
         """Orderly release (A-RELEASE); aborts if the peer does not confirm in time."""
         if self._closed:
             return
-        notify(self.settings, "release-rq", {})
+        notify(self.settings, ReleaseRequested())
         try:
             with anyio.fail_after(self.settings.timeouts.network):
                 await self._stream.send(pdu.RELEASE_RQ)
@@ -742,14 +652,14 @@ class Association:
         except (TimeoutError, DicomNetworkError, anyio.BrokenResourceError, OSError):
             await self.abort()
             return
-        notify(self.settings, "released", {})
+        notify(self.settings, Released())
         await self._close()
 
     async def abort(self) -> None:
         """Send A-ABORT and close; never raises and finishes even when cancelled."""
         if self._closed:
             return
-        notify(self.settings, "abort-sent", {})
+        notify(self.settings, AbortSent())
         with (
             anyio.CancelScope(shield=True),
             anyio.move_on_after(1.0),
@@ -772,84 +682,10 @@ def _too_many_fragments(count: int, size: int) -> ProtocolError:
     )
 
 
-def _match_contexts(request: AssociateRequest, accept: AssociateAccept) -> list[NegotiatedContext]:
-    """Our proposals with the peer's answers, checked against what we proposed."""
-    by_id = {c.context_id: c for c in request.contexts}
-    answers: dict[int, acse.ContextResult] = {}
-    for answer in accept.results:
-        ours = by_id.get(answer.context_id)
-        if ours is None:
-            raise ProtocolError(
-                f"the peer answered presentation context {answer.context_id}, never proposed",
-                "the peer's DICOM stack is broken",
-            )
-        syntax = answer.transfer_syntax
-        if answer.result == acse.ACCEPTANCE and syntax not in ours.transfer_syntaxes:
-            raise ProtocolError(
-                f"the peer accepted presentation context {answer.context_id} with transfer "
-                f"syntax {syntax}, never proposed for it",
-                "the peer's DICOM stack is broken",
-            )
-        answers[answer.context_id] = answer
-    missing = sorted(by_id.keys() - answers.keys())
-    if missing:
-        raise ProtocolError(
-            f"the peer's A-ASSOCIATE-AC does not answer presentation context {missing[0]}",
-            "the peer's DICOM stack is broken",
-        )
-    return [
-        NegotiatedContext(
-            context_id=ours.context_id,
-            abstract_syntax=ours.abstract_syntax,
-            result=answers[ours.context_id].result,
-            transfer_syntax=answers[ours.context_id].transfer_syntax,
-            as_scp=(
-                answers[ours.context_id].result == acse.ACCEPTANCE
-                and _scp_role_granted(request.user, accept.user, ours.abstract_syntax)
-            ),
-        )
-        for ours in sorted(request.contexts, key=lambda c: c.context_id)
-    ]
-
-
-def _scp_role_granted(ours: UserInformation, theirs: UserInformation, sop_class: str) -> bool:
-    """Whether we may act as SCP for this SOP class (PS3.7 D.3.3.4).
-
-    Only if we proposed the SCP role and the acceptor answered it with SCP role 1: an
-    acceptor that does not answer leaves the default roles, we being SCU only.
-    """
-    proposed, answered = ours.role(sop_class), theirs.role(sop_class)
-    return bool(proposed and proposed.scp and answered and answered.scp)
-
-
-def notify(settings: Settings, event: str, details: Mapping[str, object]) -> None:
+def notify(settings: Settings, event: Event) -> None:
     """Tell the observer (the -v log, traces, the UI's log pane), if there is one."""
     if settings.observer is not None:
-        settings.observer(event, details)
-
-
-def _dropped_at_start(exc: BaseException, peer: Peer, tls: TlsSettings | None) -> DicomNetworkError:
-    """The connection dropped before any answer to our request: say what it likely means.
-
-    Over TLS 1.3 the server checks our certificate after the handshake, so a refusal
-    arrives as an alert (or, if our request crossed it, as a reset) on the first read.
-    """
-    where = f"{peer.host}:{peer.port}"
-    cause = exc.__cause__ if isinstance(exc, ConnectionDropped) else exc
-    if tls is None:
-        return AssociationAborted(
-            f"{where} closed the connection before answering our association request",
-            "check the peer's log; if this port expects DICOM over TLS, add --tls",
-        )
-    if isinstance(cause, ssl.SSLError):
-        return handshake_failure(cause, where, peer.host)
-    if tls.cert_file is None:
-        hint = (
-            "the PACS probably requires a client certificate: give ours with --tls-cert/--tls-key"
-        )
-    else:
-        hint = "the PACS probably does not trust our client certificate: register it (or its CA)"
-    return TlsFailed(f"{where} closed the TLS connection before answering", hint)
+        settings.observer(event)
 
 
 async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: float) -> ByteStream:
@@ -866,52 +702,21 @@ async def _secure(stream: ByteStream, peer: Peer, settings: Settings, seconds: f
         raise
 
 
-def _http_instead(answer: bytes, peer: Peer) -> ProtocolError | None:
-    """A port that answered our A-ASSOCIATE-RQ with HTTP (someone gave the PACS's web
-    port), else None. DICOM PDUs start with a type byte of 1 to 7, HTTP with "HTTP/"."""
-    if not answer.startswith(b"HTTP/"):
-        return None
-    status = answer.split(b"\r\n", 1)[0][:60].decode("ascii", "replace")
-    return ProtocolError(
-        f"{peer.host}:{peer.port} speaks HTTP, not DICOM (it answered {status!r})",
-        "that is a web port (perhaps the PACS's web interface or REST API): give the "
-        "PACS's DICOM port (often 104, 4242 or 11112)",
-    )
-
-
 def _failed(settings: Settings, error: DicomNetworkError) -> DicomNetworkError:
-    notify(settings, "error", {"error": str(error)})
+    notify(settings, Failed(str(error)))
     return error
 
 
-def _pdu_level(settings: Settings) -> bool:
-    return bool(getattr(settings.observer, "pdu_level", False))
-
-
-def _pdu_record(pdu_type: int, body: bytes | memoryview) -> dict[str, object]:
+def _pdu_received(pdu_type: int, body: bytes | memoryview) -> PduReceived:
     # The reader lets only known PDU types through.
-    return {"pdu_type": PduType(pdu_type).name, "bytes": pdu.HEADER_LENGTH + len(body)}
-
-
-class _Numbered:
-    """Tags each event with its association's number, so interleaved traces untangle."""
-
-    pdu_level = True
-
-    def __init__(self, observer: Observer, number: int, role: str) -> None:
-        self._observer = observer
-        self._tags = {"association": number, "role": role}
-
-    def __call__(self, event: str, details: Mapping[str, object]) -> None:
-        self._observer(event, {**self._tags, **details})
+    return PduReceived(PduType(pdu_type).name, pdu.HEADER_LENGTH + len(body))
 
 
 def numbered(settings: Settings, role: str) -> Settings:
-    """Settings for one new association; only PDU-level (trace) observers are tagged."""
-    if settings.observer is None or not _pdu_level(settings):
-        return settings
-    observer = _Numbered(settings.observer, next(_ASSOCIATION_NUMBERS), role)
-    return replace(settings, observer=observer)
+    """Settings for one new association: a PDU-level (trace) observer gets its events
+    tagged with the association's number and our role."""
+    observer = tagging(settings.observer, role)
+    return settings if observer is settings.observer else replace(settings, observer=observer)
 
 
 def _since(started: float) -> float:

@@ -2,11 +2,14 @@
 
 Looking a keyword up in pydicom's data dictionary means importing pydicom, some 70 ms
 before a command can start. The attributes of the query/retrieve information model
-and of the store's index are listed here (tests/test_dictionary.py checks every row
+and of the store's index are listed here (tests/test_identifier.py checks every row
 against pydicom's dictionary); anything else is looked up in pydicom, imported then.
 """
 
 from __future__ import annotations
+
+# The VRs with a 4-byte length in explicit VR (after 2 reserved bytes; PS3.5 7.1.2).
+LONG_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"))
 
 # keyword: (tag, VR); the VR is the dictionary's first where it gives several.
 COMMON: dict[str, tuple[int, str]] = {

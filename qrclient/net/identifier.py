@@ -13,15 +13,12 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.dictionary import LONG_VRS
+from qrclient.net.text import SPECIFIC_CHARACTER_SET
+from qrclient.net.uids import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 
-SPECIFIC_CHARACTER_SET = 0x00080005
 UTF8 = "ISO_IR 192"
 
-# VRs with a 4-byte length in explicit VR (and 2 reserved bytes before it).
-_LONG_VRS = frozenset(
-    ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV")
-)
 _NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _FLOATS = frozenset(("FL", "FD"))
 _TEXT_VRS = frozenset(
@@ -73,7 +70,7 @@ class Identifier:
             group, element = attribute.tag >> 16, attribute.tag & 0xFFFF
             if not explicit:
                 parts.append(struct.pack(f"{order}HHL", group, element, len(value)))
-            elif attribute.vr in _LONG_VRS:
+            elif attribute.vr in LONG_VRS:
                 vr = attribute.vr.encode()
                 parts.append(struct.pack(f"{order}HH2s2xL", group, element, vr, len(value)))
             elif len(value) <= 0xFFFF:

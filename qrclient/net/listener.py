@@ -9,7 +9,6 @@ handler's sink fragment by fragment, exactly as on a C-GET association.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,42 +18,31 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 
 from qrclient.net import acse, pdu
 from qrclient.net.acse import (
-    AssociateAccept,
     AssociateReject,
-    AssociateRequest,
-    ContextResult,
-    ProposedContext,
-    UserInformation,
 )
-from qrclient.net.association import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    Association,
-    PeerReleased,
-    Settings,
-    notify,
-    numbered,
-)
+from qrclient.net.association import Association, PeerReleased, notify, numbered
 from qrclient.net.dimse import Command, CommandField, response_to
 from qrclient.net.errors import DicomNetworkError, ListenFailed, ProtocolError, TlsFailed
+from qrclient.net.events import (
+    Failed,
+    ListenerAssociateAccepted,
+    ListenerAssociateRejected,
+    ListenerAssociateRequested,
+)
+from qrclient.net.negotiation import Refused, answer_request
 from qrclient.net.pdu import PduType
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, Peer
-from qrclient.net.presentation import VERIFICATION, NegotiatedContext
-from qrclient.net.storage_classes import COMPRESSED, UNCOMPRESSED
+from qrclient.net.settings import Settings
 from qrclient.net.tls import wrap_server
 from qrclient.net.transport import listening_socket, serve_connections
+from qrclient.net.uids import VERIFICATION
 
-STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 # Until an association is accepted, a connection is anyone's: what it may cost is small.
 MAX_CONNECTIONS = 32  # handled at once, associated or not; more are turned away
 MAX_UNASSOCIATED = 16  # not yet associated; a new one closes the oldest of them
 MAX_ASSOCIATE_RQ = 64 << 10  # bytes: any PDU before acceptance (a real RQ is a few KiB)
 MAX_REFUSALS = 100  # kept for diagnosis; more are only counted
-ACCEPTED_SYNTAXES = (*UNCOMPRESSED, *COMPRESSED)
-# A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): permanent, by the service user.
-_CALLING_AE_NOT_RECOGNISED = 3
-_CALLED_AE_NOT_RECOGNISED = 7
-# Transient, by the service provider (presentation related): local limit exceeded.
+# A-ASSOCIATE-RJ, transient, by the service provider: local limit exceeded.
 _BUSY = AssociateReject(result=2, source=3, reason=2)
 _SUCCESS = 0x0000
 _SOP_CLASS_NOT_SUPPORTED = 0x0122  # a C-ECHO refused
@@ -186,7 +174,7 @@ class StorageListener:
             reason = self._note(
                 Refusal(calling, address, f"internal error serving {calling!r}: {exc!r}")
             )
-            notify(self.settings, "error", {"error": reason})
+            notify(self.settings, Failed(reason))
             if association is not None:
                 await association.abort()
 
@@ -245,66 +233,29 @@ class StorageListener:
             return None
         calling, called = request.calling_ae, request.called_ae
         settings = numbered(self.settings, "listener")
-        notify(
-            settings,
-            "listener-associate-rq",
-            {
-                "calling_ae": calling,
-                "called_ae": called,
-                "address": address,
-                "contexts": len(request.contexts),
-            },
+        proposed = len(request.contexts)
+        notify(settings, ListenerAssociateRequested(calling, called, address, proposed))
+        answer = answer_request(
+            request,
+            ae_title=self.ae_title,
+            address=address,
+            allows=self.handler.allows,
+            max_pdu=self.settings.max_pdu,
         )
-        if called != self.ae_title:
-            why = await self._reject(stream, _CALLED_AE_NOT_RECOGNISED, calling, address, called)
-            notify(settings, "listener-associate-rj", {"reason": why})
+        if isinstance(answer, Refused):
+            self._note(Refusal(calling, address, answer.why))
+            await _send_quietly(stream, answer.answer.encode(), self.settings)
+            notify(settings, ListenerAssociateRejected(answer.why))
             return None
-        if not self.handler.allows(calling, address):
-            why = await self._reject(stream, _CALLING_AE_NOT_RECOGNISED, calling, address, called)
-            notify(settings, "listener-associate-rj", {"reason": why})
-            return None
-        contexts = _accept_contexts(request.contexts)
-        await stream.send(self._accept(request, contexts))
-        notify(
-            settings,
-            "listener-associate-ac",
-            {"accepted_contexts": sum(1 for c in contexts if c.accepted)},
-        )
+        contexts = answer.contexts
+        await stream.send(answer.answer.encode())
+        accepted = sum(1 for c in contexts if c.accepted)
+        notify(settings, ListenerAssociateAccepted(accepted))
         peer = Peer(calling, address, 0)
         association = Association(stream, peer, settings, contexts, request.user, acceptor=True)
         reader.cap(None)
         association.adopt_reader(reader)
         return association
-
-    def _accept(self, request: AssociateRequest, contexts: Sequence[NegotiatedContext]) -> bytes:
-        # No role selection answered: the default roles (we are SCP) are what storage needs.
-        answer = AssociateAccept(
-            called_ae=request.called_ae,
-            calling_ae=request.calling_ae,
-            application_context=request.application_context,
-            results=tuple(
-                ContextResult(c.context_id, c.result, c.transfer_syntax) for c in contexts
-            ),
-            user=UserInformation(
-                max_pdu=self.settings.max_pdu,
-                implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-                implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-            ),
-        )
-        return answer.encode()
-
-    async def _reject(
-        self, stream: ByteStream, reason: int, calling: str, address: str, called: str
-    ) -> str:
-        why = (
-            f"called AE title {called!r} is not ours ({self.ae_title!r})"
-            if reason == _CALLED_AE_NOT_RECOGNISED
-            else f"calling AE title {calling!r} from {address} is not a peer we are moving from"
-        )
-        self._note(Refusal(calling, address, why))
-        rejection = AssociateReject(result=1, source=1, reason=reason)  # permanent, by us
-        await _send_quietly(stream, rejection.encode(), self.settings)
-        return why
 
     async def _serve(self, association: Association) -> None:
         """C-ECHO and C-STORE until the peer releases or aborts the association."""
@@ -351,26 +302,3 @@ async def _send_quietly(stream: ByteStream, data: bytes, settings: Settings) -> 
         suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
     ):
         await stream.send(data)
-
-
-def _accept_contexts(proposed: Sequence[ProposedContext]) -> list[NegotiatedContext]:
-    """Accept Verification and every storage SOP class, in a syntax we store as is.
-
-    Of the proposed syntaxes, the one first in ACCEPTED_SYNTAXES wins (uncompressed
-    before compressed). A rejected context echoes its first proposed syntax.
-    """
-    contexts = []
-    for context in sorted(proposed, key=lambda c: c.context_id):
-        abstract = context.abstract_syntax
-        result, syntax = acse.ABSTRACT_SYNTAX_NOT_SUPPORTED, context.transfer_syntaxes[0]
-        if abstract == VERIFICATION or abstract.startswith(STORAGE_ROOT):
-            ours = [ts for ts in ACCEPTED_SYNTAXES if ts in context.transfer_syntaxes]
-            if ours:
-                result, syntax = acse.ACCEPTANCE, ours[0]
-            else:
-                result = acse.TRANSFER_SYNTAXES_NOT_SUPPORTED
-        accepted = result == acse.ACCEPTANCE
-        contexts.append(
-            NegotiatedContext(context.context_id, abstract, result, syntax, as_scp=accepted)
-        )
-    return contexts

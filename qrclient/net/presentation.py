@@ -1,7 +1,7 @@
 """Presentation contexts: what we propose and what the peer accepted (PS3.8 9.3.2.2).
 
 The contexts travel in the A-ASSOCIATE PDUs of :mod:`qrclient.net.acse`; this module
-holds the query/retrieve SOP classes we use, extended negotiation for query options, and
+holds extended negotiation for query options, and
 readable reasons for rejected contexts. UIDs are plain strings: pydicom is imported
 only to name a SOP class.
 """
@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qrclient.net.walk import EXPLICIT_LE, IMPLICIT_LE
-
-VERIFICATION = "1.2.840.10008.1.1"
-MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
+from qrclient.net.uids import EXPLICIT_LE, IMPLICIT_LE
 
 # Uncompressed syntaxes every peer supports; explicit first so VRs travel with the data.
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)

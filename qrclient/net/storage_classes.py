@@ -20,7 +20,7 @@ import functools
 from collections.abc import Iterable, Sequence
 
 from qrclient.net.presentation import ContextRequest
-from qrclient.net.walk import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, MAX_CONTEXTS
 
 UNCOMPRESSED: tuple[str, ...] = (EXPLICIT_LE, IMPLICIT_LE)
 # One context each: a context accepts a single transfer syntax, and an instance
@@ -70,7 +70,6 @@ COMMON_STORAGE_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy
 )
 
-MAX_CONTEXTS = 128
 ROOM = MAX_CONTEXTS - 1  # storage contexts next to the C-GET's own
 
 # The other non-retired storage SOP classes of PS3.6 (not DICOS or DICONDE), by UID.

@@ -15,10 +15,8 @@ import struct
 import zlib
 from collections.abc import Container
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+from qrclient.net.dictionary import LONG_VRS
+from qrclient.net.uids import DEFLATED_LE, EXPLICIT_BE, IMPLICIT_LE
 
 Buffer = bytes | mmap.mmap
 # (tag, VR or b"" in implicit VR, offset of the value, length or UNDEFINED)
@@ -29,9 +27,7 @@ UNDEFINED = 0xFFFFFFFF
 # trees included) stay far below it, and every level costs the walk (and pydicom's
 # reader after it) a few Python stack frames.
 MAX_DEPTH = 64
-_LONG_VRS = frozenset(  # the VRs with a 4-byte length in explicit VR
-    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV")
-)
+_LONG_VRS = frozenset(vr.encode() for vr in LONG_VRS)  # as read from the data
 
 _UNDEFINED = UNDEFINED
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD

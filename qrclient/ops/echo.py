@@ -7,8 +7,8 @@ import time
 from qrclient.net.association import Association
 from qrclient.net.dimse import Command, CommandField
 from qrclient.net.errors import ProtocolError
-from qrclient.net.presentation import VERIFICATION
 from qrclient.net.status import FailureStatus, Service, Status
+from qrclient.net.uids import VERIFICATION
 
 
 async def echo(association: Association) -> float:

@@ -24,7 +24,7 @@ from qrclient.net.association import Association
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dictionary import COMMON
 from qrclient.net.dimse import Command, CommandField, Priority, expect_response
-from qrclient.net.errors import ProtocolError
+from qrclient.net.errors import DicomNetworkError, ProtocolError
 from qrclient.net.presentation import QueryOptions
 from qrclient.net.status import Category, FailureStatus, Service, Status
 from qrclient.net.text import SPECIFIC_CHARACTER_SET, decode_value
@@ -283,13 +283,19 @@ def find_distinct(
     return DistinctResults(association, query, grace)
 
 
+class ResultsTruncated(DicomNetworkError):
+    """The peer stopped a C-FIND at its result cap (final status Cancel, 0xFE00)."""
+
+
 async def find_values(association: Association, query: Query) -> list[dict[str, str]]:
     """Every match of ``query`` as keyword to text, for the query's text attributes.
 
     For callers that read a few UIDs and counts from each match (a retrieve's plan):
     values are read from the identifier's bytes directly, with no pydicom Dataset.
     Multiple values stay ``\\``-separated; an absent or empty attribute is ``""``.
-    A match that does not parse is a ProtocolError, as with ``find``.
+    A match that does not parse is a ProtocolError, as with ``find``; answers cut
+    short at the peer's result cap are ResultsTruncated (a plan must not take part of
+    the matches for all of them).
     """
     keywords = {k.tag: k.keyword for k in query.keys if k.keyword}
     wanted = frozenset((*keywords, SPECIFIC_CHARACTER_SET))
@@ -301,6 +307,12 @@ async def find_values(association: Association, query: Query) -> list[dict[str, 
             found.append(
                 {kw: decode_value(raw.get(tag, b""), charset) for tag, kw in keywords.items()}
             )
+    if results.outcome.state is FindState.TRUNCATED:
+        raise ResultsTruncated(
+            f"the peer cut a {query.level.value}-level C-FIND short at its result cap "
+            f"({len(found)} matches)",
+            "raise the PACS's limit (Orthanc: LimitFindResults), or retrieve smaller parts",
+        )
     return found
 
 

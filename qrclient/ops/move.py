@@ -17,7 +17,7 @@ import functools
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -132,6 +132,9 @@ class MoveRouter:
         self.sink = sink
         self._moves: dict[int, _Move] = {}
         self.unexpected = Refusals()  # instances no running move of ours was waiting for
+        # Set while a listener that binds on demand serves this router: awaited before
+        # the first move to us.
+        self.start_listening: Callable[[], Awaitable[None]] | None = None
 
     def message_id(self) -> int:
         """A random message ID for a new move, none of the running moves'."""

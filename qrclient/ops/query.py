@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from qrclient.net.dictionary import COMMON, all_keywords, keyword_of, tag_of, vr_of
 from qrclient.net.identifier import Attribute, Identifier
-from qrclient.net.walk import EXPLICIT_LE
+from qrclient.net.uids import EXPLICIT_LE
 from qrclient.ops.dates import DateError, date_range
 from qrclient.vocabulary import Level, Model
 

@@ -23,7 +23,7 @@ from qrclient.net.dimse import Command, CommandField, Priority, expect_response
 from qrclient.net.errors import ProtocolError
 from qrclient.net.presentation import NegotiatedContext, sop_class_name
 from qrclient.net.status import Service, Status
-from qrclient.net.walk import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+from qrclient.net.uids import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 
 # What a refused syntax is converted to, in this order of preference.
 CONVERSION_TARGETS = (EXPLICIT_LE, IMPLICIT_LE)

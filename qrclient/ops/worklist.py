@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from qrclient.net.presentation import MODALITY_WORKLIST_FIND
+from qrclient.net.uids import MODALITY_WORKLIST_FIND
 from qrclient.ops.dates import DateError, date_range
 from qrclient.ops.query import Key, QueryError, merge_keys, parse_key, wire_value
 

@@ -7,8 +7,16 @@ is shown inert (``qrclient.present.printable``): a log line never carries an esc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from qrclient.net.events import (
+    AssociateAccepted,
+    AssociateRequested,
+    Connected,
+    DimseReceived,
+    DimseSent,
+    Event,
+    Failed,
+    record,
+)
 from qrclient.net.status import Status
 from qrclient.present.printable import printable
 
@@ -25,55 +33,57 @@ _SHOWN = {
 }
 
 
-def describe_event(event: str, details: Mapping[str, object]) -> list[str]:
+def describe_event(event: Event) -> list[str]:
     """One headline and indented detail lines for an observer event, safe to print:
     the peer's text in them (version name, error comments, UIDs) is made printable."""
-    return [printable(line) for line in _describe(event, details)]
+    return [printable(line) for line in _describe(event)]
 
 
-def _describe(event: str, details: Mapping[str, object]) -> list[str]:
-    if event == "associate-rq":
-        lines = [
-            f"A-ASSOCIATE-RQ {details.get('calling_ae')} -> {details.get('called_ae')}, "
-            f"max PDU {details.get('max_pdu')}"
-        ]
-        for context in _contexts(details):
-            syntaxes = ", ".join(_uid_name(s) for s in _list(context.get("transfer_syntaxes")))
-            lines.append(f"  proposed [{context.get('id')}] {context.get('abstract_syntax')}")
-            lines.append(f"      transfer syntaxes: {syntaxes}")
-        return lines
-    if event == "associate-ac":
-        version = details.get("peer_implementation_version_name") or "?"
-        lines = [
-            f"A-ASSOCIATE-AC peer {version} ({details.get('peer_implementation_class_uid')}), "
-            f"max PDU {details.get('peer_max_pdu') or 'unlimited'}"
-        ]
-        for context in _contexts(details):
-            syntax = _uid_name(context.get("transfer_syntax") or "-")
-            lines.append(
-                f"  [{context.get('id')}] {context.get('abstract_syntax')}: "
-                f"{context.get('result')} {syntax}"
-            )
-        return lines
-    if event in ("dimse-sent", "dimse-received"):
-        return [_dimse(event, details)]
-    if event == "error":
-        return [f"error: {details.get('error')}"]
-    if event == "connected":
-        return [f"connected to {details.get('peer')} in {_ms(details.get('seconds'))}"]
-    names = {
-        "release-rq": "A-RELEASE-RQ",
-        "released": "released",
-        "abort-sent": "A-ABORT sent",
-        "peer-released": "A-RELEASE-RQ from the peer: released",
-    }
-    extra = "".join(f" {name}={value}" for name, value in details.items())
-    return [f"{names.get(event, event)}{extra}"]
+def _describe(event: Event) -> list[str]:
+    match event:
+        case AssociateRequested():
+            lines = [
+                f"A-ASSOCIATE-RQ {event.calling_ae} -> {event.called_ae}, max PDU {event.max_pdu}"
+            ]
+            for proposed in event.contexts:
+                syntaxes = ", ".join(_uid_name(s) for s in proposed.transfer_syntaxes)
+                lines.append(f"  proposed [{proposed.id}] {proposed.abstract_syntax}")
+                lines.append(f"      transfer syntaxes: {syntaxes}")
+            return lines
+        case AssociateAccepted():
+            version = event.peer_implementation_version_name or "?"
+            lines = [
+                f"A-ASSOCIATE-AC peer {version} ({event.peer_implementation_class_uid}), "
+                f"max PDU {event.peer_max_pdu or 'unlimited'}"
+            ]
+            for settled in event.contexts:
+                syntax = _uid_name(settled.transfer_syntax or "-")
+                lines.append(
+                    f"  [{settled.id}] {settled.abstract_syntax}: {settled.result} {syntax}"
+                )
+            return lines
+        case DimseSent() | DimseReceived():
+            return [_dimse(event)]
+        case Failed():
+            return [f"error: {event.error}"]
+        case Connected():
+            return [f"connected to {event.peer} in {_ms(event.seconds)}"]
+    extra = "".join(f" {name}={value}" for name, value in record(event).items())
+    return [f"{_HEADLINES.get(event.name, event.name)}{extra}"]
 
 
-def _dimse(event: str, details: Mapping[str, object]) -> str:
-    command = str(details.get("command", "?"))
-    arrow = "->" if event == "dimse-sent" else "<-"
+_HEADLINES = {
+    "release-rq": "A-RELEASE-RQ",
+    "released": "released",
+    "abort-sent": "A-ABORT sent",
+    "peer-released": "A-RELEASE-RQ from the peer: released",
+}
+
+
+def _dimse(event: DimseSent | DimseReceived) -> str:
+    details = event.summary
+    command = event.command
+    arrow = "->" if isinstance(event, DimseSent) else "<-"
     parts = [f"{arrow} {command}"]
     hint = ""
     status = details.get("status")
@@ -91,14 +101,6 @@ def _dimse(event: str, details: Mapping[str, object]) -> str:
     if hint:
         parts.append(f"(hint: {hint})")
     return " ".join(parts)
-
-
-def _contexts(details: Mapping[str, object]) -> list[Mapping[str, object]]:
-    return [c for c in _list(details.get("contexts")) if isinstance(c, Mapping)]
-
-
-def _list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list | tuple) else []
 
 
 def _uid_name(value: object) -> str:

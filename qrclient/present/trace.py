@@ -29,13 +29,9 @@ from pathlib import Path
 from typing import IO
 
 from qrclient import __version__
-from qrclient.net.association import Observer
+from qrclient.net.events import PDU_LEVEL, DimseReceived, DimseSent, Event, Observer, record
 from qrclient.net.status import Status
 from qrclient.present.printable import printable_json
-
-# PDU-level events go to the trace only, not to a --verbose log sharing the observer.
-_PDU_EVENTS = frozenset({"pdu-sent", "pdu-received", "dataset-received"})
-
 
 REDACTED = "<redacted>"
 
@@ -95,17 +91,18 @@ class Trace:
             raise TraceError(f"--trace {path}: cannot write it ({trace.failure})")
         return trace
 
-    def __call__(self, event: str, details: Mapping[str, object]) -> None:
-        record: dict[str, object] = {
+    def __call__(self, event: Event) -> None:
+        line: dict[str, object] = {
             "t": round(time.perf_counter() - self._started, 6),
-            "event": event,
+            "event": event.name,
         }
-        record.update(_json_safe(details))
-        if event.startswith("dimse-"):
-            _decode_status(record)
-        self._write(record)
-        if self.also is not None and event not in _PDU_EVENTS:
-            self.also(event, details)
+        line.update(_json_safe(record(event)))
+        if isinstance(event, DimseSent | DimseReceived):
+            _decode_status(line)
+        self._write(line)
+        # PDU-level events go to the trace only, not to a --verbose log sharing the observer.
+        if self.also is not None and not isinstance(event, PDU_LEVEL):
+            self.also(event)
 
     def close(self, exit_code: int) -> None:
         """Write the ``trace-end`` record and close the file (idempotent)."""

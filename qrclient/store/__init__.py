@@ -10,6 +10,7 @@ from qrclient.store.errors import (
 )
 from qrclient.store.incoming import Incoming
 from qrclient.store.index import StoredInstance, StoreSummary
+from qrclient.store.jobs import ItemStatus, Job, JobItem, JobState, read_jobs
 from qrclient.store.layout import DEFAULT_LAYOUT, PLACEHOLDER, Layout
 from qrclient.store.store import Store
 
@@ -17,6 +18,10 @@ __all__ = [
     "DEFAULT_LAYOUT",
     "PLACEHOLDER",
     "Incoming",
+    "ItemStatus",
+    "Job",
+    "JobItem",
+    "JobState",
     "Layout",
     "Store",
     "StoreBusy",
@@ -27,4 +32,5 @@ __all__ = [
     "StoreSummary",
     "StoreUnwritable",
     "StoredInstance",
+    "read_jobs",
 ]

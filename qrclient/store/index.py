@@ -15,15 +15,17 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from qrclient.store.errors import StoreError, index_failure
+from qrclient.store.jobs import JOBS_SCHEMA
 
-SCHEMA_VERSION = 1
+# 1: instances and their parents; 2: durable jobs (``jobs``), added to a 1 as it opens.
+SCHEMA_VERSION = 2
 _CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
 # Group commit: one WAL commit per instance was a third of the per-instance cost of a
 # retrieve of small images. Rows are committed in groups instead; after a kill the
@@ -52,6 +54,8 @@ CREATE INDEX IF NOT EXISTS instance_series ON instance (series_uid);
 CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
 CREATE INDEX IF NOT EXISTS study_patient ON study (patient_id);
 """
+# What takes an index of each version to the next (the tables above are version 1).
+_MIGRATIONS = {1: JOBS_SCHEMA}
 
 
 def _upsert(table: str, key: str, updates: dict[str, str]) -> str:
@@ -213,8 +217,11 @@ class Index:
         # pages back and spilled them before each group's commit.
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if version < SCHEMA_VERSION:
+            steps = [_SCHEMA] if version == 0 else []
+            steps += [_MIGRATIONS[v] for v in range(max(version, 1), SCHEMA_VERSION)]
             db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {' '.join(steps)} "
+                f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
 
     def close(self) -> None:
@@ -274,6 +281,55 @@ class Index:
             chunk = unique[start : start + _CHUNK]
             rows += self._query(sql.format(marks=",".join("?" * len(chunk))), chunk)
         return rows
+
+    def read(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
+        """The rows ``sql`` selects (what is committed, and this connection's group)."""
+        return self._query(sql, parameters)
+
+    def write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> int | None:
+        """Run ``statements`` in one transaction, committed now, after the group of
+        instance rows so far; the last row id inserted (None if none)."""
+        with self._lock:
+            self._commit_group()
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                last = None
+                for sql, parameters in statements:
+                    cursor = db.execute(sql, tuple(parameters))
+                    last = cursor.lastrowid or last
+                db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._failure("cannot write the store's jobs", exc) from None
+                raise
+            return last
+
+    def copy_jobs(self, other: Path) -> None:
+        """Take the jobs of the index file ``other`` (a rebuild keeps them); nothing if
+        it has none or cannot be read (its instances are what the rebuild is about)."""
+        with self._lock:
+            self._commit_group()
+            db = self._db
+            try:
+                db.execute("ATTACH DATABASE ? AS old", (str(other),))
+            except sqlite3.Error:
+                return
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO job SELECT * FROM old.job")
+                db.execute("INSERT INTO job_item SELECT * FROM old.job_item")
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.rollback()
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("DETACH DATABASE old")
 
     def put(self, record: Record) -> None:
         """Index one instance, in the current group; a failure undoes only this row."""

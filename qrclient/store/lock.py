@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from qrclient.store.errors import StoreBusy
+from qrclient.store.tree import META_DIR
 
 if sys.platform != "win32":
     import fcntl
@@ -69,3 +70,23 @@ def _holder(descriptor: int) -> str:
     except (OSError, UnicodeDecodeError):
         return ""
     return f" (process {text})" if text.isdigit() else ""
+
+
+def in_use(root: Path) -> bool:
+    """Whether a qrclient holds the lock of the store at ``root`` now (a probe: taken
+    shared and let go at once; a store without a lock file is not in use)."""
+    if sys.platform == "win32":
+        return False
+    try:
+        descriptor = os.open(
+            root / META_DIR / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # (releases the shared lock if it was taken)
+    return False

@@ -69,6 +69,8 @@ def build_index(meta: int, meta_path: Path, root: Path, records: Iterator[Record
     fresh = Index(meta_path / _NEW_INDEX, root)
     try:
         fresh.fill(records)
+        if (meta_path / INDEX_NAME).is_file():  # the jobs are not in the files: kept
+            fresh.copy_jobs(meta_path / INDEX_NAME)
     finally:
         fresh.close()  # checkpoints and removes its WAL: one file to rename
     # The old index's WAL must not meet the new file; a kill in between leaves an index

@@ -85,7 +85,7 @@ class StoreView:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._database = self.root / META_DIR / "index.sqlite"
+        self._database = (self.root / META_DIR / "index.sqlite").absolute()  # (a URI below)
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 

@@ -14,7 +14,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from qrclient.net.association import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from qrclient.net.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from qrclient.net.walk import Buffer, scan_dataset, scan_values
 
 PREAMBLE = bytes(128) + b"DICM"

@@ -40,6 +40,7 @@ from qrclient.store.errors import (
 )
 from qrclient.store.incoming import Incoming, Placement
 from qrclient.store.index import Index, Record, StoredInstance, StoreSummary, make_record
+from qrclient.store.jobs import JobBook
 from qrclient.store.layout import DEFAULT_LAYOUT, Layout
 from qrclient.store.lock import lock
 from qrclient.store.maintenance import INDEX_NAME
@@ -81,6 +82,11 @@ class Store:
         # and deleting happen under this lock (the UI flushes from a worker thread).
         self._placing = threading.Lock()
         self._closed = False
+        self.jobs = JobBook(self._open_index)  # durable jobs, in the index
+
+    def _open_index(self) -> Index:
+        self._check_open()
+        return self._index
 
     @classmethod
     def open(

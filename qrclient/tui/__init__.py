@@ -29,9 +29,9 @@ def run(
     configuration already loaded (with ``calling_ae`` and ``listen`` applied).
     """
     import sys
-    from collections.abc import Callable, Mapping
 
     from qrclient.net import Settings
+    from qrclient.net.events import Observer
     from qrclient.store.location import default_store
     from qrclient.tui.app import QrclientApp
     from qrclient.tui.backend import RealBackend
@@ -48,7 +48,7 @@ def run(
     address = nodes.default_listen
     settings = Settings(nodes.calling_ae, nodes.config.max_pdu)
 
-    def backend(observer: Callable[[str, Mapping[str, object]], None]) -> RealBackend:
+    def backend(observer: Observer) -> RealBackend:
         return RealBackend(root, settings, observer=observer, listen=address)
 
     history = QueryHistory(root)  # in the store: past queries name patients

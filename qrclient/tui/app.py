@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from qrclient.net.events import Event, Observer
 from qrclient.present.printable import printable
 from qrclient.tui.backend import Backend
 from qrclient.tui.history import QueryHistory
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
 # Builds the backend once the app exists: the real one needs the log pane as observer.
-BackendFactory = Callable[[Callable[[str, Mapping[str, object]], None]], Backend]
+BackendFactory = Callable[[Observer], Backend]
 
 
 class QrclientApp(App[int]):
@@ -56,14 +57,14 @@ class QrclientApp(App[int]):
         self._log_pane: LogPane | None = None  # found on the first event, then kept
         self.backend = backend(self._observe)
 
-    def _observe(self, event: str, details: Mapping[str, object]) -> None:
+    def _observe(self, event: Event) -> None:
         """Settings.observer: every association and DIMSE event goes to the log pane."""
         if self._log_pane is None:
             panes = [pane for screen in self.screen_stack for pane in screen.query(LogPane)]
             if not panes:
                 return  # before the main screen exists, or after it is gone
             self._log_pane = panes[0]
-        self._log_pane.record(event, details)
+        self._log_pane.record(event)
 
     def on_mount(self) -> None:
         # What start-up built lives as long as the app: keep it out of the collector's

@@ -25,11 +25,11 @@ from qrclient.jobs.retrieve import (
     note_refusals,
 )
 from qrclient.net import ContextRequest, Peer, Settings, open_association
-from qrclient.net.association import Observer
 from qrclient.net.errors import ListenFailed
+from qrclient.net.events import Observer
 from qrclient.net.listener import Refusal, StorageListener
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops import echo as echo_operation
 from qrclient.ops.find import FindOutcome, FindResults, find_distinct
 from qrclient.ops.move import MoveRouter

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 import pytest
 
+from qrclient.net.events import Observer
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend
 from qrclient.tui.history import QueryHistory
@@ -26,7 +25,7 @@ def fake_app(
     """The app on the scripted backend, with a frozen clock so snapshots repeat."""
     fake = backend or FakeBackend()
 
-    def factory(observer: Callable[[str, Mapping[str, object]], None]) -> Backend:
+    def factory(observer: Observer) -> Backend:
         fake.observer = observer
         return fake
 

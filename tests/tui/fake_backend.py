@@ -9,7 +9,19 @@ from pathlib import Path
 
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net import ConnectFailed
-from qrclient.net.association import Observer
+from qrclient.net.events import (
+    AssociateAccepted,
+    AssociateRequested,
+    Connected,
+    DimseReceived,
+    DimseSent,
+    Event,
+    Observer,
+    ProposedContextInfo,
+    Released,
+    ReleaseRequested,
+    SettledContextInfo,
+)
 from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
@@ -32,48 +44,28 @@ def _study_uid(number: int) -> str:
     return f"1.2.826.0.1.3680043.8.498.{number + 1}"
 
 
-def _events(matches: int) -> list[tuple[str, dict[str, object]]]:
+def _events(matches: int) -> list[Event]:
     """What the core reports for one C-FIND on its own association."""
     find = "Study Root Query/Retrieve Information Model - FIND"
-    events: list[tuple[str, dict[str, object]]] = [
-        ("connected", {"peer": "ORTHANC@pacs.example.org:4242", "seconds": 0.0008}),
-        (
-            "associate-rq",
-            {
-                "calling_ae": "QRCLIENT",
-                "called_ae": "ORTHANC",
-                "max_pdu": 1048576,
-                "contexts": [
-                    {
-                        "id": 1,
-                        "abstract_syntax": find,
-                        "transfer_syntaxes": ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
-                    }
-                ],
-            },
+    syntaxes = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+    events: list[Event] = [
+        Connected("ORTHANC@pacs.example.org:4242", 0.0008),
+        AssociateRequested(
+            "QRCLIENT", "ORTHANC", 1048576, 250, (ProposedContextInfo(1, find, syntaxes),)
         ),
-        (
-            "associate-ac",
-            {
-                "peer_implementation_class_uid": "1.2.276.0.7230010.3.0.3.6.7",
-                "peer_implementation_version_name": "OFFIS_DCMTK_367",
-                "peer_max_pdu": 16384,
-                "contexts": [
-                    {
-                        "id": 1,
-                        "abstract_syntax": find,
-                        "result": "accepted",
-                        "transfer_syntax": "1.2.840.10008.1.2.1",
-                    }
-                ],
-            },
+        AssociateAccepted(
+            size=200,
+            peer_implementation_class_uid="1.2.276.0.7230010.3.0.3.6.7",
+            peer_implementation_version_name="OFFIS_DCMTK_367",
+            peer_max_pdu=16384,
+            contexts=(SettledContextInfo(1, find, "accepted", "1.2.840.10008.1.2.1"),),
         ),
-        ("dimse-sent", {"command": "C-FIND-RQ", "message_id": 1, "priority": 0}),
+        DimseSent({"command": "C-FIND-RQ", "message_id": 1, "priority": 0}),
     ]
     pending = {"command": "C-FIND-RSP", "status": 0xFF00, "message_id_being_responded_to": 1}
-    events += [("dimse-received", pending)] * matches
+    events += [DimseReceived(pending)] * matches
     final = {"command": "C-FIND-RSP", "status": 0x0000, "message_id_being_responded_to": 1}
-    events += [("dimse-received", final), ("release-rq", {}), ("released", {})]
+    events += [DimseReceived(final), ReleaseRequested(), Released()]
     return events
 
 
@@ -120,9 +112,9 @@ class FakeBackend:
     @asynccontextmanager
     async def _find(self, query: Query) -> AsyncIterator[FakeMatches]:
         rows = self.rows(query)
-        for event, details in _events(len(rows)):
+        for event in _events(len(rows)):
             if self.observer is not None:
-                self.observer(event, details)
+                self.observer(event)
         yield FakeMatches(rows)
 
     def rows(self, query: Query) -> list[dict[str, str]]:

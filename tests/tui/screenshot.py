@@ -16,7 +16,7 @@ from pathlib import Path
 from fixtures.dataset import test_archive
 from fixtures.orthanc import free_ports
 from qrclient.net import Settings
-from qrclient.net.association import Observer
+from qrclient.net.events import Observer
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend, RealBackend
 from tests.conftest import OUR_AE, start_orthanc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from fixtures.dataset import Archive, all_studies, find_patient
 from fixtures.orthanc import OrthancServer, free_ports
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest, RetrieveState
 from qrclient.net import ConnectFailed, ContextRequest, Peer, Settings, open_association
-from qrclient.net.presentation import VERIFICATION
+from qrclient.net.events import DimseReceived, Event
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.progress import Snapshot
 from qrclient.store import Store
 from qrclient.tui.backend import Node, RealBackend
@@ -167,8 +167,8 @@ async def test_listener_refusals_are_counted_in_the_jobs_outcome(
         finally:
             orthanc.resume()
 
-    def pause_and_knock(event: str, details: Mapping[str, object]) -> None:
-        if not knocked and event == "dimse-received" and details.get("command") == "C-STORE-RQ":
+    def pause_and_knock(event: Event) -> None:
+        if not knocked and isinstance(event, DimseReceived) and event.command == "C-STORE-RQ":
             orthanc.pause()
             knocked.append(asyncio.ensure_future(knock()))
 

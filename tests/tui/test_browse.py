@@ -7,6 +7,14 @@ from collections.abc import AsyncIterator
 import pytest
 from pydicom.dataset import Dataset
 
+from qrclient.net.events import (
+    AssociateAccepted,
+    AssociateRejected,
+    DimseReceived,
+    ReleaseRequested,
+    SettledContextInfo,
+    Tag,
+)
 from qrclient.ops.query import QueryError, build_query
 from qrclient.present.browse import (
     QueryForm,
@@ -140,39 +148,37 @@ def test_uid_columns_go_last() -> None:
 
 def test_events_decode_statuses_with_their_fix() -> None:
     [line] = describe_event(
-        "dimse-received",
-        {"command": "C-MOVE-RSP", "status": 0xA801, "message_id_being_responded_to": 3},
+        DimseReceived(
+            {"command": "C-MOVE-RSP", "status": 0xA801, "message_id_being_responded_to": 3}
+        )
     )
     assert "Move destination unknown (0xA801)" in line
     assert "0xA801" in line
     assert "register its AE title" in line
-    [pending] = describe_event("dimse-received", {"command": "C-FIND-RSP", "status": 0xFF00})
+    [pending] = describe_event(DimseReceived({"command": "C-FIND-RSP", "status": 0xFF00}))
     assert "(0xFF00)" in pending
     assert "hint" not in pending
 
 
 def test_other_events_show_their_details_as_names_and_values() -> None:
-    [line] = describe_event("associate-rj", {"result": 1, "source": 1, "reason": 3})
-    assert line == "associate-rj result=1 source=1 reason=3"
-    assert describe_event("release-rq", {}) == ["A-RELEASE-RQ"]
+    [line] = describe_event(AssociateRejected(1, 1, 3, "rejected"))
+    assert line == "associate-rj result=1 source=1 reason=3 error=rejected"
+    tagged = ReleaseRequested(tag=Tag(7, "requestor"))
+    assert describe_event(ReleaseRequested()) == ["A-RELEASE-RQ"]
+    assert describe_event(tagged) == ["A-RELEASE-RQ association=7 role=requestor"]
 
 
 def test_events_show_negotiation() -> None:
     lines = describe_event(
-        "associate-ac",
-        {
-            "peer_implementation_class_uid": "1.2.3",
-            "peer_implementation_version_name": "ORTHANC",
-            "peer_max_pdu": 16384,
-            "contexts": [
-                {
-                    "id": 1,
-                    "abstract_syntax": "Verification SOP Class",
-                    "result": "accepted",
-                    "transfer_syntax": "1.2.840.10008.1.2.1",
-                }
-            ],
-        },
+        AssociateAccepted(
+            size=100,
+            peer_implementation_class_uid="1.2.3",
+            peer_implementation_version_name="ORTHANC",
+            peer_max_pdu=16384,
+            contexts=(
+                SettledContextInfo(1, "Verification SOP Class", "accepted", "1.2.840.10008.1.2.1"),
+            ),
+        )
     )
     assert lines[0] == "A-ASSOCIATE-AC peer ORTHANC (1.2.3), max PDU 16384"
     assert lines[1] == "  [1] Verification SOP Class: accepted Explicit VR Little Endian"

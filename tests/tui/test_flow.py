@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input, Select
 from fixtures.dataset import Archive, find_patient
 from fixtures.orthanc import OrthancServer
 from qrclient.net import Peer, Settings
+from qrclient.net.events import DimseReceived, DimseSent, Event
 from qrclient.store import Store
 from qrclient.store.overview import holdings
 from qrclient.tui.app import QrclientApp
@@ -25,7 +26,7 @@ from tests.tui.conftest import fake_app
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.helpers import main_screen, run_query, status_text, wait_until
 
-Hook = Callable[[str, Mapping[str, object]], None]
+Hook = Callable[[Event], None]
 
 pytestmark = pytest.mark.anyio
 
@@ -39,10 +40,10 @@ def real_app(
     nodes: NodeBook | None = None,
 ) -> QrclientApp:
     def factory(observer: Hook) -> Backend:
-        def observe(event: str, details: Mapping[str, object]) -> None:
+        def observe(event: Event) -> None:
             if hook is not None:
-                hook(event, details)
-            observer(event, details)
+                hook(event)
+            observer(event)
 
         return RealBackend(
             store, Settings("QRCLIENT"), observer=observe, listen=("127.0.0.1", listen_port)
@@ -153,9 +154,9 @@ async def test_a_job_can_be_cancelled_and_retried(
     expected = {i.sop_instance_uid for s in big.studies for se in s.series for i in se.instances}
     armed = [True]
 
-    def pause_on_first_instance(event: str, details: Mapping[str, object]) -> None:
+    def pause_on_first_instance(event: Event) -> None:
         # Freeze the PACS once instances flow: the job stays running until cancelled.
-        if armed[0] and event == "dimse-received" and details.get("command") == "C-STORE-RQ":
+        if armed[0] and isinstance(event, DimseReceived) and event.command == "C-STORE-RQ":
             armed[0] = False
             orthanc.pause()
 
@@ -231,9 +232,9 @@ async def test_escape_cancels_a_running_query(
 ) -> None:
     armed = [True]
 
-    def pause_pacs(event: str, details: Mapping[str, object]) -> None:
+    def pause_pacs(event: Event) -> None:
         # Freeze the PACS as our C-FIND goes out: the query stays running until cancelled.
-        if armed[0] and event == "dimse-sent" and details.get("command") == "C-FIND-RQ":
+        if armed[0] and isinstance(event, DimseSent) and event.command == "C-FIND-RQ":
             armed[0] = False
             orthanc.pause()
 

@@ -15,9 +15,9 @@ import anyio
 from qrclient.jobs.doctor.report import Check, State, Stopwatch
 from qrclient.jobs.doctor.sample import Sample
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
-from qrclient.net.association import Settings
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import Peer
+from qrclient.net.settings import Settings
 from qrclient.present.failures import main_error
 from qrclient.store import Store, StoreError
 from qrclient.vocabulary import Level, Method, Model

@@ -21,10 +21,11 @@ from pydicom.dataset import Dataset
 from qrclient.jobs.doctor.report import Check, State, Stopwatch
 from qrclient.jobs.doctor.sample import Sample
 from qrclient.jobs.retrieve import move_listener
-from qrclient.net.association import Settings, open_association
+from qrclient.net.association import open_association
 from qrclient.net.errors import DicomNetworkError, ListenFailed
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category, Status
 from qrclient.ops.move import MoveRouter, c_move
 from qrclient.ops.progress import Progress

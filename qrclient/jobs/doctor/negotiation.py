@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import anyio
@@ -22,15 +21,18 @@ from pydicom.uid import (
 )
 
 from qrclient.jobs.doctor.report import Check, Report, State, Stopwatch
-from qrclient.net.association import Association, Observer, Settings
+from qrclient.net.association import Association
 from qrclient.net.errors import (
     AssociationRejected,
     ConnectFailed,
     DicomNetworkError,
     NoAcceptedContext,
 )
+from qrclient.net.events import Connected, Event, Observer
 from qrclient.net.peer import Peer
-from qrclient.net.presentation import VERIFICATION, ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.net.presentation import ContextRequest, NegotiatedContext, QueryOptions
+from qrclient.net.settings import Settings
+from qrclient.net.uids import VERIFICATION
 from qrclient.ops.echo import echo
 from qrclient.vocabulary import (
     PATIENT_ROOT_FIND,
@@ -126,11 +128,11 @@ class _ConnectTimer:
         self.pdu_level = bool(getattr(inner, "pdu_level", False))
         self.connect_seconds: float | None = None
 
-    def __call__(self, event: str, details: Mapping[str, object]) -> None:
-        if event == "connected" and isinstance(details.get("seconds"), float | int):
-            self.connect_seconds = float(details["seconds"])  # type: ignore[arg-type]
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Connected):
+            self.connect_seconds = event.seconds
         if self._inner is not None:
-            self._inner(event, details)
+            self._inner(event)
 
 
 async def check_association(peer: Peer, settings: Settings, report: Report) -> Negotiation | None:

@@ -16,8 +16,8 @@ from qrclient.jobs.doctor.negotiation import (
 )
 from qrclient.jobs.doctor.report import Check, Report, State
 from qrclient.jobs.doctor.sample import CAP, DUPLICATES, FIND, READ_AT_MOST, FindResult, check_find
-from qrclient.net.association import Settings
 from qrclient.net.peer import DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT, Peer
+from qrclient.net.settings import Settings
 from qrclient.vocabulary import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
 RELATIONAL = "relational queries"

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrclient.jobs.doctor.report import Check, State, Stopwatch
-from qrclient.net.association import Settings, open_association
+from qrclient.net.association import open_association
 from qrclient.net.errors import DicomNetworkError
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import FailureStatus
 from qrclient.ops.find import FindOutcome, FindState, find, find_distinct
 from qrclient.ops.query import build_query
@@ -106,7 +107,8 @@ def _cap_check(outcome: FindOutcome, limit: int) -> Check:
             f"the PACS stopped after {outcome.count} matches with status Cancel (0xFE00): it "
             "caps C-FIND answers, so broad queries miss matches",
             "narrow queries (e.g. by date), or raise the PACS's limit (Orthanc: "
-            "LimitFindResults); qrclient find exits with 5 when results are truncated",
+            "LimitFindResults); qrclient find exits with 5 when results are truncated, and "
+            "retrieve --from splits such look-ups by date by itself",
         )
     if outcome.state is FindState.CANCELLED:
         return Check(CAP, State.OK, f"no cap below {limit} matches (stopped reading there)")

@@ -8,7 +8,12 @@ docstring says what it relies on from the peer and what it does without it.
 """
 
 from qrclient.jobs.retrieve.job import RetrieveJob
-from qrclient.jobs.retrieve.listening import move_listener, note_refusals, run_with_listener
+from qrclient.jobs.retrieve.listening import (
+    move_listener,
+    note_refusals,
+    on_demand_listener,
+    run_with_listener,
+)
 from qrclient.jobs.retrieve.model import (
     PlannedInstance,
     RetrieveOutcome,
@@ -36,6 +41,7 @@ __all__ = [
     "Unit",
     "move_listener",
     "note_refusals",
+    "on_demand_listener",
     "run_with_listener",
     "split",
     "unit_identifier",

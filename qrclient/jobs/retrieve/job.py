@@ -45,10 +45,11 @@ from qrclient.jobs.retrieve.model import (
     unit_identifier,
 )
 from qrclient.jobs.retrieve.plan import Abilities, Plan, Planner, split, units_from_keys
-from qrclient.net.association import Association, Settings, open_association
+from qrclient.net.association import Association, open_association
 from qrclient.net.errors import AssociationRejected, DicomNetworkError, NoAcceptedContext
 from qrclient.net.peer import Peer
 from qrclient.net.presentation import ContextRequest
+from qrclient.net.settings import Settings
 from qrclient.net.status import Category, FailureStatus, Status
 from qrclient.ops.get import SubOperations, c_get
 from qrclient.ops.move import MoveRouter, Senders, c_move, resolve_senders
@@ -164,6 +165,8 @@ class RetrieveJob:
             return
         units = self._units(plan)
         if units and self.method is Method.MOVE and self.router is not None:
+            if self.router.start_listening is not None:
+                await self.router.start_listening()
             self._senders, notes = await resolve_senders(
                 self.peer.ae_title, self.peer.host, self.move_from
             )

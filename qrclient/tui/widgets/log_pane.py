@@ -8,10 +8,10 @@ parses no markup) made printable: what the peer wrote never reaches the terminal
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 from textual.widgets import Log
 
+from qrclient.net.events import Event
 from qrclient.present.events import describe_event
 from qrclient.present.printable import printable
 
@@ -26,12 +26,12 @@ class LogPane(Log):
     def on_mount(self) -> None:
         self.set_interval(0.2, self.flush)
 
-    def record(self, event: str, details: Mapping[str, object]) -> None:
+    def record(self, event: Event) -> None:
         """Settings.observer: called by the core on the event loop, so keep it cheap."""
         if len(self._pending) > MAX_LINES:
             del self._pending[: MAX_LINES // 2]
         stamp = self._stamp()
-        for line in describe_event(event, details):
+        for line in describe_event(event):
             self._pending.append(f"{stamp} {line}")
 
     def note(self, text: str) -> None:
