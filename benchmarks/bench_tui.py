@@ -33,6 +33,7 @@ from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
 from qrclient.present.browse import Row, match_row
+from qrclient.store.jobs import Job as DurableJob
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend, EchoResult, Node
@@ -119,6 +120,12 @@ class StreamingBackend:
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         return {}
+
+    def durable_jobs(self) -> list[DurableJob]:
+        return []
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        raise NotImplementedError("the benchmark resumes no job")
 
     async def aclose(self) -> None:
         return None

@@ -49,7 +49,9 @@ def run(
     settings = Settings(nodes.calling_ae, nodes.config.max_pdu)
 
     def backend(observer: Observer) -> RealBackend:
-        return RealBackend(root, settings, observer=observer, listen=address)
+        return RealBackend(
+            root, settings, observer=observer, listen=address, config_path=config_path
+        )
 
     history = QueryHistory(root)  # in the store: past queries name patients
     app = QrclientApp(backend, node=node or "", nodes=nodes, history=history)

@@ -80,6 +80,21 @@ class QrclientApp(App[int]):
             )
         )
 
+    async def action_quit(self) -> None:
+        """Quit; with retrieves or resumes running, ask first (they would stop)."""
+        from qrclient.tui.screens.confirm import ConfirmQuit
+
+        busy = sum(s.jobs_panel.busy for s in self.screen_stack if isinstance(s, MainScreen))
+        if not busy or isinstance(self.screen, ConfirmQuit):
+            self.exit()
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit()
+
+        self.push_screen(ConfirmQuit(busy), answered)
+
     def notify(
         self,
         message: str,

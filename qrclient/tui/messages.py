@@ -102,3 +102,13 @@ class Note(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class ResumeEnded(Message):
+    """A durable job's resume ended: its exit code (None: stopped or failed to start)."""
+
+    def __init__(self, job_id: int, code: int | None, error: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.code = code
+        self.error = error

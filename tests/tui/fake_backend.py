@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
@@ -27,6 +28,9 @@ from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
 from qrclient.present.browse import Row
 from qrclient.store import StoreDamaged
+from qrclient.store.jobs import ItemStatus
+from qrclient.store.jobs import Job as DurableJob
+from qrclient.store.jobs import JobState as DurableState
 from qrclient.store.overview import SeriesHolding, StudyHolding
 from qrclient.tui.backend import EchoResult, Node, ProgressCallback
 from qrclient.vocabulary import Level
@@ -86,6 +90,10 @@ class FakeBackend:
 
     def __init__(self, *, hold_retrieve: bool = False) -> None:
         self.hold_retrieve = hold_retrieve
+        self.durable: list[DurableJob] = []  # the store's cohort jobs
+        self.durable_failure = False
+        self.resumed: list[int] = []
+        self.hold_resume = False
         self.observer: Observer | None = None  # set by the app, as the real backend's
         self.queries: list[Query] = []
         self.retrieved: list[RetrieveRequest] = []
@@ -263,6 +271,23 @@ class FakeBackend:
             _study_uid(1): 9,
             f"{_study_uid(1)}.1": 4,
         }
+
+    def durable_jobs(self) -> list[DurableJob]:
+        if self.durable_failure:
+            raise StoreDamaged("cannot read the store's jobs: database is locked")
+        return list(self.durable)
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        self.resumed.append(job_id)
+        if self.hold_resume:
+            await asyncio.Event().wait()
+        self.durable = [
+            replace(job, state=DurableState.FINISHED, counts={ItemStatus.RETRIEVED: job.total})
+            if job.id == job_id
+            else job
+            for job in self.durable
+        ]
+        return 0, ""
 
     async def aclose(self) -> None:
         return None

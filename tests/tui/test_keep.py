@@ -123,9 +123,10 @@ async def test_an_export_to_a_bad_name_says_what_is_expected(tmp_path: Path) -> 
         await run_query(pilot)
         await _export(pilot, tmp_path / "results.xlsx")
         await _export(pilot, tmp_path / "missing" / "results.csv")
-        log = "\n".join(main_screen(pilot).log_pane.lines)
+        pane = main_screen(pilot).log_pane
+        await wait_until(pilot, lambda: "missing is not a folder" in "\n".join(pane.lines))
+        log = "\n".join(pane.lines)
     assert "results.xlsx: expected a name ending .csv, .ndjson or .json" in log
-    assert "missing is not a folder" in log
     assert _files(tmp_path, "*") == []
 
 

@@ -239,6 +239,7 @@ class MainScreen(Screen[None]):
         if event.pane.id == "store":
             self.store_panel.action_update()
         elif event.pane.id == "jobs":
+            self.jobs_panel.load_durable()
             self.app.clear_notifications()  # they are in the log; the jobs come first here
 
     def on_store_panel_fetch_wanted(self, event: StorePanel.FetchWanted) -> None:

@@ -12,14 +12,17 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Static
+from textual.worker import Worker
 
 from qrclient.jobs.retrieve import RetrieveRequest
 from qrclient.ops.progress import Snapshot
 from qrclient.present.failures import describe
 from qrclient.present.printable import printable
+from qrclient.store import StoreError
+from qrclient.store.jobs import Job as DurableJob
 from qrclient.tui.backend import Backend, Node
 from qrclient.tui.jobs import Job, JobState, fraction, progress_line
-from qrclient.tui.messages import JobFinished, JobProgressed, Note, Report
+from qrclient.tui.messages import JobFinished, JobProgressed, Note, Report, ResumeEnded
 
 
 class JobView(Vertical, can_focus=True):
@@ -80,6 +83,50 @@ class JobView(Vertical, can_focus=True):
         self.post_message(self.Retry(self.job.id))
 
 
+def describe_durable(job: DurableJob, resuming: bool) -> str:
+    """One line for a job the store keeps (a cohort: ``retrieve --from``)."""
+    state = "resuming…" if resuming else job.state.value
+    source = f" ({job.source})" if job.source else ""
+    return (
+        f"store job #{job.id} {job.command} from {job.node}{source}: "
+        f"{job.done}/{job.total} rows done · {state} · {job.updated_at}"
+    )
+
+
+class DurableJobView(Static, can_focus=True):
+    """A job kept in the store across runs; r resumes it, c stops the resume."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "resume", "Resume job"),
+        Binding("c", "stop", "Stop resume"),
+    ]
+
+    class Resume(Message):
+        def __init__(self, job_id: int) -> None:
+            super().__init__()
+            self.job_id = job_id
+
+    class Stop(Message):
+        def __init__(self, job_id: int) -> None:
+            super().__init__()
+            self.job_id = job_id
+
+    def __init__(self, job: DurableJob, resuming: bool) -> None:
+        super().__init__(id=f"durable-{job.id}", markup=False)
+        self.job_id = job.id
+        self.show(job, resuming)
+
+    def show(self, job: DurableJob, resuming: bool) -> None:
+        self.update(printable(describe_durable(job, resuming)))  # names from a file
+        self.set_class(resuming, "-running")
+
+    def action_resume(self) -> None:
+        self.post_message(self.Resume(self.job_id))
+
+    def action_stop(self) -> None:
+        self.post_message(self.Stop(self.job_id))
+
+
 class JobsPanel(VerticalScroll):
     """Every retrieve of the session, newest first; runs them through the backend."""
 
@@ -94,11 +141,88 @@ class JobsPanel(VerticalScroll):
         super().__init__(id=id)
         self.backend = backend
         self.jobs: dict[int, Job] = {}
+        self.durable: list[DurableJob] = []
+        self.resuming: dict[int, Worker[None]] = {}  # durable job id -> its resume
 
     def compose(self) -> ComposeResult:
         yield Static(
             "No retrieves yet. Select rows in the results (space, a) and press r.", id="no-jobs"
         )
+        with Vertical(id="durable"):
+            yield Label("Jobs kept in the store (r resumes one)", classes="durable-title")
+
+    def on_mount(self) -> None:
+        self.load_durable()
+        self.set_interval(1.0, self._follow_resumes)
+
+    # -- the store's durable jobs ------------------------------------------------------
+
+    def load_durable(self) -> None:
+        """The store's jobs as it keeps them now (a resume writes its progress there)."""
+        try:
+            self.durable = self.backend.durable_jobs()
+        except StoreError as exc:
+            self.post_message(Report(str(exc), title="Store jobs"))
+            self.durable = []
+        box = self.query_one("#durable", Vertical)
+        box.display = bool(self.durable)
+        shown = {view.job_id: view for view in box.query(DurableJobView)}
+        for job in self.durable:
+            resuming = job.id in self.resuming
+            if job.id in shown:
+                shown.pop(job.id).show(job, resuming)
+            else:
+                box.mount(DurableJobView(job, resuming))
+        for view in shown.values():
+            view.remove()
+
+    def _follow_resumes(self) -> None:
+        if self.resuming:
+            self.load_durable()
+
+    def on_durable_job_view_resume(self, event: DurableJobView.Resume) -> None:
+        job = next((j for j in self.durable if j.id == event.job_id), None)
+        if job is None or event.job_id in self.resuming:
+            return
+        if not job.resumable:
+            self.notify(f"store job #{job.id} is finished: nothing to resume", title="Resume")
+            return
+        self.resuming[job.id] = self.run_worker(
+            self._resume(job.id), group=f"durable-{job.id}", exit_on_error=False
+        )
+        self.load_durable()
+        self.post_message(Note(f"store job #{job.id}: resuming"))
+
+    def on_durable_job_view_stop(self, event: DurableJobView.Stop) -> None:
+        worker = self.resuming.get(event.job_id)
+        if worker is not None:
+            worker.cancel()
+
+    async def _resume(self, job_id: int) -> None:
+        try:
+            code, error = await self.backend.resume(job_id)
+        except asyncio.CancelledError:
+            self.post_message(ResumeEnded(job_id, None, ""))
+            raise
+        except Exception as exc:
+            self.post_message(ResumeEnded(job_id, None, describe(exc)[0]))
+        else:
+            self.post_message(ResumeEnded(job_id, code, error))
+
+    def on_resume_ended(self, event: ResumeEnded) -> None:
+        self.resuming.pop(event.job_id, None)
+        self.load_durable()
+        job = next((j for j in self.durable if j.id == event.job_id), None)
+        done = f", {job.done}/{job.total} rows done" if job is not None else ""
+        if event.code == 0:
+            self.post_message(Note(f"store job #{event.job_id}: finished{done}"))
+            if not self.shown:
+                self.notify(f"store job #{event.job_id} finished{done}", title="Resume")
+        elif event.code is None and not event.error:
+            self.post_message(Note(f"store job #{event.job_id}: stopped{done}; r resumes it"))
+        else:
+            why = event.error or f"exit code {event.code}"
+            self.post_message(Report(f"store job #{event.job_id}: {why}{done}", "", "Resume"))
 
     @property
     def shown(self) -> bool:
@@ -111,6 +235,11 @@ class JobsPanel(VerticalScroll):
     def running(self) -> list[Job]:
         return [job for job in self.jobs.values() if not job.state.ended]
 
+    @property
+    def busy(self) -> int:
+        """Retrieves and resumes still running: what quitting would stop."""
+        return len(self.running) + len(self.resuming)
+
     def start(self, label: str, node: Node, request: RetrieveRequest) -> Job:
         """A new job, shown first and started (queued until the backend has a slot)."""
         job = Job(len(self.jobs) + 1, label, node, request)
@@ -121,9 +250,11 @@ class JobsPanel(VerticalScroll):
         return job
 
     def focus_first(self) -> None:
-        views = self.query(JobView)
-        if views:
-            views.first().focus()
+        for kind in (JobView, DurableJobView):
+            views = self.query(kind)
+            if views:
+                views.first().focus()
+                return
 
     def _run(self, job: Job) -> None:
         job.state = JobState.QUEUED  # until the backend starts it and reports progress
