@@ -121,6 +121,9 @@ class StreamingBackend:
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         return {}
 
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        return []
+
     def durable_jobs(self) -> list[DurableJob]:
         return []
 

@@ -47,6 +47,7 @@ class QrclientApp(App[int]):
         clock: Callable[[], float] = time.perf_counter,
         stamp: Callable[[], str] = lambda: time.strftime("%H:%M:%S"),
         history: QueryHistory | None = None,
+        preview_renderer: str = "auto",
     ) -> None:
         super().__init__()
         self.nodes = nodes or NodeBook()
@@ -54,6 +55,7 @@ class QrclientApp(App[int]):
         self.stamp = stamp  # log pane time stamps
         self._node = node
         self._history = history
+        self.preview_renderer = preview_renderer  # auto: what the terminal can draw
         self._log_pane: LogPane | None = None  # found on the first event, then kept
         self.backend = backend(self._observe)
 

@@ -102,6 +102,11 @@ class Backend(Protocol):
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]: ...
 
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        """The files the store holds of a study, series or instance (IMAGE) by its UID;
+        StoreError if its index cannot be read."""
+        ...
+
     def durable_jobs(self) -> list[DurableJob]:
         """The store's cohort jobs (``qrclient retrieve --from``), as the store keeps
         them across runs; StoreError if its index cannot be read."""
@@ -379,6 +384,18 @@ class RealBackend:
                     yield row
 
         return await remote_totals(find_rows, study_uids)
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        if level is Level.IMAGE:
+            found = self._view.instance_file(uid)
+            paths = [found] if found else []
+        elif level is Level.SERIES:
+            paths = self._view.series_files(uid)
+        elif level is Level.STUDY:
+            paths = self._view.study_files(uid)
+        else:
+            paths = []
+        return [self._store_root / path for path in paths]
 
     def durable_jobs(self) -> list[DurableJob]:
         return read_jobs(self._store_root)

@@ -94,6 +94,7 @@ class FakeBackend:
         self.durable_failure = False
         self.resumed: list[int] = []
         self.hold_resume = False
+        self.files: list[tuple[str, Path]] = []  # (SOP Instance UID, file) in the store
         self.observer: Observer | None = None  # set by the app, as the real backend's
         self.queries: list[Query] = []
         self.retrieved: list[RetrieveRequest] = []
@@ -271,6 +272,9 @@ class FakeBackend:
             _study_uid(1): 9,
             f"{_study_uid(1)}.1": 4,
         }
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        return [path for key, path in self.files if key == uid or key.startswith(uid + ".")]
 
     def durable_jobs(self) -> list[DurableJob]:
         if self.durable_failure:

@@ -30,6 +30,8 @@ KEYS = (
     ("", "/", "filter the rows shown (case and accents ignored); enter: back to the table"),
     ("", "c  C", "copy the row's UID / the whole row (tab-separated) to the clipboard"),
     ("", "x", "export the rows shown to a file: .csv, .ndjson or .json"),
+    ("", "i", "the row's header: tags, VRs, values; / searches (the file if stored)"),
+    ("", "v", "preview the stored images of the row; ← → page through the series"),
     ("Jobs", "c", "cancel the job"),
     ("", "r", "retry a failed, partial or cancelled job (fetches what is missing)"),
     ("Store", "r", "fetch what is missing of the study or series under the cursor"),

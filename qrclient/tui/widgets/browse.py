@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
@@ -28,6 +29,7 @@ from qrclient.present.browse import (
     child_level,
     count_column,
     drill_keys,
+    level_noun,
     ordered_columns,
     path_label,
     retrieve_selections,
@@ -105,6 +107,8 @@ class BrowsePanel(Vertical):
         Binding("c", "copy_uid", "Copy UID", show=False),
         Binding("C", "copy_row", "Copy row", show=False),
         Binding("x", "export", "Export", show=False),
+        Binding("i", "header", "Header", show=False),
+        Binding("v", "preview", "View", show=False),
     ]
 
     class RetrieveWanted(Message):
@@ -441,6 +445,72 @@ class BrowsePanel(Vertical):
         self.app.copy_to_clipboard("\t".join(row.get(c, "") for c in columns))
         self.notify(f"copied the row ({len(columns)} values)", title="Copy")
 
+    # -- looking inside ----------------------------------------------------------------
+
+    def action_header(self) -> None:
+        """The row's data set: the stored file for an instance that is here, else what
+        the PACS answered for the row."""
+        from pydicom import dcmread
+
+        from qrclient.present.browse import dataset_of
+        from qrclient.tui.screens.header import HeaderScreen
+
+        row = self.table.current_row
+        if not self.places or row is None:
+            return
+        place = self.places[-1]
+        uid = row.get("SOPInstanceUID", "")
+        files = self._files(Level.IMAGE, uid) if place.level is Level.IMAGE and uid else []
+        if files:
+            try:
+                dataset = dcmread(files[0], stop_before_pixels=True)
+            except Exception as exc:  # a damaged file: say so, show what the PACS said
+                self._report(f"cannot read {files[0]}: {exc}", title="Header")
+            else:
+                self.app.push_screen(HeaderScreen(dataset, f"stored file {files[0]}"))
+                return
+        title = f"what {place.node} answered for this {place.level.value.lower()}"
+        self.app.push_screen(HeaderScreen(dataset_of(row), title))
+
+    def action_preview(self) -> None:
+        """The pictures the store holds of the row: a series (from the instance under the
+        cursor), or a study."""
+        from qrclient.tui.preview import missing, series_order
+        from qrclient.tui.screens.preview import PreviewScreen
+
+        row = self.table.current_row
+        if not self.places or row is None:
+            return
+        why = missing()
+        if why:
+            self.notify(why, title="Preview", severity="warning")
+            return
+        level = self.places[-1].level
+        start = 0
+        if level is Level.IMAGE:
+            files = series_order(self._files(Level.SERIES, row.get("SeriesInstanceUID", "")))
+            here = self._files(Level.IMAGE, row.get("SOPInstanceUID", ""))
+            start = files.index(here[0]) if here and here[0] in files else 0
+        elif level is Level.SERIES:
+            files = series_order(self._files(Level.SERIES, row.get("SeriesInstanceUID", "")))
+        else:
+            files = self._files(Level.STUDY, row.get("StudyInstanceUID", ""))
+        if not files:
+            self.notify("none of it is in the store yet: r retrieves it", title="Preview")
+            return
+        renderer = getattr(self.app, "preview_renderer", "auto")
+        label = f"{level_noun(level, 1)} {path_label(level, row)}"
+        self.app.push_screen(PreviewScreen(files, start, label, renderer))
+
+    def _files(self, level: Level, uid: str) -> list[Path]:
+        if not uid:
+            return []
+        try:
+            return self.backend.stored_files(level, uid)
+        except StoreError as exc:
+            self._report(str(exc), title="Store")
+            return []
+
     def action_export(self) -> None:
         from qrclient.tui.screens.export import ExportScreen
 
@@ -452,8 +522,6 @@ class BrowsePanel(Vertical):
         self.app.push_screen(ExportScreen(name, self.table.shown_count), self._export)
 
     def _export(self, name: str | None) -> None:
-        from pathlib import Path
-
         from qrclient.tui.export import ExportError, export_rows
 
         if not name or not self.places:
@@ -470,6 +538,9 @@ class BrowsePanel(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Keys that mean something in the table are text in the filter.
-        if action in ("retrieve", "up", "filter", "copy_uid", "copy_row", "export"):
+        if action in ("retrieve", "up", "filter", "copy_uid", "copy_row", "export") or action in (
+            "header",
+            "preview",
+        ):
             return not isinstance(self.screen.focused, Input)
         return True
