@@ -25,6 +25,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from textual import events
 
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField
@@ -120,6 +121,9 @@ class StreamingBackend:
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         return {}
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        raise NotImplementedError("the benchmark diagnoses nothing")
 
     def stored_files(self, level: Level, uid: str) -> list[Path]:
         return []

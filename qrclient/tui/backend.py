@@ -19,6 +19,8 @@ from typing import Protocol
 
 import anyio
 
+from qrclient.jobs.doctor import DoctorOptions, diagnose_peer
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import (
     RetrieveJob,
     RetrieveOutcome,
@@ -101,6 +103,11 @@ class Backend(Protocol):
     def holdings(self) -> list[StudyHolding]: ...
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]: ...
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        """``qrclient doctor``'s checks of ``node`` (name, TCP, association, echo, find,
+        get, move back to our listener, result cap...)."""
+        ...
 
     def stored_files(self, level: Level, uid: str) -> list[Path]:
         """The files the store holds of a study, series or instance (IMAGE) by its UID;
@@ -384,6 +391,10 @@ class RealBackend:
                     yield row
 
         return await remote_totals(find_rows, study_uids)
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        host, port = node.listen or self._listen
+        return await diagnose_peer(node.peer, self._settings(node), DoctorOptions(host, port))
 
     def stored_files(self, level: Level, uid: str) -> list[Path]:
         if level is Level.IMAGE:

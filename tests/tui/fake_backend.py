@@ -8,6 +8,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from qrclient.jobs.doctor import Check, State
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net import ConnectFailed
 from qrclient.net.events import (
@@ -272,6 +274,20 @@ class FakeBackend:
             _study_uid(1): 9,
             f"{_study_uid(1)}.1": 4,
         }
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        report = DoctorReport(str(node.peer), "QRCLIENT")
+        report.add(Check("TCP connection", State.OK, "connected", seconds=0.0008))
+        report.add(Check("association", State.OK, "accepted, OFFIS_DCMTK_367", seconds=0.002))
+        report.add(
+            Check(
+                "C-MOVE to us",
+                State.FAILED,
+                "the PACS does not know QRCLIENT as a move destination (0xA801)",
+                fix="register QRCLIENT with this machine's address and port 11113 on the PACS",
+            )
+        )
+        return report
 
     def stored_files(self, level: Level, uid: str) -> list[Path]:
         return [path for key, path in self.files if key == uid or key.startswith(uid + ".")]

@@ -15,6 +15,7 @@ from textual.widgets import Static
 KEYS = (
     ("Anywhere", "f1 ?", "this help (? outside text fields)"),
     ("", "f6", "echo the node (or enter in the node field)"),
+    ("", "f7", "doctor: every check of the node, what is wrong and how to fix it"),
     ("", "ctrl+f", "go to the query form; tab / shift+tab: next / previous field"),
     ("", "ctrl+r", "past queries (kept in the store): enter runs one again, e edits it"),
     ("", "f2 f3 f4 f5", "results, jobs, store, log"),

@@ -40,6 +40,7 @@ class MainScreen(Screen[None]):
         Binding("question_mark", "help", "Help", show=False),
         Binding("escape", "cancel_query", "Cancel"),
         Binding("f6", "echo", "Echo", show=False),
+        Binding("f7", "doctor", "Doctor", show=False),
         Binding("ctrl+f", "form", "Query form", show=False),
         Binding("ctrl+r", "history", "History", show=False),
         Binding("f2", "tab('results')", "Results", show=False),
@@ -159,6 +160,13 @@ class MainScreen(Screen[None]):
         )
         bar.show_status(text, ok=True)
         self.log_pane.note(f"echo {event.node}: {text[2:]}")
+
+    def action_doctor(self) -> None:
+        from qrclient.tui.screens.doctor import DoctorScreen
+
+        node = self._node()
+        if node is not None:
+            self.app.push_screen(DoctorScreen(self.backend, node))
 
     # -- querying and retrieving -------------------------------------------------------
 
