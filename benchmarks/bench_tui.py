@@ -25,6 +25,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from textual import events
 
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net.datasets import decode_dataset, encode_dataset
 from qrclient.net.dimse import Command, CommandField
@@ -33,6 +34,7 @@ from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
 from qrclient.present.browse import Row, match_row
+from qrclient.store.jobs import Job as DurableJob
 from qrclient.store.overview import StudyHolding
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend, EchoResult, Node
@@ -120,6 +122,18 @@ class StreamingBackend:
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]:
         return {}
 
+    async def doctor(self, node: Node) -> DoctorReport:
+        raise NotImplementedError("the benchmark diagnoses nothing")
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        return []
+
+    def durable_jobs(self) -> list[DurableJob]:
+        return []
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        raise NotImplementedError("the benchmark resumes no job")
+
     async def aclose(self) -> None:
         return None
 
@@ -151,7 +165,7 @@ async def measure(matches: int, size: tuple[int, int]) -> tuple[list[float], flo
         started = time.perf_counter()
         await pilot.press("enter")
         table.focus()
-        while screen.find_worker is None or screen.find_worker.is_running:
+        while screen.browse.find_worker is None or screen.browse.find_worker.is_running:
             answered.clear()
             posted = time.perf_counter()
             app.post_message(events.Key("down", None))

@@ -21,8 +21,8 @@ import pytest
 from pydicom.dataset import Dataset
 
 from fixtures.orthanc import free_ports
-from qrclient.cli.output import make_writer
 from qrclient.net.uids import STORAGE_ROOT
+from qrclient.present.output import make_writer
 from qrclient.present.printable import printable, printable_json
 from tests.fakepeer import PeerConnection, c_store_rq, fake_peer, response
 

@@ -13,7 +13,7 @@ from qrclient.cli.arguments import add_connection_arguments
 from qrclient.cli.options import ConnectionOptions
 
 if TYPE_CHECKING:
-    from qrclient.jobs.doctor.report import Check, Report
+    from qrclient.jobs.doctor.report import Report
     from qrclient.present.trace import Trace
 
 
@@ -86,48 +86,7 @@ def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[in
 
 def _print_text(report: Report, *, quiet: bool = False) -> None:
     """The report; ``quiet``: only what failed or warned and its fixes (nothing if healthy)."""
-    from qrclient.jobs.doctor.report import State, Verdict
-    from qrclient.present.printable import printable
+    from qrclient.present.doctor import report_lines
 
-    marks = {State.OK: "ok  ", State.WARNING: "WARN", State.FAILED: "FAIL", State.SKIPPED: "skip"}
-    verdicts = {
-        Verdict.HEALTHY: "all is well",
-        Verdict.UNREACHABLE: "the PACS cannot be reached or refuses the association",
-        Verdict.PROBLEMS: "the PACS answers, but some checks failed",
-    }
-
-    def say(line: str) -> None:
-        print(printable(line))  # details quote the peer (its version name, comments)
-
-    if quiet and report.verdict is Verdict.HEALTHY:
-        return
-    if not quiet:
-        say(f"qrclient doctor: {report.peer}, our AE title {report.calling_ae}")
-    width = max(len(check.name) for check in report.checks)
-    checks = report.checks
-    for index, check in enumerate(checks):
-        if quiet and check.state not in (State.FAILED, State.WARNING):
-            continue
-        rest = checks[index:]
-        if check.state is State.SKIPPED and all(c.state is State.SKIPPED for c in rest):
-            # One line for the tail an early failure made pointless.
-            reasons = sorted({c.detail for c in rest})
-            say(f"  {marks[check.state]}  {len(rest)} further checks: {'; '.join(reasons)}")
-            break
-        say(f"  {marks[check.state]}  {check.name:<{width}}  {check.detail}{_time(check)}")
-    fixes = [c for c in report.checks if c.fix and c.state in (State.FAILED, State.WARNING)]
-    say(f"verdict: {verdicts[report.verdict]}")
-    if fixes:
-        say("to fix:")
-        for check in fixes:
-            say(f"  - {check.name}: {check.fix}")
-
-
-def _time(check: Check) -> str:
-    from qrclient.jobs.doctor.report import State
-
-    if check.seconds is None or check.state is State.SKIPPED:
-        return ""
-    if check.seconds < 1:
-        return f" ({check.seconds * 1000:.1f} ms)"
-    return f" ({check.seconds:.2f} s)"
+    for line in report_lines(report, quiet=quiet):
+        print(line)

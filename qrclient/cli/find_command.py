@@ -99,11 +99,11 @@ def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[in
 
     from qrclient.cli import exit_codes
     from qrclient.cli.common import connection, stderr_lines
-    from qrclient.cli.output import make_writer
     from qrclient.client import Client
     from qrclient.net import QueryOptions
     from qrclient.ops.find import FindState
     from qrclient.ops.query import parse_model
+    from qrclient.present.output import make_writer
 
     model = parse_model(options.model) if options.model is not None else None
     client = Client(connection(options.connection, trace, model=model))

@@ -64,10 +64,10 @@ def _prepare(options: Options, trace: Trace | None) -> Callable[[], Awaitable[in
 
     from qrclient.cli import exit_codes
     from qrclient.cli.common import connection, stderr_lines
-    from qrclient.cli.output import make_writer
     from qrclient.client import Client
     from qrclient.ops.find import FindState
     from qrclient.ops.worklist import build_worklist_query
+    from qrclient.present.output import make_writer
 
     client = Client(connection(options.connection, trace))
     query = build_worklist_query(

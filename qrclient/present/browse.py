@@ -71,12 +71,55 @@ def match_row(dataset: Dataset) -> dict[str, str]:
 
 
 def _readable(vr: str, text: str) -> str:
-    """Dates and times as people write them (they still sort the same)."""
+    """Dates and times as people write them (they still sort the same); nothing is lost
+    (fractions of a second stay): :func:`dataset_of` gives the DICOM text back."""
     if vr == "DA" and len(text) == 8 and text.isdigit():
         return f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    if vr == "TM" and len(text) >= 4 and text[:4].isdigit():
-        return f"{text[:2]}:{text[2:4]}" + (f":{text[4:6]}" if len(text) >= 6 else "")
+    if vr == "TM" and len(text) >= 4 and text[:4].isdigit() and ":" not in text:
+        return f"{text[:2]}:{text[2:4]}" + (f":{text[4:]}" if len(text) > 4 else "")
     return text
+
+
+def _dicom_text(vr: str, text: str) -> str:
+    """The inverse of :func:`_readable`."""
+    if vr == "DA" and len(text) == 10 and text[4] == text[7] == "-":
+        return text.replace("-", "")
+    if vr == "TM" and ":" in text:
+        return text.replace(":", "")
+    return text
+
+
+def _class_uids() -> dict[str, str]:
+    from pydicom._uid_dict import UID_dictionary
+
+    return {entry[0]: uid for uid, entry in UID_dictionary.items()}
+
+
+def dataset_of(row: Row) -> Dataset:
+    """A match again as the data set it was (the inverse of :func:`match_row`), for
+    writers that take data sets: dates, times and SOP class names back to DICOM text.
+    A sequence (shown as a count) is left out; so is a name pydicom does not know."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    names: dict[str, str] | None = None
+    dataset = Dataset()
+    for name, text in row.items():
+        if name.startswith("("):
+            tag = int(name[1:5] + name[6:10], 16)
+            vr = "LO"
+        else:
+            known = tag_for_keyword(name)
+            if known is None:
+                continue  # not an attribute: a column of the face's own (Here)
+            tag, vr = known, dictionary_VR(known)
+        if vr == "SQ":
+            continue
+        value = _dicom_text(vr, text)
+        if name in _CLASS_KEYS:
+            names = names if names is not None else _class_uids()
+            value = "\\".join(names.get(part, part) for part in value.split("\\"))
+        dataset.add_new(tag, vr, value if value else None)
+    return dataset
 
 
 def level_noun(level: Level, count: int) -> str:

@@ -176,6 +176,13 @@ class StoreView:
             "SELECT path FROM instance WHERE series_uid = ? ORDER BY path", series_uid
         )
 
+    def instance_file(self, sop_instance_uid: str) -> str | None:
+        """The path (relative to the root) of one instance, None if it is not here."""
+        paths = self._inside(
+            "SELECT path FROM instance WHERE sop_instance_uid = ?", sop_instance_uid
+        )
+        return paths[0] if paths else None
+
     def _inside(self, sql: str, uid: str) -> list[str]:
         """The paths ``sql`` selects; StoreDamaged for one that would leave the store."""
         paths = [str(path) for (path,) in self._rows(sql, (uid,))]

@@ -33,8 +33,10 @@ def run(
     from qrclient.net import Settings
     from qrclient.net.events import Observer
     from qrclient.store.location import default_store
+    from qrclient.tui import preview
     from qrclient.tui.app import QrclientApp
     from qrclient.tui.backend import RealBackend
+    from qrclient.tui.history import QueryHistory
     from qrclient.tui.nodes import NodeBook
 
     if nodes is None:
@@ -48,8 +50,15 @@ def run(
     settings = Settings(nodes.calling_ae, nodes.config.max_pdu)
 
     def backend(observer: Observer) -> RealBackend:
-        return RealBackend(root, settings, observer=observer, listen=address)
+        return RealBackend(
+            root, settings, observer=observer, listen=address, config_path=config_path
+        )
 
-    app = QrclientApp(backend, node=node or "", nodes=nodes)
+    if preview.missing() is None:
+        # textual-image asks the terminal what it can draw: before Textual takes it over.
+        import textual_image.widget  # noqa: F401
+
+    history = QueryHistory(root)  # in the store: past queries name patients
+    app = QrclientApp(backend, node=node or "", nodes=nodes, history=history)
     result = app.run()
     return int(result or 0)

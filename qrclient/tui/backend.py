@@ -7,14 +7,20 @@ DICOM happens below this line.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+
 from qrclient.client import Client, Connection, Local, resolve
 from qrclient.config import Config
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import RetrieveJob, RetrieveOutcome, RetrieveRequest
 from qrclient.net import Peer, Settings
 from qrclient.net.events import Observer
@@ -24,6 +30,8 @@ from qrclient.ops.progress import Progress, Snapshot
 from qrclient.ops.query import Query, build_query
 from qrclient.present.browse import Row, match_row, remote_totals
 from qrclient.store import StoreError
+from qrclient.store.jobs import Job as DurableJob
+from qrclient.store.jobs import read_jobs
 from qrclient.store.overview import StoreView, StudyHolding
 from qrclient.vocabulary import Level, Method, Model
 
@@ -87,6 +95,26 @@ class Backend(Protocol):
 
     async def remote_totals(self, node: Node, study_uids: list[str]) -> dict[str, int]: ...
 
+    async def doctor(self, node: Node) -> DoctorReport:
+        """``qrclient doctor``'s checks of ``node`` (name, TCP, association, echo, find,
+        get, move back to our listener, result cap...)."""
+        ...
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        """The files the store holds of a study, series or instance (IMAGE) by its UID;
+        StoreError if its index cannot be read."""
+        ...
+
+    def durable_jobs(self) -> list[DurableJob]:
+        """The store's cohort jobs (``qrclient retrieve --from``), as the store keeps
+        them across runs; StoreError if its index cannot be read."""
+        ...
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        """Resume a durable job until it ends: (exit code as ``qrclient jobs resume``
+        gives it, its last error line). Cancelled: the job is interrupted, and says so."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -119,8 +147,10 @@ class RealBackend:
         observer: Observer | None = None,
         listen: tuple[str, int] = (DEFAULT_LISTEN_HOST, DEFAULT_LISTEN_PORT),
         max_jobs: int = 2,
+        config_path: str | None = None,
     ) -> None:
         self._store_root = Path(store_root)
+        self._config_path = config_path  # for the node names of durable jobs
         self.settings = replace(settings, observer=observer) if observer else settings
         self._listen = listen
         self._view = StoreView(self._store_root)
@@ -209,6 +239,53 @@ class RealBackend:
                     yield row
 
         return await remote_totals(find_rows, study_uids)
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        async with self._client(node) as client:
+            return await client.doctor()
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        if level is Level.IMAGE:
+            found = self._view.instance_file(uid)
+            paths = [found] if found else []
+        elif level is Level.SERIES:
+            paths = self._view.series_files(uid)
+        elif level is Level.STUDY:
+            paths = self._view.study_files(uid)
+        else:
+            paths = []
+        return [self._store_root / path for path in paths]
+
+    def durable_jobs(self) -> list[DurableJob]:
+        return read_jobs(self._store_root)
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        """``qrclient jobs resume`` in a process of its own: the very resume of the
+        command line (the job's kept options, its pacing, verification and report), its
+        progress in the store, where the jobs panel reads it."""
+        command = [sys.executable, "-m", "qrclient", "jobs", "resume", str(job_id)]
+        command += ["--out", str(self._store_root), "-q", "--wait", "3600"]
+        if self._config_path:
+            command += ["--config", self._config_path]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, errors = await process.communicate()
+        except asyncio.CancelledError:
+            # As a Ctrl-C: the job records where it stopped, and stays resumable.
+            with suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+            raise
+        lines = errors.decode("utf-8", "replace").strip().splitlines()[-1:]
+        return process.returncode or 0, lines[0].removeprefix("qrclient: ") if lines else ""
 
     async def aclose(self) -> None:
         await self._local.aclose()

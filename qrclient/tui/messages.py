@@ -56,7 +56,7 @@ class JobProgressed(Message):
         self.snapshot = snapshot
 
 
-class JobEnded(Message):
+class JobFinished(Message):
     """A retrieve ended: its outcome, cancelled (no outcome), or an error."""
 
     def __init__(
@@ -83,4 +83,32 @@ class StoreRead(Message):
     def __init__(self, holdings: list[StudyHolding], error: str = "") -> None:
         super().__init__()
         self.holdings = holdings
+        self.error = error
+
+
+class Report(Message):
+    """An error for people, from any panel: the screen notifies it and logs it."""
+
+    def __init__(self, message: str, hint: str = "", title: str = "Error") -> None:
+        super().__init__()
+        self.message = message
+        self.hint = hint
+        self.title = title
+
+
+class Note(Message):
+    """A line for the log pane, from any panel."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ResumeEnded(Message):
+    """A durable job's resume ended: its exit code (None: stopped or failed to start)."""
+
+    def __init__(self, job_id: int, code: int | None, error: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.code = code
         self.error = error

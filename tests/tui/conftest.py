@@ -7,6 +7,7 @@ import pytest
 from qrclient.net.events import Observer
 from qrclient.tui.app import QrclientApp
 from qrclient.tui.backend import Backend
+from qrclient.tui.history import QueryHistory
 from tests.tui.fake_backend import FakeBackend
 
 
@@ -16,7 +17,10 @@ def anyio_backend() -> str:
 
 
 def fake_app(
-    backend: FakeBackend | None = None, node: str = "ORTHANC@pacs.example.org:4242"
+    backend: FakeBackend | None = None,
+    node: str = "ORTHANC@pacs.example.org:4242",
+    *,
+    history: QueryHistory | None = None,
 ) -> QrclientApp:
     """The app on the scripted backend, with a frozen clock so snapshots repeat."""
     fake = backend or FakeBackend()
@@ -25,4 +29,6 @@ def fake_app(
         fake.observer = observer
         return fake
 
-    return QrclientApp(factory, node=node, clock=lambda: 0.0, stamp=lambda: "12:00:00")
+    return QrclientApp(
+        factory, node=node, clock=lambda: 0.0, stamp=lambda: "12:00:00", history=history
+    )

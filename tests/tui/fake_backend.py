@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
+from qrclient.jobs.doctor import Check, State
+from qrclient.jobs.doctor import Report as DoctorReport
 from qrclient.jobs.retrieve import RetrieveOutcome, RetrieveRequest
 from qrclient.net import ConnectFailed
 from qrclient.net.events import (
@@ -27,6 +29,10 @@ from qrclient.ops.find import FindOutcome, FindState
 from qrclient.ops.progress import Snapshot
 from qrclient.ops.query import Query
 from qrclient.present.browse import Row
+from qrclient.store import StoreDamaged
+from qrclient.store.jobs import ItemStatus
+from qrclient.store.jobs import Job as DurableJob
+from qrclient.store.jobs import JobState as DurableState
 from qrclient.store.overview import SeriesHolding, StudyHolding
 from qrclient.tui.backend import EchoResult, Node, ProgressCallback
 from qrclient.vocabulary import Level
@@ -86,6 +92,11 @@ class FakeBackend:
 
     def __init__(self, *, hold_retrieve: bool = False) -> None:
         self.hold_retrieve = hold_retrieve
+        self.durable: list[DurableJob] = []  # the store's cohort jobs
+        self.durable_failure = False
+        self.resumed: list[int] = []
+        self.hold_resume = False
+        self.files: list[tuple[str, Path]] = []  # (SOP Instance UID, file) in the store
         self.observer: Observer | None = None  # set by the app, as the real backend's
         self.queries: list[Query] = []
         self.retrieved: list[RetrieveRequest] = []
@@ -200,7 +211,7 @@ class FakeBackend:
     def local_counts(self, level: Level, uids: list[str]) -> dict[str, int]:
         if self.store_failures:
             self.store_failures -= 1
-            raise sqlite3.OperationalError("database is locked")
+            raise StoreDamaged("cannot read the store: database is locked")
         return {uid: self.here.get(uid, 0) for uid in uids}
 
     def holdings(self) -> list[StudyHolding]:
@@ -263,6 +274,40 @@ class FakeBackend:
             _study_uid(1): 9,
             f"{_study_uid(1)}.1": 4,
         }
+
+    async def doctor(self, node: Node) -> DoctorReport:
+        report = DoctorReport(str(node.peer), "QRCLIENT")
+        report.add(Check("TCP connection", State.OK, "connected", seconds=0.0008))
+        report.add(Check("association", State.OK, "accepted, OFFIS_DCMTK_367", seconds=0.002))
+        report.add(
+            Check(
+                "C-MOVE to us",
+                State.FAILED,
+                "the PACS does not know QRCLIENT as a move destination (0xA801)",
+                fix="register QRCLIENT with this machine's address and port 11113 on the PACS",
+            )
+        )
+        return report
+
+    def stored_files(self, level: Level, uid: str) -> list[Path]:
+        return [path for key, path in self.files if key == uid or key.startswith(uid + ".")]
+
+    def durable_jobs(self) -> list[DurableJob]:
+        if self.durable_failure:
+            raise StoreDamaged("cannot read the store's jobs: database is locked")
+        return list(self.durable)
+
+    async def resume(self, job_id: int) -> tuple[int, str]:
+        self.resumed.append(job_id)
+        if self.hold_resume:
+            await asyncio.Event().wait()
+        self.durable = [
+            replace(job, state=DurableState.FINISHED, counts={ItemStatus.RETRIEVED: job.total})
+            if job.id == job_id
+            else job
+            for job in self.durable
+        ]
+        return 0, ""
 
     async def aclose(self) -> None:
         return None

@@ -37,11 +37,12 @@ async def _shoot(node: str, store: Path, listen_port: int) -> None:
 
         async def settled(depth: int) -> None:
             await wait_until(
-                pilot, lambda: len(screen.places) == depth and " matches," in status_text(pilot)
+                pilot,
+                lambda: len(screen.browse.places) == depth and " matches," in status_text(pilot),
             )
 
         def jobs_done() -> bool:
-            return all(job.state.ended for job in screen.jobs.values())
+            return all(job.state.ended for job in screen.jobs_panel.jobs.values())
 
         await pilot.press("enter")
         await settled(1)
@@ -50,7 +51,7 @@ async def _shoot(node: str, store: Path, listen_port: int) -> None:
         await pilot.press(*["down"] * 5, "enter")  # DOE^JOHN's CT CHEST
         await settled(2)
         await pilot.press("down", "r")  # one of its two series
-        await wait_until(pilot, lambda: len(screen.jobs) == 2 and jobs_done())
+        await wait_until(pilot, lambda: len(screen.jobs_panel.jobs) == 2 and jobs_done())
         await pilot.press("backspace", "up", "space", "up", "up", "space", "down", "down")
         await pilot.pause(6)  # the notifications fade
         app.save_screenshot(filename="screenshot.svg", path=str(HERE))

@@ -32,7 +32,7 @@ async def test_a_failed_retrieve_shows_the_cause_and_hint_in_toast_jobs_and_log(
         screen = main_screen(pilot)
         await run_query(pilot)
         await pilot.press("r")
-        job = screen.jobs[1]
+        job = screen.jobs_panel.jobs[1]
         await wait_until(pilot, lambda: job.state.ended)
         assert job.state is JobState.FAILED
         assert job.error == REFUSED.message

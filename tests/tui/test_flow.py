@@ -60,7 +60,7 @@ async def _settled(pilot: Pilot[Any], depth: int) -> None:
     """Wait for the query at browse depth ``depth`` to end."""
     screen = main_screen(pilot)
     await wait_until(
-        pilot, lambda: len(screen.places) == depth and " matches," in status_text(pilot)
+        pilot, lambda: len(screen.browse.places) == depth and " matches," in status_text(pilot)
     )
 
 
@@ -105,7 +105,7 @@ async def test_query_drill_down_select_retrieve_and_see_the_store(
         assert study.description in crumb
 
         await pilot.press("a", "r")
-        job = screen.jobs[1]
+        job = screen.jobs_panel.jobs[1]
         await wait_until(pilot, lambda: job.state.ended)
         assert job.state is JobState.COMPLETE, job.error
         assert job.outcome is not None
@@ -116,7 +116,7 @@ async def test_query_drill_down_select_retrieve_and_see_the_store(
             pass
 
         await pilot.press("backspace")  # back to the series, from memory
-        assert len(screen.places) == 3
+        assert len(screen.browse.places) == 3
         assert {row["SeriesInstanceUID"] for row in screen.table.all_rows()} == {
             s.series_instance_uid for s in study.series
         }
@@ -169,7 +169,7 @@ async def test_a_job_can_be_cancelled_and_retried(
             await pilot.press("enter")
             await _settled(pilot, 1)
             await pilot.press("r")
-            job = screen.jobs[1]
+            job = screen.jobs_panel.jobs[1]
             await wait_until(pilot, lambda: not armed[0])
             await pilot.press("f3", "c")  # the job's view has focus: cancel it
             await wait_until(pilot, lambda: job.state.ended)
@@ -210,11 +210,11 @@ async def test_two_move_jobs_share_one_listener(
         await _settled(pilot, 1)
         assert screen.table.row_count == len(patient.studies)
         await pilot.press("r", "down", "r")  # two jobs at once, one row each
-        assert len(screen.jobs) == 2
-        await wait_until(pilot, lambda: all(j.state.ended for j in screen.jobs.values()))
-        assert [j.state for j in screen.jobs.values()] == [JobState.COMPLETE] * 2
-        assert {j.node.method for j in screen.jobs.values()} == {Method.MOVE}
-        assert str(screen.jobs[1].node) == f"orthanc ({peer})"
+        assert len(screen.jobs_panel.jobs) == 2
+        await wait_until(pilot, lambda: all(j.state.ended for j in screen.jobs_panel.jobs.values()))
+        assert [j.state for j in screen.jobs_panel.jobs.values()] == [JobState.COMPLETE] * 2
+        assert {j.node.method for j in screen.jobs_panel.jobs.values()} == {Method.MOVE}
+        assert str(screen.jobs_panel.jobs[1].node) == f"orthanc ({peer})"
         fetched = [row["StudyInstanceUID"] for row in screen.table.shown_rows()[:2]]
     wanted = {
         i.sop_instance_uid
@@ -247,8 +247,8 @@ async def test_escape_cancels_a_running_query(
             screen.query_one("#patient_name", Input).focus()
             await pilot.press("enter")
             await wait_until(pilot, lambda: not armed[0])
-            assert screen.find_worker is not None
-            assert screen.find_worker.is_running
+            assert screen.browse.find_worker is not None
+            assert screen.browse.find_worker.is_running
             await pilot.press("escape")
             await wait_until(pilot, lambda: "cancelled" in status_text(pilot))
             await wait_until(pilot, lambda: "A-ABORT" in _log_text(pilot))
@@ -306,7 +306,7 @@ async def test_bad_input_is_reported_in_the_app(
         screen.query_one("#date_from", Input).value = "2024-02-30"
         await pilot.press("enter")
         await wait_until(pilot, lambda: "StudyDate: '2024-02-30' is not a date" in _log_text(pilot))
-        assert screen.generation == 0  # nothing was sent
+        assert screen.browse.generation == 0  # nothing was sent
         assert app.is_running
 
 
@@ -333,10 +333,10 @@ async def test_browsing_stays_on_the_node_the_query_went_to(
         }
         screen.query_one("#node", Input).value = "not a node at all"
         await pilot.press("backspace")
-        assert len(screen.places) == 1
+        assert len(screen.browse.places) == 1
         assert str(peer) in str(screen.query_one("#breadcrumb").render())
         await pilot.press("r")
-        job = screen.jobs[1]
+        job = screen.jobs_panel.jobs[1]
         assert job.node.peer == peer
         await wait_until(pilot, lambda: job.state.ended)
         assert job.state is JobState.COMPLETE, job.error

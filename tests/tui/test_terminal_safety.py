@@ -63,7 +63,7 @@ async def test_the_ui_renders_a_hostile_peer_inert(tmp_path: Path) -> None:
 
             screen.table.focus()
             await pilot.press("r")
-            job = screen.jobs[1]
+            job = screen.jobs_panel.jobs[1]
             await wait_until(pilot, lambda: job.state.ended)
             await pilot.press("f3")
             await pilot.pause()

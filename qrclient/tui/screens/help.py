@@ -15,20 +15,28 @@ from textual.widgets import Static
 KEYS = (
     ("Anywhere", "f1 ?", "this help (? outside text fields)"),
     ("", "f6", "echo the node (or enter in the node field)"),
+    ("", "f7", "doctor: every check of the node, what is wrong and how to fix it"),
     ("", "ctrl+f", "go to the query form; tab / shift+tab: next / previous field"),
+    ("", "ctrl+r", "past queries (kept in the store): enter runs one again, e edits it"),
     ("", "f2 f3 f4 f5", "results, jobs, store, log"),
     ("", "escape", "cancel the running query (C-CANCEL, then abort)"),
     ("", "ctrl+q", "quit"),
     ("Query form", "enter", "run the query; empty fields match everything at that level"),
     ("Results", "enter", "open: a patient's studies, a study's series, a series' images"),
     ("", "backspace", "up one level"),
-    ("", "space", "select the row; a: select all shown (again: none)"),
+    ("", "space", "select the row (again: unselect) and move down to the next"),
+    ("", "a", "select all rows shown (again: none)"),
     ("", "r", "retrieve the selection, or the row, into the local store"),
-    ("", "← → s", "choose a column, sort by it (again: reverse)"),
-    ("", "/", "filter the rows shown by typing; enter: back to the table"),
+    ("", "← → s", "choose a column (scrolls to the rest), sort by it (again: reverse)"),
+    ("", "/", "filter the rows shown (case and accents ignored); enter: back to the table"),
+    ("", "c  C", "copy the row's UID / the whole row (tab-separated) to the clipboard"),
+    ("", "x", "export the rows shown to a file: .csv, .ndjson or .json"),
+    ("", "i", "the row's header: tags, VRs, values; / searches (the file if stored)"),
+    ("", "v", "preview the stored images of the row; ← → page through the series"),
     ("Jobs", "c", "cancel the job"),
     ("", "r", "retry a failed, partial or cancelled job (fetches what is missing)"),
-    ("Store", "u", "update the list"),
+    ("Store", "r", "fetch what is missing of the study or series under the cursor"),
+    ("", "u", "update the list"),
     ("", "t", "count what the node holds of each study and series"),
 )
 
@@ -53,26 +61,6 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "dismiss", "Close"),
     ]
-
-    DEFAULT_CSS = """
-    HelpScreen {
-        align: center middle;
-    }
-    HelpScreen > VerticalScroll {
-        width: 90;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        border-title-align: center;
-        background: $surface;
-        padding: 0 1;
-    }
-    HelpScreen #matching {
-        margin-top: 1;
-        color: $text-muted;
-    }
-    """
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:

@@ -19,12 +19,6 @@ MAX_LINES = 5000
 
 
 class LogPane(Log):
-    DEFAULT_CSS = """
-    LogPane {
-        background: $surface;
-    }
-    """
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id)
         self._pending: list[str] = []

@@ -16,34 +16,6 @@ from qrclient.present.printable import printable
 class NodeBar(Horizontal):
     """An input for ``AET@host:port`` or a configured name, an Echo button, the result."""
 
-    DEFAULT_CSS = """
-    NodeBar {
-        height: 1;
-        background: $panel;
-    }
-    NodeBar > Label {
-        padding: 0 1;
-        color: $text-muted;
-    }
-    NodeBar > Input {
-        width: 30;
-    }
-    NodeBar > Button {
-        min-width: 8;
-        margin: 0 1;
-    }
-    NodeBar > #echo-status {
-        width: 1fr;
-        color: $text-muted;
-    }
-    NodeBar > #echo-status.-ok {
-        color: $success;
-    }
-    NodeBar > #echo-status.-error {
-        color: $error;
-    }
-    """
-
     class EchoRequested(Message):
         def __init__(self, node_text: str) -> None:
             super().__init__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -23,30 +24,26 @@ _FIELDS = (
 )
 
 
-class QueryForm(Vertical):
-    DEFAULT_CSS = """
-    QueryForm {
-        height: auto;
-        padding: 0 1;
-        background: $boost;
-    }
-    QueryForm > Horizontal {
-        height: 1;
-        margin-bottom: 0;
-    }
-    QueryForm Select {
-        width: 14;
-        margin-right: 1;
-    }
-    QueryForm Input {
-        width: 1fr;
-        margin-right: 1;
-    }
-    QueryForm #extra {
-        width: 2fr;
-    }
-    """
+class FormInput(Input):
+    """A field of the form: a paste with tabs (cells copied from a spreadsheet, a date
+    range) fills this field and the ones after it, one cell each."""
 
+    class PastedCells(Message):
+        def __init__(self, field: FormInput, cells: list[str]) -> None:
+            super().__init__()
+            self.field = field
+            self.cells = cells
+
+    def _on_paste(self, event: events.Paste) -> None:
+        lines = event.text.splitlines()
+        if lines and "\t" in lines[0]:
+            event.prevent_default()  # not Input's paste, which would join the cells
+            event.stop()
+            self.post_message(self.PastedCells(self, lines[0].split("\t")))
+        # else Input's own _on_paste runs next (handlers run up the class hierarchy)
+
+
+class QueryForm(Vertical):
     class Submitted(Message):
         def __init__(self, level: Level, model: Model, values: FormValues) -> None:
             super().__init__()
@@ -74,16 +71,27 @@ class QueryForm(Vertical):
             )
             for name, placeholder, tooltip, row in _FIELDS:
                 if row == 0:
-                    yield Input(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
+                    yield FormInput(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
         with Horizontal():
             for name, placeholder, tooltip, row in _FIELDS:
                 if row == 1:
-                    yield Input(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
+                    yield FormInput(placeholder=placeholder, id=name, compact=True, tooltip=tooltip)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         # PATIENT level exists only in the patient root model: follow the user's intent.
         if event.select.id == "level" and event.value is Level.PATIENT:
             self.query_one("#model", Select).value = Model.PATIENT
+
+    def on_form_input_pasted_cells(self, event: FormInput.PastedCells) -> None:
+        names = [name for name, *_ in _FIELDS]
+        first = names.index(event.field.id or "")
+        fields = [self.query_one(f"#{name}", Input) for name in names[first:]]
+        for field, cell in zip(fields, event.cells, strict=False):
+            if field is event.field:
+                field.insert_text_at_cursor(cell.strip())
+            else:
+                field.value = cell.strip()
+        fields[min(len(event.cells), len(fields)) - 1].focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -99,6 +107,13 @@ class QueryForm(Vertical):
     def values(self) -> FormValues:
         texts = {name: self.query_one(f"#{name}", Input).value for name, *_ in _FIELDS}
         return FormValues(**texts)
+
+    def fill(self, level: Level, model: Model, values: FormValues) -> None:
+        """The form as it was for a past query."""
+        self.query_one("#level", Select).value = level
+        self.query_one("#model", Select).value = model
+        for name, *_ in _FIELDS:
+            self.query_one(f"#{name}", Input).value = getattr(values, name)
 
     def focus_first(self) -> None:
         self.query_one("#patient_name", Input).focus()

@@ -8,6 +8,7 @@ markup), made printable: a value from the peer never reaches the terminal raw.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -27,6 +28,7 @@ from qrclient.present.browse import Row
 from qrclient.present.printable import printable
 
 MAX_WIDTH = 30
+UID_WIDTH = 64  # a UID is read (and copied) whole: 64 characters at most (PS3.5 9.1)
 _MARK = 2  # the selection mark before each row
 
 # Short headers for the keys a query returns by default.
@@ -54,11 +56,52 @@ LABELS = {
 }
 
 
+# Moved to the right of the others, in this order, when the terminal is too narrow for
+# the columns people read first (Here and the counts): still there, a scroll away.
+SECONDARY = (
+    "StudyTime",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "NumberOfStudyRelatedSeries",
+    "SOPClassUID",
+    "SeriesDate",
+    "SeriesTime",
+)
+
+
 @dataclass(slots=True)
 class Column:
     key: str
     label: str
     width: int
+
+    @property
+    def cap(self) -> int:
+        return UID_WIDTH if self.key.endswith("UID") else MAX_WIDTH
+
+
+def fold(text: str) -> str:
+    """Text as the filter compares it: case and accents folded (jörg, Jörg -> jorg)."""
+    text = text.casefold()
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def arranged(columns: Sequence[Column], width: int) -> list[Column]:
+    """``columns`` in their order, except that secondary ones move to just before the
+    UIDs while the columns before the UIDs do not fit in ``width`` cells."""
+    uids = [c for c in columns if c.key.endswith("UID") and c.key != "SOPClassUID"]
+    rest = [c for c in columns if c not in uids]
+    moved: list[Column] = []
+    for key in SECONDARY:
+        if _MARK + sum(c.width + 1 for c in rest) <= width:
+            break
+        moved += [c for c in rest if c.key == key]
+        rest = [c for c in rest if c.key != key]
+    return rest + [c for c in columns if c in moved] + uids
 
 
 def _sort_key(value: str) -> tuple[int, float, str]:
@@ -94,34 +137,6 @@ class ResultsTable(ScrollView, can_focus=True):
         "results--selected",
     }
 
-    DEFAULT_CSS = """
-    ResultsTable {
-        background: $surface;
-        scrollbar-gutter: stable;
-    }
-    ResultsTable > .results--header {
-        background: $panel;
-        color: $text;
-        text-style: bold;
-    }
-    ResultsTable > .results--header-current {
-        background: $primary;
-        color: $text;
-        text-style: bold;
-    }
-    ResultsTable > .results--cursor {
-        background: $accent 40%;
-    }
-    ResultsTable:focus > .results--cursor {
-        background: $accent;
-        color: $text;
-    }
-    ResultsTable > .results--selected {
-        color: $success;
-        text-style: bold;
-    }
-    """
-
     class Activated(Message):
         """Enter on a row."""
 
@@ -136,7 +151,8 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.columns: list[Column] = []
+        self.columns: list[Column] = []  # as shown: arranged for the width
+        self._natural: list[Column] = []  # as the query asked
         self._rows: list[Row] = []
         self._texts: list[str] = []  # casefolded row text, for the filter
         self._view: list[int] = []  # indices of the rows shown, in display order
@@ -151,7 +167,8 @@ class ResultsTable(ScrollView, can_focus=True):
     # -- data ------------------------------------------------------------------------
 
     def set_columns(self, keys: Sequence[str]) -> None:
-        self.columns = [Column(k, LABELS.get(k, k), cell_len(LABELS.get(k, k))) for k in keys]
+        self._natural = [Column(k, LABELS.get(k, k), cell_len(LABELS.get(k, k))) for k in keys]
+        self.columns = list(self._natural)
         self.current_column = 0
         self.clear()
 
@@ -176,10 +193,10 @@ class ResultsTable(ScrollView, can_focus=True):
         first = len(self._rows)
         for row in rows:
             self._rows.append(row)
-            self._texts.append(" ".join(row.values()).casefold())
+            self._texts.append(fold(" ".join(row.values())))
         added = range(first, len(self._rows))
         self._widen(added)
-        needle = self.filter_text.casefold()
+        needle = fold(self.filter_text)
         self._view.extend(i for i in added if needle in self._texts[i])
         if self._sort is not None:
             self._apply_sort()
@@ -191,22 +208,22 @@ class ResultsTable(ScrollView, can_focus=True):
         for column in self.columns:
             if column.key == key:
                 for row in rows:
-                    width = min(MAX_WIDTH, cell_len(printable(row.get(key, ""))))
+                    width = min(column.cap, cell_len(printable(row.get(key, ""))))
                     column.width = max(column.width, width)
         self._resize()
 
     def _widen(self, indices: range) -> None:
         for column in self.columns:
-            key, width = column.key, column.width
+            key, width, cap = column.key, column.width, column.cap
             for i in indices:
                 value = self._rows[i].get(key)
                 if value:
-                    width = max(width, min(MAX_WIDTH, cell_len(printable(value))))
+                    width = max(width, min(cap, cell_len(printable(value))))
             column.width = width
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
-        needle = text.casefold()
+        needle = fold(text)
         self._view = [i for i in range(len(self._rows)) if needle in self._texts[i]]
         if self._sort is not None:
             self._apply_sort()
@@ -328,7 +345,20 @@ class ResultsTable(ScrollView, can_focus=True):
 
     # -- rendering -------------------------------------------------------------------
 
+    def _arrange(self) -> None:
+        """Columns for the width: the ones people read first on screen."""
+        width = self.scrollable_content_region.width or self.size.width
+        columns = arranged(self._natural, width) if width else list(self._natural)
+        if columns != self.columns:
+            current = self.columns[self.current_column] if self.columns else None
+            self.columns = columns
+            self.current_column = columns.index(current) if current in columns else 0
+
+    def on_resize(self) -> None:
+        self._resize()
+
     def _resize(self) -> None:
+        self._arrange()
         size = Size(_MARK + sum(c.width + 1 for c in self.columns), len(self._view) + 1)
         old = self.virtual_size
         height = self.size.height
