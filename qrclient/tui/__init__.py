@@ -28,6 +28,7 @@ def run(
     file): our AE title, the store, the listener for C-MOVE. ``nodes``: the
     configuration already loaded (with ``calling_ae`` and ``listen`` applied).
     """
+    import logging
     import sys
 
     from qrclient.net import Settings
@@ -56,6 +57,10 @@ def run(
 
     if preview.missing() is None:
         # textual-image asks the terminal what it can draw: before Textual takes it over.
+        # A terminal that does not answer (a pty, some SSH clients) is not an error for
+        # us: textual-image falls back to half blocks, and its warning, with a traceback,
+        # would otherwise land on the user's screen through logging's last resort.
+        logging.getLogger("textual_image").addHandler(logging.NullHandler())
         import textual_image.widget  # noqa: F401
 
     history = QueryHistory(root)  # in the store: past queries name patients
