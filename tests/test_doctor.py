@@ -99,6 +99,8 @@ def silent_port(port: int) -> Iterator[None]:
     """A port that accepts TCP connections and never answers, like a stuck program."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # An earlier test's listener on this port may have left connections in TIME_WAIT.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", port))
         server.listen(8)
         yield
